@@ -1,0 +1,169 @@
+// GGUF v3 writer: used to save converted models and, in tests, to build small
+// models of any shape.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "frugal/error.h"
+#include "frugal/gguf.h"
+
+namespace frugal {
+
+namespace {
+
+class ByteSink {
+ public:
+  explicit ByteSink(std::vector<uint8_t>& out) : out_(out) {}
+  template <typename T>
+  void put(T value) {
+    const size_t at = out_.size();
+    out_.resize(at + sizeof(T));
+    std::memcpy(out_.data() + at, &value, sizeof(T));
+  }
+  void put_string(const std::string& s) {
+    put<uint64_t>(s.size());
+    out_.insert(out_.end(), s.begin(), s.end());
+  }
+  void pad_to(uint64_t alignment) {
+    while (out_.size() % alignment) out_.push_back(0);
+  }
+
+ private:
+  std::vector<uint8_t>& out_;
+};
+
+void put_value(ByteSink& sink, const GgufValue& v) {
+  switch (v.type) {
+    case GgufType::UInt8: sink.put<uint8_t>(static_cast<uint8_t>(v.as_uint())); break;
+    case GgufType::Int8: sink.put<int8_t>(static_cast<int8_t>(v.as_int())); break;
+    case GgufType::UInt16: sink.put<uint16_t>(static_cast<uint16_t>(v.as_uint())); break;
+    case GgufType::Int16: sink.put<int16_t>(static_cast<int16_t>(v.as_int())); break;
+    case GgufType::UInt32: sink.put<uint32_t>(static_cast<uint32_t>(v.as_uint())); break;
+    case GgufType::Int32: sink.put<int32_t>(static_cast<int32_t>(v.as_int())); break;
+    case GgufType::UInt64: sink.put<uint64_t>(v.as_uint()); break;
+    case GgufType::Int64: sink.put<int64_t>(v.as_int()); break;
+    case GgufType::Float32: sink.put<float>(static_cast<float>(v.as_float())); break;
+    case GgufType::Float64: sink.put<double>(v.as_float()); break;
+    case GgufType::Bool: sink.put<uint8_t>(v.as_bool() ? 1 : 0); break;
+    case GgufType::String: sink.put_string(v.as_string()); break;
+    case GgufType::Array: {
+      const auto& array = v.as_array();
+      sink.put<uint32_t>(static_cast<uint32_t>(array.element_type));
+      sink.put<uint64_t>(array.items.size());
+      for (const auto& item : array.items) {
+        if (item.type != array.element_type) {
+          throw Error(fmt::format("GGUF writer: array of {} holds a {} item", gguf_type_name(array.element_type),
+                                  gguf_type_name(item.type)));
+        }
+        put_value(sink, item);
+      }
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+GgufWriter::GgufWriter() = default;
+
+void GgufWriter::set(std::string key, GgufValue value) {
+  if (key == "general.alignment") alignment_ = value.as_uint();
+  for (auto& [existing, old] : metadata_) {
+    if (existing == key) {
+      old = std::move(value);
+      return;
+    }
+  }
+  metadata_.emplace_back(std::move(key), std::move(value));
+}
+
+void GgufWriter::set_alignment(uint64_t alignment) {
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
+    throw Error(fmt::format("GGUF writer: alignment {} is not a power of two", alignment));
+  }
+  set("general.alignment", GgufValue::u32(static_cast<uint32_t>(alignment)));
+}
+
+void GgufWriter::add_tensor(std::string name, TensorType type, std::vector<int64_t> shape,
+                            std::span<const uint8_t> data) {
+  if (shape.empty() || shape.size() > 4) {
+    throw Error(fmt::format("GGUF writer: tensor '{}' has {} dimensions, expected 1 to 4", name, shape.size()));
+  }
+  const auto& traits = tensor_type_traits(type);
+  uint64_t elements = 1;
+  for (int64_t d : shape) {
+    if (d <= 0) throw Error(fmt::format("GGUF writer: tensor '{}' has a dimension of {}", name, d));
+    elements *= static_cast<uint64_t>(d);
+  }
+  if (shape[0] % static_cast<int64_t>(traits.block_elements) != 0) {
+    throw Error(fmt::format("GGUF writer: tensor '{}' row length {} is not a multiple of {} ({})", name, shape[0],
+                            traits.block_elements, traits.name));
+  }
+  const uint64_t expected = elements / traits.block_elements * traits.block_bytes;
+  if (data.size() != expected) {
+    throw Error(fmt::format("GGUF writer: tensor '{}' needs {} bytes, got {}", name, expected, data.size()));
+  }
+  for (const auto& t : tensors_) {
+    if (t.name == name) throw Error(fmt::format("GGUF writer: duplicate tensor name '{}'", name));
+  }
+  tensors_.push_back({std::move(name), type, std::move(shape), {data.begin(), data.end()}});
+}
+
+std::vector<uint8_t> GgufWriter::to_bytes() const {
+  std::vector<uint8_t> out;
+  ByteSink sink(out);
+  sink.put<uint32_t>(0x46554747);
+  sink.put<uint32_t>(3);
+  sink.put<uint64_t>(tensors_.size());
+  sink.put<uint64_t>(metadata_.size());
+  for (const auto& [key, value] : metadata_) {
+    sink.put_string(key);
+    sink.put<uint32_t>(static_cast<uint32_t>(value.type));
+    put_value(sink, value);
+  }
+  uint64_t offset = 0;
+  for (const auto& t : tensors_) {
+    sink.put_string(t.name);
+    sink.put<uint32_t>(static_cast<uint32_t>(t.shape.size()));
+    for (int64_t d : t.shape) sink.put<uint64_t>(static_cast<uint64_t>(d));
+    sink.put<uint32_t>(static_cast<uint32_t>(t.type));
+    sink.put<uint64_t>(offset);
+    offset += (t.data.size() + alignment_ - 1) / alignment_ * alignment_;
+  }
+  sink.pad_to(alignment_);
+  for (const auto& t : tensors_) {
+    out.insert(out.end(), t.data.begin(), t.data.end());
+    sink.pad_to(alignment_);
+  }
+  return out;
+}
+
+void GgufWriter::write(const std::filesystem::path& path) const {
+  const std::vector<uint8_t> bytes = to_bytes();
+  const std::filesystem::path temp = path.string() + ".tmp-" + std::to_string(getpid());
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(fmt::format("{}: cannot create: {}", temp.string(), std::strerror(errno)));
+  size_t written = 0;
+  while (written < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      std::filesystem::remove(temp);
+      throw Error(fmt::format("{}: write failed: {}", temp.string(), std::strerror(err)));
+    }
+    written += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    std::filesystem::remove(temp);
+    throw Error(fmt::format("{}: cannot flush to disk: {}", temp.string(), std::strerror(errno)));
+  }
+  std::filesystem::rename(temp, path);
+}
+
+}  // namespace frugal
