@@ -1,0 +1,50 @@
+// Text generation: prompt processing in batches, sampling, streaming text
+// out, and stopping on end-of-generation tokens, stop strings or a token
+// budget.
+#pragma once
+
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "frugal/model.h"
+#include "frugal/sampler.h"
+#include "frugal/tokenizer.h"
+
+namespace frugal {
+
+struct GenerationOptions {
+  int32_t max_tokens = 256;  // < 0: until the context is full
+  SamplingParams sampling;
+  std::vector<std::string> stop_strings;
+  bool render_special = false;   // print control tokens as text
+  size_t prompt_batch = 512;     // tokens per forward pass while reading the prompt
+};
+
+enum class StopReason { EndOfGeneration, StopString, MaxTokens, ContextFull, Cancelled };
+std::string_view stop_reason_name(StopReason reason);
+
+struct GenerationResult {
+  std::vector<TokenId> tokens;  // generated tokens (including a final EOG token)
+  std::string text;             // printed text (stop string and EOG excluded)
+  StopReason stop_reason = StopReason::MaxTokens;
+  size_t prompt_tokens = 0;
+  double prompt_seconds = 0;
+  double generation_seconds = 0;
+};
+
+// Called with each piece of text as soon as it is safe to print; return false
+// to cancel.
+using TextCallback = std::function<bool(std::string_view)>;
+
+// Feeds `prompt` after whatever `cache` already holds, then generates.
+GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cache, std::span<const TokenId> prompt,
+                          const GenerationOptions& options, const TextCallback& on_text = {});
+
+// Runs `tokens` through the model in batches of at most `batch` tokens;
+// returns the logits of the last token.
+std::vector<float> prefill(Model& model, KvCache& cache, std::span<const TokenId> tokens, size_t batch);
+
+}  // namespace frugal

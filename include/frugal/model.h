@@ -1,0 +1,112 @@
+// Transformer models loaded from GGUF files: architectures `llama` (Llama
+// 1/2/3, TinyLlama, SmolLM2), `qwen2` (Q/K/V biases) and `qwen3` (per-head
+// Q/K RMSNorm). Weights stay in their stored format in the memory-mapped
+// file; compute is F32.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "frugal/gguf.h"
+#include "frugal/tensor_type.h"
+
+namespace frugal {
+
+using TokenId = int32_t;
+
+enum class RopeStyle { Normal, Neox };  // adjacent pairs (llama) or split halves (qwen)
+enum class RopeScaling { None, Linear, Yarn, Llama3 };
+
+struct ModelConfig {
+  std::string architecture;
+  std::string name;
+  int64_t vocab_size = 0;
+  int64_t embedding_size = 0;
+  int64_t layer_count = 0;
+  int64_t head_count = 0;
+  int64_t kv_head_count = 0;
+  int64_t head_size = 0;        // per-head key/value width
+  int64_t feed_forward_size = 0;
+  int64_t training_context = 0;
+  float rms_epsilon = 1e-5f;
+  RopeStyle rope_style = RopeStyle::Normal;
+  int64_t rope_dimensions = 0;  // leading dims of each head that are rotated
+  float rope_freq_base = 10000.0f;
+  RopeScaling rope_scaling = RopeScaling::None;
+  float rope_scaling_factor = 1.0f;
+  int64_t rope_original_context = 0;
+  // YaRN (llama.cpp defaults)
+  float yarn_beta_fast = 32.0f;
+  float yarn_beta_slow = 1.0f;
+  // Llama 3 frequency smoothing
+  float llama3_low_freq_factor = 1.0f;
+  float llama3_high_freq_factor = 4.0f;
+  bool tied_embeddings = false;
+  bool qkv_bias = false;       // qwen2
+  bool qk_norm = false;        // qwen3
+
+  // Reads and checks the configuration; throws UnsupportedError for other
+  // architectures and FormatError for inconsistent dimensions.
+  static ModelConfig from_gguf(const GgufFile& file);
+};
+
+enum class KvPrecision { F32, F16 };
+
+// Keys and values of one sequence for every layer, filled left to right.
+class KvCache {
+ public:
+  KvCache(const ModelConfig& config, int64_t context_size, KvPrecision precision = KvPrecision::F32);
+
+  int64_t capacity() const { return capacity_; }
+  int64_t size() const { return size_; }
+  KvPrecision precision() const { return precision_; }
+  // Forgets everything from `position` on (for re-use of a shared prefix).
+  void truncate(int64_t position);
+  size_t bytes() const;
+
+  // Row of keys (or values) for one layer and position: kv_head_count *
+  // head_size elements in the cache precision.
+  void* key_row(int64_t layer, int64_t position);
+  void* value_row(int64_t layer, int64_t position);
+  size_t row_elements() const { return static_cast<size_t>(row_elements_); }
+
+ private:
+  friend class Model;
+  int64_t capacity_;
+  int64_t size_ = 0;
+  int64_t row_elements_;
+  size_t element_bytes_;
+  KvPrecision precision_;
+  std::vector<std::vector<uint8_t>> keys_, values_;  // [layer][position * row]
+};
+
+struct ModelOptions {
+  size_t threads = 0;  // 0: all hardware threads
+};
+
+class Model {
+ public:
+  static std::unique_ptr<Model> load(const std::filesystem::path& path, const ModelOptions& options = {});
+  ~Model();
+
+  const ModelConfig& config() const;
+  const GgufFile& file() const;
+  size_t thread_count() const;
+
+  // Runs `tokens` through the model at positions cache.size() onwards,
+  // appending their keys and values to `cache` (batched: all tokens in one
+  // pass). Returns logits: for every token when `all_logits`, otherwise for
+  // the last one only; row-major [n x vocab].
+  std::vector<float> forward(std::span<const TokenId> tokens, KvCache& cache, bool all_logits = false);
+
+ private:
+  Model();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace frugal

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs frugal's build dependencies from Debian 12 packages, then
+# configures and builds a Release build into build/.
+#
+#   ./scripts/setup.sh            # install + build
+#   FRUGAL_SKIP_APT=1 ./scripts/setup.sh   # build only (dependencies present)
+#   FRUGAL_BUILD_DIR=build-asan FRUGAL_CMAKE_ARGS="-DFRUGAL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug" ./scripts/setup.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libcli11-dev nlohmann-json3-dev libfmt-dev libpcre2-dev
+  clang   # for the libFuzzer target (optional but installed by default)
+)
+
+if [[ "${FRUGAL_SKIP_APT:-0}" != "1" ]]; then
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    sudo_cmd=()
+    [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+    echo "setup: installing ${missing[*]}"
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+build_dir="${FRUGAL_BUILD_DIR:-build}"
+jobs="${FRUGAL_JOBS:-$(nproc)}"
+# shellcheck disable=SC2086
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release ${FRUGAL_CMAKE_ARGS:-}
+cmake --build "$build_dir" -j "$jobs"
+echo "setup: built $build_dir/frugal"

@@ -1,0 +1,15 @@
+// Subcommands of the `frugal` command-line tool. Each `add_*` registers its
+// options on the app; the callback runs the command. Errors propagate as
+// frugal::Error and are reported by main().
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace frugal::cli {
+
+void add_run_command(CLI::App& app);
+void add_info_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
+void add_logits_command(CLI::App& app);
+
+}  // namespace frugal::cli

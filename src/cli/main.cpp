@@ -1,0 +1,33 @@
+// frugal: LLM inference on modest hardware. Entry point and error edge: every
+// frugal::Error becomes a one-line message on stderr and exit code 1.
+#include <cstdio>
+#include <exception>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "frugal/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"frugal: cheap, simple LLM inference on modest hardware (GGUF models on CPU)", "frugal"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "frugal 0.1.0");
+  frugal::cli::add_run_command(app);
+  frugal::cli::add_info_command(app);
+  frugal::cli::add_tokenize_command(app);
+  frugal::cli::add_logits_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const frugal::Error& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

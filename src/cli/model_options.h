@@ -1,0 +1,37 @@
+// Options shared by the commands that load a model (-m, -t, -c, cache type),
+// and the helpers that turn them into a loaded model and tokenizer.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "frugal/model.h"
+#include "frugal/tokenizer.h"
+
+namespace frugal::cli {
+
+struct ModelArguments {
+  std::string model_path;
+  int threads = 0;          // 0: all cores
+  int64_t context = 0;      // 0: the model's training context, at most 4096
+  std::string cache_type = "f32";
+};
+
+void add_model_arguments(CLI::App& command, ModelArguments& args);
+
+struct LoadedModel {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tokenizer;
+  int64_t context = 0;
+  KvPrecision cache_precision = KvPrecision::F32;
+};
+
+LoadedModel load_model(const ModelArguments& args);
+
+// Replaces the two-character sequence "\n" with a newline (prompt files and
+// -p use it, as llama.cpp's -e does).
+std::string unescape_newlines(const std::string& text);
+
+}  // namespace frugal::cli

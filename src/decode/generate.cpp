@@ -1,0 +1,100 @@
+#include "frugal/generate.h"
+
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "frugal/error.h"
+#include "frugal/generation_text.h"
+
+namespace frugal {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+}  // namespace
+
+std::string_view stop_reason_name(StopReason reason) {
+  switch (reason) {
+    case StopReason::EndOfGeneration: return "eog";
+    case StopReason::StopString: return "stop";
+    case StopReason::MaxTokens: return "length";
+    case StopReason::ContextFull: return "context";
+    case StopReason::Cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+std::vector<float> prefill(Model& model, KvCache& cache, std::span<const TokenId> tokens, size_t batch) {
+  if (tokens.empty()) throw Error("the prompt is empty: nothing to process");
+  if (batch == 0) batch = tokens.size();
+  std::vector<float> logits;
+  for (size_t begin = 0; begin < tokens.size(); begin += batch) {
+    const size_t count = std::min(batch, tokens.size() - begin);
+    logits = model.forward(tokens.subspan(begin, count), cache, false);
+  }
+  return logits;
+}
+
+GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cache, std::span<const TokenId> prompt,
+                          const GenerationOptions& options, const TextCallback& on_text) {
+  GenerationResult result;
+  result.prompt_tokens = prompt.size();
+  if (cache.size() + static_cast<int64_t>(prompt.size()) >= cache.capacity()) {
+    throw Error(fmt::format("the prompt ({} tokens) does not fit in the context of {} tokens; use a larger -c",
+                            cache.size() + static_cast<int64_t>(prompt.size()), cache.capacity()));
+  }
+  Sampler sampler(options.sampling);
+  StopStringMatcher stops(options.stop_strings);
+  Utf8StreamBuffer utf8;
+  std::vector<TokenId> history(prompt.begin(), prompt.end());
+
+  auto emit = [&](const std::string& text) {
+    if (text.empty()) return true;
+    result.text += text;
+    return on_text ? on_text(text) : true;
+  };
+
+  auto start = std::chrono::steady_clock::now();
+  std::vector<float> logits = prefill(model, cache, prompt, options.prompt_batch);
+  result.prompt_seconds = seconds_since(start);
+  start = std::chrono::steady_clock::now();
+
+  const int64_t budget = options.max_tokens < 0 ? cache.capacity() : options.max_tokens;
+  bool cancelled = false;
+  for (int64_t step = 0;; ++step) {
+    if (step >= budget) {
+      result.stop_reason = StopReason::MaxTokens;
+      break;
+    }
+    const TokenId token = sampler.sample(logits, history);
+    result.tokens.push_back(token);
+    history.push_back(token);
+    if (tokenizer.is_end_of_generation(token)) {
+      result.stop_reason = StopReason::EndOfGeneration;
+      break;
+    }
+    const auto out = stops.push(utf8.push(tokenizer.token_to_piece(token, options.render_special)));
+    if (!emit(out.text)) {
+      cancelled = true;
+      result.stop_reason = StopReason::Cancelled;
+      break;
+    }
+    if (out.stopped) {
+      result.stop_reason = StopReason::StopString;
+      break;
+    }
+    if (cache.size() >= cache.capacity()) {
+      result.stop_reason = StopReason::ContextFull;
+      break;
+    }
+    const TokenId next[1] = {token};
+    logits = model.forward(next, cache, false);
+  }
+  if (!cancelled && !stops.stopped()) emit(stops.push(utf8.flush()).text + stops.flush());
+  result.generation_seconds = seconds_since(start);
+  return result;
+}
+
+}  // namespace frugal

@@ -1,0 +1,152 @@
+// The forward pass: all tokens of a batch go through each layer together, so
+// every weight matrix is read once per batch.
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "frugal/error.h"
+#include "frugal/quant.h"
+#include "model/model_impl.h"
+#include "tensor/ops.h"
+
+namespace frugal {
+
+namespace {
+
+void add_bias(float* rows, size_t count, const std::vector<float>& bias) {
+  if (bias.empty()) return;
+  for (size_t t = 0; t < count; ++t) add_in_place(rows + t * bias.size(), bias.data(), bias.size());
+}
+
+void store_row(const float* src, void* dst, size_t n, KvPrecision precision) {
+  if (precision == KvPrecision::F32) {
+    std::copy(src, src + n, static_cast<float*>(dst));
+  } else {
+    auto* out = static_cast<uint16_t*>(dst);
+    for (size_t i = 0; i < n; ++i) out[i] = f32_to_f16(src[i]);
+  }
+}
+
+// Reads head `head` (size `head_size`) of a cached row into F32.
+const float* load_head(const void* row, int64_t head, int64_t head_size, KvPrecision precision, float* scratch) {
+  if (precision == KvPrecision::F32) return static_cast<const float*>(row) + head * head_size;
+  const auto* in = static_cast<const uint16_t*>(row) + head * head_size;
+  for (int64_t i = 0; i < head_size; ++i) scratch[i] = f16_to_f32(in[i]);
+  return scratch;
+}
+
+}  // namespace
+
+std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache& cache, bool all_logits) {
+  const ModelConfig& c = config;
+  const size_t n = tokens.size();
+  if (n == 0) throw Error("forward pass needs at least one token");
+  const int64_t start = cache.size();
+  if (start + static_cast<int64_t>(n) > cache.capacity()) {
+    throw Error(fmt::format("context is full: {} tokens cached + {} new > context size {}; use a larger -c",
+                            start, n, cache.capacity()));
+  }
+  if (cache.row_elements() != static_cast<size_t>(c.kv_head_count * c.head_size) ||
+      cache.keys_.size() != layers.size()) {
+    throw Error("KV cache was made for a different model");
+  }
+  const size_t embed = static_cast<size_t>(c.embedding_size);
+  const size_t head_size = static_cast<size_t>(c.head_size);
+  const size_t q_width = static_cast<size_t>(c.head_count) * head_size;
+  const size_t kv_width = static_cast<size_t>(c.kv_head_count) * head_size;
+  const size_t ffn = static_cast<size_t>(c.feed_forward_size);
+  const int64_t group = c.head_count / c.kv_head_count;
+  const float attention_scale = 1.0f / std::sqrt(static_cast<float>(head_size));
+
+  std::vector<float> x(n * embed), normed(n * embed), q(n * q_width), k(n * kv_width), v(n * kv_width);
+  std::vector<float> attention(n * q_width), projected(n * embed), gate(n * ffn), up(n * ffn);
+  for (size_t t = 0; t < n; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= c.vocab_size) {
+      throw Error(fmt::format("token id {} is outside the vocabulary (size {})", tokens[t], c.vocab_size));
+    }
+    dequantize_matrix_row(token_embedding, tokens[t], x.data() + t * embed);
+  }
+
+  // Rotation angles per position, shared by every layer and head.
+  const size_t pairs = static_cast<size_t>(rope->pairs());
+  std::vector<float> cosines(n * pairs), sines(n * pairs);
+  for (size_t t = 0; t < n; ++t) rope->angles(start + static_cast<int64_t>(t), &cosines[t * pairs], &sines[t * pairs]);
+
+  for (size_t li = 0; li < layers.size(); ++li) {
+    const LayerWeights& l = layers[li];
+    for (size_t t = 0; t < n; ++t) {
+      rms_norm(&x[t * embed], l.attention_norm.data(), &normed[t * embed], embed, c.rms_epsilon);
+    }
+    matmul(l.query, normed.data(), n, q.data(), *pool);
+    matmul(l.key, normed.data(), n, k.data(), *pool);
+    matmul(l.value, normed.data(), n, v.data(), *pool);
+    add_bias(q.data(), n, l.query_bias);
+    add_bias(k.data(), n, l.key_bias);
+    add_bias(v.data(), n, l.value_bias);
+    for (size_t t = 0; t < n; ++t) {
+      for (int64_t h = 0; h < c.head_count; ++h) {
+        float* head = &q[t * q_width + static_cast<size_t>(h) * head_size];
+        if (!l.query_norm.empty()) rms_norm(head, l.query_norm.data(), head, head_size, c.rms_epsilon);
+        rope->rotate(head, &cosines[t * pairs], &sines[t * pairs]);
+      }
+      for (int64_t h = 0; h < c.kv_head_count; ++h) {
+        float* head = &k[t * kv_width + static_cast<size_t>(h) * head_size];
+        if (!l.key_norm.empty()) rms_norm(head, l.key_norm.data(), head, head_size, c.rms_epsilon);
+        rope->rotate(head, &cosines[t * pairs], &sines[t * pairs]);
+      }
+      const int64_t position = start + static_cast<int64_t>(t);
+      store_row(&k[t * kv_width], cache.key_row(static_cast<int64_t>(li), position), kv_width, cache.precision());
+      store_row(&v[t * kv_width], cache.value_row(static_cast<int64_t>(li), position), kv_width, cache.precision());
+    }
+
+    // Causal attention: token t sees cached positions [0, start + t].
+    pool->parallel_for(n * static_cast<size_t>(c.head_count), [&](size_t begin, size_t end) {
+      std::vector<float> scores(static_cast<size_t>(start) + n), key_scratch(head_size), value_scratch(head_size);
+      for (size_t item = begin; item < end; ++item) {
+        const size_t t = item / static_cast<size_t>(c.head_count);
+        const int64_t h = static_cast<int64_t>(item % static_cast<size_t>(c.head_count));
+        const int64_t kv_head = h / group;
+        const float* query = &q[t * q_width + static_cast<size_t>(h) * head_size];
+        const int64_t visible = start + static_cast<int64_t>(t) + 1;
+        for (int64_t j = 0; j < visible; ++j) {
+          const float* key = load_head(cache.key_row(static_cast<int64_t>(li), j), kv_head, c.head_size,
+                                       cache.precision(), key_scratch.data());
+          scores[static_cast<size_t>(j)] = dot_f32(key, query, head_size) * attention_scale;
+        }
+        softmax(scores.data(), static_cast<size_t>(visible));
+        float* out = &attention[t * q_width + static_cast<size_t>(h) * head_size];
+        std::fill(out, out + head_size, 0.0f);
+        for (int64_t j = 0; j < visible; ++j) {
+          const float* value = load_head(cache.value_row(static_cast<int64_t>(li), j), kv_head, c.head_size,
+                                         cache.precision(), value_scratch.data());
+          const float p = scores[static_cast<size_t>(j)];
+          for (size_t d = 0; d < head_size; ++d) out[d] += p * value[d];
+        }
+      }
+    });
+    matmul(l.attention_output, attention.data(), n, projected.data(), *pool);
+    add_in_place(x.data(), projected.data(), n * embed);
+
+    for (size_t t = 0; t < n; ++t) {
+      rms_norm(&x[t * embed], l.feed_forward_norm.data(), &normed[t * embed], embed, c.rms_epsilon);
+    }
+    matmul(l.gate, normed.data(), n, gate.data(), *pool);
+    matmul(l.up, normed.data(), n, up.data(), *pool);
+    swiglu(gate.data(), up.data(), n * ffn);
+    matmul(l.down, gate.data(), n, projected.data(), *pool);
+    add_in_place(x.data(), projected.data(), n * embed);
+  }
+  cache.size_ = start + static_cast<int64_t>(n);
+
+  const size_t first = all_logits ? 0 : n - 1;
+  const size_t rows = n - first;
+  for (size_t t = first; t < n; ++t) {
+    rms_norm(&x[t * embed], output_norm.data(), &normed[(t - first) * embed], embed, c.rms_epsilon);
+  }
+  std::vector<float> logits(rows * static_cast<size_t>(c.vocab_size));
+  matmul(output, normed.data(), rows, logits.data(), *pool);
+  return logits;
+}
+
+}  // namespace frugal

@@ -1,0 +1,33 @@
+// Matrix products between stored weights (any tensor format, read in place
+// from the mapped file) and F32 activations.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "frugal/tensor_type.h"
+
+namespace frugal {
+
+class ThreadPool;
+
+// A 2-D weight matrix as stored in GGUF: `rows` rows of `cols` elements, each
+// row `row_bytes` long, contiguous.
+struct WeightMatrix {
+  TensorType type = TensorType::F32;
+  const uint8_t* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  size_t row_bytes = 0;
+};
+
+// out[t * weight.rows + r] = dot(weight row r, in[t * weight.cols ...]) for
+// t < tokens. Activations are converted once to the format the weight type
+// pairs with (see frugal/quant.h), then rows are split across threads.
+void matmul(const WeightMatrix& weight, const float* in, size_t tokens, float* out, ThreadPool& pool);
+
+// Copies row `row` of `weight` into `out` as F32 (embedding lookup).
+void dequantize_matrix_row(const WeightMatrix& weight, int64_t row, float* out);
+
+}  // namespace frugal

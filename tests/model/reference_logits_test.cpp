@@ -1,0 +1,118 @@
+// The engine against the reference engine's outputs in ../shared/fixtures:
+// same token ids, logits within tolerance at every position (teacher-forced
+// on the reference tokens), and the same greedy continuation.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "frugal/model.h"
+#include "frugal/tokenizer.h"
+#include "support/test_paths.h"
+
+namespace frugal {
+namespace {
+
+struct ReferenceCase {
+  std::string model;       // file name in shared/models, without .gguf
+  double absolute;         // tolerance: absolute + relative * |ref|
+  double relative;
+  bool greedy_exact;       // all greedy tokens must match
+};
+
+std::ostream& operator<<(std::ostream& os, const ReferenceCase& c) { return os << c.model; }
+
+class ReferenceLogits : public ::testing::TestWithParam<ReferenceCase> {};
+
+TEST_P(ReferenceLogits, MatchesReferenceEngine) {
+  const ReferenceCase& param = GetParam();
+  ModelOptions options;
+  options.threads = 2;
+  auto model = Model::load(test::shared_path("models/" + param.model + ".gguf"), options);
+  auto tokenizer = Tokenizer::from_gguf(model->file());
+  const size_t vocab = static_cast<size_t>(model->config().vocab_size);
+  std::ifstream in(test::shared_path("fixtures/reference/" + param.model + ".jsonl"));
+  ASSERT_TRUE(in) << "missing fixture for " << param.model;
+
+  double worst_logit_error = 0;
+  std::string line;
+  int prompts = 0;
+  while (std::getline(in, line)) {
+    ++prompts;
+    const auto record = nlohmann::json::parse(line);
+    const std::string prompt = record["prompt"];
+    SCOPED_TRACE("prompt: " + prompt);
+    const auto reference_tokens = record["tokens"].get<std::vector<TokenId>>();
+    EXPECT_EQ(tokenizer->encode(prompt, true, true), reference_tokens);
+
+    const auto greedy_reference = record["greedy"].get<std::vector<TokenId>>();
+    KvCache cache(model->config(), static_cast<int64_t>(reference_tokens.size() + greedy_reference.size() + 1));
+    const std::vector<float> logits = model->forward(reference_tokens, cache, true);
+    const auto& positions = record["positions"];
+    ASSERT_EQ(positions.size(), reference_tokens.size());
+    for (size_t p = 0; p < positions.size(); ++p) {
+      const float* ours = &logits[p * vocab];
+      const auto& top = positions[p]["top"];
+      for (const auto& pair : top) {
+        const TokenId id = pair[0];
+        const double ref = pair[1];
+        const double error = std::abs(ours[id] - ref);
+        worst_logit_error = std::max(worst_logit_error, error);
+        EXPECT_LE(error, param.absolute + param.relative * std::abs(ref))
+            << "position " << p << " token " << id << ": ours " << ours[id] << " reference " << ref;
+      }
+      double max = ours[0];
+      for (size_t i = 0; i < vocab; ++i) max = std::max<double>(max, ours[i]);
+      double sum = 0;
+      for (size_t i = 0; i < vocab; ++i) sum += std::exp(ours[i] - max);
+      const double lse = max + std::log(sum), ref_lse = positions[p]["logsumexp"];
+      EXPECT_LE(std::abs(lse - ref_lse), param.absolute + param.relative * std::abs(ref_lse)) << "position " << p;
+      const double gap = static_cast<double>(top[0][1]) - static_cast<double>(top[1][1]);
+      if (gap > param.absolute + param.relative * std::abs(static_cast<double>(top[0][1]))) {
+        const TokenId our_top = static_cast<TokenId>(std::max_element(ours, ours + vocab) - ours);
+        EXPECT_EQ(our_top, static_cast<TokenId>(top[0][0])) << "position " << p;
+      }
+    }
+
+    // Greedy continuation. Where our own top-2 gap falls below the tolerance
+    // a rounding difference may legitimately flip the choice; past that step
+    // the two runs are no longer comparable.
+    std::vector<float> last(logits.end() - static_cast<long>(vocab), logits.end());
+    size_t comparable = greedy_reference.size();
+    for (size_t step = 0; step < greedy_reference.size(); ++step) {
+      std::vector<float> sorted(last);
+      std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
+      const TokenId ours = static_cast<TokenId>(std::max_element(last.begin(), last.end()) - last.begin());
+      if (!param.greedy_exact && sorted[0] - sorted[1] < param.absolute + param.relative * std::abs(sorted[0])) {
+        comparable = step;
+        break;
+      }
+      ASSERT_EQ(ours, greedy_reference[step]) << "greedy step " << step;
+      const TokenId next[1] = {ours};
+      last = model->forward(next, cache, false);
+    }
+    std::cout << "[ " << param.model << " ] greedy tokens compared: " << comparable << " of "
+              << greedy_reference.size() << "\n";
+  }
+  EXPECT_EQ(prompts, 5);
+  std::cout << "[ " << param.model << " ] largest top-10 logit difference: " << worst_logit_error << "\n";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    SharedModels, ReferenceLogits,
+    ::testing::Values(ReferenceCase{"tiny-llama-spm", 0.02, 1e-3, true},
+                      ReferenceCase{"tiny-qwen2-gpt2", 0.02, 1e-3, false},
+                      ReferenceCase{"mini-llama-spm-q8_0", 0.35, 0, false},
+                      ReferenceCase{"mini-llama-spm-q4_0", 0.35, 0, false},
+                      ReferenceCase{"mini-llama-spm-q4_k_m", 0.35, 0, false},
+                      ReferenceCase{"mini-llama-spm-q6_k", 0.35, 0, false}),
+    [](const auto& info) {
+      std::string name = info.param.model;
+      for (auto& c : name) if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      return name;
+    });
+
+}  // namespace
+}  // namespace frugal

@@ -1,0 +1,38 @@
+// Writes small random-weight GGUF models of any shape for tests.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "frugal/tensor_type.h"
+
+namespace frugal::test {
+
+struct RandomModelSpec {
+  std::string architecture = "llama";  // llama, qwen2, qwen3
+  int64_t vocab = 96;
+  int64_t embedding = 64;
+  int64_t layers = 2;
+  int64_t heads = 4;
+  int64_t kv_heads = 2;
+  int64_t head_size = 0;  // 0: embedding / heads
+  int64_t feed_forward = 96;
+  int64_t context = 256;
+  float rope_base = 10000.0f;
+  std::string rope_scaling = "none";  // none, linear, yarn, llama3
+  float rope_scaling_factor = 1.0f;
+  int64_t rope_original_context = 64;
+  bool tied_embeddings = true;
+  bool qkv_bias = false;
+  bool qk_norm = false;
+  TensorType matrix_type = TensorType::F32;
+  uint32_t seed = 1;
+  float weight_scale = 0.3f;
+};
+
+// Writes the model and returns its path; weights ~ N(0, weight_scale^2),
+// norms near 1.
+std::filesystem::path write_random_model(const RandomModelSpec& spec, const std::filesystem::path& path);
+
+}  // namespace frugal::test
