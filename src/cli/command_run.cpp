@@ -120,7 +120,7 @@ void add_run_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("-s,--seed", args->sampling.seed, "random seed (default: random)");
   command->add_flag("--chat", args->chat, "treat the prompt as a user message in the model's chat template");
-  command->add_option("-sys,--system", args->system, "system message (with --chat)");
+  command->add_option("--system", args->system, "system message (with --chat)");
   command->add_option("--chat-template", args->chat_template, "chat format name, overriding the model's template");
   command->add_option("-r,--reverse-prompt,--stop", args->stop, "stop when this text is generated (repeatable)");
   command->add_flag("--no-escape", args->no_escape, "take \\n in -p literally");

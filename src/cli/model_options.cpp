@@ -13,7 +13,7 @@ void add_model_arguments(CLI::App& command, ModelArguments& args) {
   command.add_option("-t,--threads", args.threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1024));
   command.add_option("-c,--ctx-size", args.context, "context size in tokens (default: the model's, at most 4096)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
-  command.add_option("-ctk,--cache-type", args.cache_type, "KV cache precision: f32 or f16")
+  command.add_option("--cache-type-k,--cache-type", args.cache_type, "KV cache precision: f32 or f16")
       ->check(CLI::IsMember({"f32", "f16"}));
 }
 
