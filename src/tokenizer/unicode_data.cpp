@@ -1,4 +1,4 @@
-// Generated from Python unicodedata (Unicode 14.0.0) by gen_unicode_data.py;
+// Generated from Python unicodedata (Unicode 14.0.0) by tools/gen_unicode_data.py;
 // categories grouped as in llama.cpp (letter, number, mark, punctuation, symbol, control...).
 #include "tokenizer/unicode.h"
 

@@ -1,5 +1,5 @@
 # Generates src/tokenizer/unicode_data.cpp from Python's unicodedata:
-#   python3 src/tokenizer/gen_unicode_data.py src/tokenizer/unicode_data.cpp
+#   python3 tools/gen_unicode_data.py src/tokenizer/unicode_data.cpp
 # (categories grouped the way llama.cpp's gen-unicode-data.py does).
 import unicodedata, re, sys
 MAXCP = 0x110000
