@@ -33,6 +33,7 @@ struct GenerationResult {
   size_t prompt_tokens = 0;
   double prompt_seconds = 0;
   double generation_seconds = 0;
+  uint64_t seed = 0;  // the sampler's seed (the drawn one for a random seed), to repeat a run
 };
 
 // Called with each piece of text as soon as it is safe to print; return false

@@ -3,6 +3,7 @@
 #include <map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "cli/commands.h"
 #include "frugal/chat.h"
@@ -48,8 +49,11 @@ void print_info(const std::string& path, bool all_metadata) {
       fmt::print("rope:          {} style, base {}, {} dims{}\n", c.rope_style == RopeStyle::Neox ? "neox" : "normal",
                  c.rope_freq_base, c.rope_dimensions,
                  c.rope_scaling == RopeScaling::None ? "" : fmt::format(", scaling x{}", c.rope_scaling_factor));
-      fmt::print("features:      {}{}{}\n", c.tied_embeddings ? "tied embeddings " : "",
-                 c.qkv_bias ? "qkv bias " : "", c.qk_norm ? "qk norm" : "");
+      std::vector<std::string> features;
+      if (c.tied_embeddings) features.push_back("tied embeddings");
+      if (c.qkv_bias) features.push_back("q/k/v bias");
+      if (c.qk_norm) features.push_back("q/k norm");
+      fmt::print("features:      {}\n", features.empty() ? "none" : fmt::format("{}", fmt::join(features, ", ")));
     } catch (const Error& e) {
       fmt::print("model:         cannot run: {}\n", e.what());
     }

@@ -91,11 +91,10 @@ void run(const RunArguments& args) {
   if (!args.quiet) {
     const double decode_rate = result.generation_seconds > 0 ? result.tokens.size() / result.generation_seconds : 0;
     const double prompt_rate = result.prompt_seconds > 0 ? result.prompt_tokens / result.prompt_seconds : 0;
-    fmt::print(stderr, "\n[prompt {} tokens, {:.1f} tok/s | generated {} tokens, {:.1f} tok/s | stop: {} | seed {}]\n",
+    fmt::print(stderr, "\n[prompt {} tokens, {:.1f} tok/s | generated {} tokens, {:.1f} tok/s | stop: {}{}]\n",
                result.prompt_tokens, prompt_rate, result.tokens.size(), decode_rate,
-               stop_reason_name(result.stop_reason), args.sampling.seed == SamplingParams::kRandomSeed
-                                                         ? std::string("random")
-                                                         : std::to_string(args.sampling.seed));
+               stop_reason_name(result.stop_reason),
+               args.sampling.temperature > 0 ? fmt::format(" | seed {}", result.seed) : "");
   }
 }
 

@@ -46,6 +46,7 @@ GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cac
                             cache.size() + static_cast<int64_t>(prompt.size()), cache.capacity()));
   }
   Sampler sampler(options.sampling);
+  result.seed = sampler.seed_used();
   StopStringMatcher stops(options.stop_strings);
   Utf8StreamBuffer utf8;
   std::vector<TokenId> history(prompt.begin(), prompt.end());
