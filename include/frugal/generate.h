@@ -41,8 +41,15 @@ struct GenerationResult {
 using TextCallback = std::function<bool(std::string_view)>;
 
 // Feeds `prompt` after whatever `cache` already holds, then generates.
+// Afterwards the cache holds the prompt and every generated token but the
+// last (whatever the stop reason), so a conversation continues by feeding
+// `result.tokens.back()` first.
 GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cache, std::span<const TokenId> prompt,
                           const GenerationOptions& options, const TextCallback& on_text = {});
+
+// Throws FormatError when the tokenizer's vocabulary does not match the
+// model's embedding (a vocabulary file paired with the wrong model).
+void check_tokenizer_matches(const Model& model, const Tokenizer& tokenizer);
 
 // Runs `tokens` through the model in batches of at most `batch` tokens;
 // returns the logits of the last token.

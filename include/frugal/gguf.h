@@ -138,6 +138,9 @@ class GgufFile {
   int64_t get_int_or(std::string_view key, int64_t fallback) const;
   double get_float_or(std::string_view key, double fallback) const;
   bool get_bool_or(std::string_view key, bool fallback) const;
+  std::vector<std::string> get_string_array(std::string_view key) const;
+  std::vector<float> get_float_array(std::string_view key) const;
+  std::vector<int32_t> get_int32_array(std::string_view key) const;
 
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
   const GgufTensor* find_tensor(std::string_view name) const;

@@ -60,6 +60,11 @@ enum class KvPrecision { F32, F16 };
 class KvCache {
  public:
   KvCache(const ModelConfig& config, int64_t context_size, KvPrecision precision = KvPrecision::F32);
+  // A cache can be large: copies must be explicit, not accidental.
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
+  KvCache(KvCache&&) = default;
+  KvCache& operator=(KvCache&&) = default;
 
   int64_t capacity() const { return capacity_; }
   int64_t size() const { return size_; }

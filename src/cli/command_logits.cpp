@@ -28,6 +28,8 @@ struct LogitsArguments {
 // Numbers and separators as Python's json.dumps writes them (the reference
 // files' format): "33.8237", "33.0", ", " and ": ".
 std::string python_float(double x) {
+  if (std::isnan(x)) return "NaN";
+  if (std::isinf(x)) return x > 0 ? "Infinity" : "-Infinity";
   std::string s = fmt::format("{}", std::round(x * 1e4) / 1e4);
   if (s.find_first_of(".eni") == std::string::npos) s += ".0";
   return s;

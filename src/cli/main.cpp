@@ -2,6 +2,7 @@
 // frugal::Error becomes a one-line message on stderr and exit code 1.
 #include <cstdio>
 #include <exception>
+#include <new>
 
 #include <fmt/format.h>
 
@@ -23,6 +24,11 @@ int main(int argc, char** argv) {
   } catch (const frugal::Error& e) {
     std::fflush(stdout);
     fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fflush(stdout);
+    fmt::print(stderr, "error: out of memory; use a smaller context (-c), a smaller model, or check that the file "
+                       "is not corrupt\n");
     return 1;
   } catch (const std::exception& e) {
     std::fflush(stdout);

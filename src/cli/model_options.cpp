@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "frugal/error.h"
+#include "frugal/generate.h"
 
 namespace frugal::cli {
 
@@ -13,7 +14,7 @@ void add_model_arguments(CLI::App& command, ModelArguments& args) {
   command.add_option("-t,--threads", args.threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1024));
   command.add_option("-c,--ctx-size", args.context, "context size in tokens (default: the model's, at most 4096)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
-  command.add_option("--cache-type-k,--cache-type", args.cache_type, "KV cache precision: f32 or f16")
+  command.add_option("--cache-type", args.cache_type, "KV cache precision (keys and values): f32 or f16")
       ->check(CLI::IsMember({"f32", "f16"}));
 }
 
@@ -23,11 +24,8 @@ LoadedModel load_model(const ModelArguments& args) {
   options.threads = static_cast<size_t>(args.threads);
   loaded.model = Model::load(args.model_path, options);
   loaded.tokenizer = Tokenizer::from_gguf(loaded.model->file());
+  check_tokenizer_matches(*loaded.model, *loaded.tokenizer);
   const auto& config = loaded.model->config();
-  if (static_cast<int64_t>(loaded.tokenizer->vocab_size()) != config.vocab_size) {
-    throw FormatError(fmt::format("{}: the tokenizer has {} tokens but the embedding has {} rows",
-                                  args.model_path, loaded.tokenizer->vocab_size(), config.vocab_size));
-  }
   loaded.context = args.context > 0 ? args.context : std::min<int64_t>(config.training_context, 4096);
   loaded.cache_precision = args.cache_type == "f16" ? KvPrecision::F16 : KvPrecision::F32;
   return loaded;

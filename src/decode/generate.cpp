@@ -37,8 +37,16 @@ std::vector<float> prefill(Model& model, KvCache& cache, std::span<const TokenId
   return logits;
 }
 
+void check_tokenizer_matches(const Model& model, const Tokenizer& tokenizer) {
+  if (static_cast<int64_t>(tokenizer.vocab_size()) != model.config().vocab_size) {
+    throw FormatError(fmt::format("{}: the tokenizer has {} tokens but the model's embedding has {} rows",
+                                  model.file().source_name(), tokenizer.vocab_size(), model.config().vocab_size));
+  }
+}
+
 GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cache, std::span<const TokenId> prompt,
                           const GenerationOptions& options, const TextCallback& on_text) {
+  check_tokenizer_matches(model, tokenizer);
   GenerationResult result;
   result.prompt_tokens = prompt.size();
   if (cache.size() + static_cast<int64_t>(prompt.size()) >= cache.capacity()) {
@@ -64,11 +72,7 @@ GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cac
 
   const int64_t budget = options.max_tokens < 0 ? cache.capacity() : options.max_tokens;
   bool cancelled = false;
-  for (int64_t step = 0;; ++step) {
-    if (step >= budget) {
-      result.stop_reason = StopReason::MaxTokens;
-      break;
-    }
+  for (int64_t step = 0; step < budget; ++step) {
     const TokenId token = sampler.sample(logits, history);
     result.tokens.push_back(token);
     history.push_back(token);
@@ -86,6 +90,8 @@ GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cac
       result.stop_reason = StopReason::StopString;
       break;
     }
+    // The last token is never fed back: nobody would read its logits.
+    if (step + 1 == budget) break;
     if (cache.size() >= cache.capacity()) {
       result.stop_reason = StopReason::ContextFull;
       break;

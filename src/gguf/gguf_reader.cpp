@@ -348,6 +348,21 @@ bool GgufFile::get_bool_or(std::string_view key, bool fallback) const {
   return v ? with_key(source_name_, key, [&] { return v->as_bool(); }) : fallback;
 }
 
+std::vector<std::string> GgufFile::get_string_array(std::string_view key) const {
+  const GgufValue& v = require(key);
+  return with_key(source_name_, key, [&] { return v.as_string_vector(); });
+}
+
+std::vector<float> GgufFile::get_float_array(std::string_view key) const {
+  const GgufValue& v = require(key);
+  return with_key(source_name_, key, [&] { return v.as_float_vector(); });
+}
+
+std::vector<int32_t> GgufFile::get_int32_array(std::string_view key) const {
+  const GgufValue& v = require(key);
+  return with_key(source_name_, key, [&] { return v.as_int32_vector(); });
+}
+
 const GgufTensor* GgufFile::find_tensor(std::string_view name) const {
   auto it = tensor_index_.find(name);
   return it == tensor_index_.end() ? nullptr : &tensors_[it->second];

@@ -1,6 +1,8 @@
 // GGUF v3 writer: used to save converted models and, in tests, to build small
 // models of any shape.
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -144,9 +146,15 @@ std::vector<uint8_t> GgufWriter::to_bytes() const {
 
 void GgufWriter::write(const std::filesystem::path& path) const {
   const std::vector<uint8_t> bytes = to_bytes();
-  const std::filesystem::path temp = path.string() + ".tmp-" + std::to_string(getpid());
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(fmt::format("{}: cannot create: {}", temp.string(), std::strerror(errno)));
+  // A unique temporary name in the target directory, so the final rename is
+  // atomic and concurrent writers never share a temporary file.
+  std::string temp = path.string() + ".tmp-XXXXXX";
+  const int fd = ::mkstemp(temp.data());
+  if (fd < 0) throw Error(fmt::format("{}: cannot create a file next to it: {}", path.string(), std::strerror(errno)));
+  auto fail = [&](const char* what, int err) {
+    ::unlink(temp.c_str());
+    throw Error(fmt::format("{}: {}: {}", path.string(), what, std::strerror(err)));
+  };
   size_t written = 0;
   while (written < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
@@ -154,16 +162,24 @@ void GgufWriter::write(const std::filesystem::path& path) const {
       if (errno == EINTR) continue;
       const int err = errno;
       ::close(fd);
-      std::filesystem::remove(temp);
-      throw Error(fmt::format("{}: write failed: {}", temp.string(), std::strerror(err)));
+      fail("write failed", err);
     }
     written += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    std::filesystem::remove(temp);
-    throw Error(fmt::format("{}: cannot flush to disk: {}", temp.string(), std::strerror(errno)));
+  if (::fchmod(fd, 0644) != 0 || ::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    fail("cannot flush to disk", err);
   }
-  std::filesystem::rename(temp, path);
+  if (::close(fd) != 0) fail("cannot close", errno);
+  if (::rename(temp.c_str(), path.c_str()) != 0) fail("cannot move the new file into place", errno);
+  // Make the rename itself durable.
+  const std::string directory = path.has_parent_path() ? path.parent_path().string() : ".";
+  const int dir_fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
 }
 
 }  // namespace frugal

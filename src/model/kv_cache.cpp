@@ -1,3 +1,5 @@
+#include <new>
+
 #include <fmt/format.h>
 
 #include "frugal/error.h"
@@ -10,10 +12,22 @@ KvCache::KvCache(const ModelConfig& config, int64_t context_size, KvPrecision pr
       row_elements_(config.kv_head_count * config.head_size),
       element_bytes_(precision == KvPrecision::F32 ? 4 : 2),
       precision_(precision) {
-  if (context_size <= 0) throw Error(fmt::format("context size must be positive, got {}", context_size));
-  const size_t layer_bytes = static_cast<size_t>(capacity_ * row_elements_) * element_bytes_;
-  keys_.assign(static_cast<size_t>(config.layer_count), std::vector<uint8_t>(layer_bytes));
-  values_.assign(static_cast<size_t>(config.layer_count), std::vector<uint8_t>(layer_bytes));
+  constexpr int64_t kMaxContext = int64_t{1} << 26;
+  if (context_size <= 0 || context_size > kMaxContext) {
+    throw Error(fmt::format("context size must be between 1 and {}, got {}", kMaxContext, context_size));
+  }
+  // Both factors are bounded (context here, dimensions by ModelConfig), so
+  // the product fits; the total is reported before the allocation is tried.
+  const size_t layer_bytes = static_cast<size_t>(capacity_) * static_cast<size_t>(row_elements_) * element_bytes_;
+  const double total_gib = 2.0 * static_cast<double>(layer_bytes) * static_cast<double>(config.layer_count) /
+                           static_cast<double>(1ull << 30);
+  try {
+    keys_.assign(static_cast<size_t>(config.layer_count), std::vector<uint8_t>(layer_bytes));
+    values_.assign(static_cast<size_t>(config.layer_count), std::vector<uint8_t>(layer_bytes));
+  } catch (const std::bad_alloc&) {
+    throw Error(fmt::format("not enough memory for a KV cache of {} tokens ({:.2f} GiB); use a smaller -c or "
+                            "--cache-type f16", context_size, total_gib));
+  }
 }
 
 void KvCache::truncate(int64_t position) {

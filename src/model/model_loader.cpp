@@ -16,8 +16,12 @@ WeightMatrix matrix_view(const GgufFile& file, const std::string& name, int64_t 
     throw FormatError(fmt::format("{}: tensor '{}' has shape {}, expected [{}, {}]", file.source_name(), name,
                                   t.shape_string(), cols, rows));
   }
-  if (!tensor_type_traits(t.type).can_dequantize) {
-    throw UnsupportedError(fmt::format("{}: tensor '{}' is stored as {}, which frugal cannot compute with",
+  // A weight must have a dot product (Q8_1 and Q8_K, say, are activation
+  // formats only): fail here, naming the tensor, not in the first pass.
+  try {
+    activation_type(t.type);
+  } catch (const UnsupportedError&) {
+    throw UnsupportedError(fmt::format("{}: tensor '{}' is stored as {}, which frugal cannot use as a weight",
                                        file.source_name(), name, tensor_type_name(t.type)));
   }
   return {t.type, t.data, rows, cols, tensor_row_bytes(t.type, static_cast<size_t>(cols))};

@@ -56,6 +56,11 @@ RotaryEmbedding::RotaryEmbedding(const ModelConfig& config, std::vector<float> f
   if (!frequency_factors_.empty() && static_cast<int64_t>(frequency_factors_.size()) != pairs()) {
     throw FormatError(fmt::format("rope_freqs.weight has {} values, expected {}", frequency_factors_.size(), pairs()));
   }
+  for (float factor : frequency_factors_) {
+    if (!std::isfinite(factor) || factor <= 0) {
+      throw FormatError(fmt::format("rope_freqs.weight holds {}, expected positive finite values", factor));
+    }
+  }
   if (config.rope_scaling == RopeScaling::Linear || config.rope_scaling == RopeScaling::Yarn) {
     frequency_scale_ = 1.0f / config.rope_scaling_factor;
   }

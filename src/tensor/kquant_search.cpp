@@ -26,16 +26,8 @@ int clamp_symmetric(int level, int nmax) { return std::max(-nmax, std::min(nmax 
 }  // namespace
 
 float fit_symmetric_levels(int n, int nmax, const float* x, int8_t* levels, int rmse_type, const float* weights) {
-  float max = 0.0f;
-  float amax = 0.0f;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < kGroupMaxEps) {
+  const float max = signed_absmax(x, static_cast<size_t>(n));
+  if (std::fabs(max) < kGroupMaxEps) {
     std::fill(levels, levels + n, int8_t{0});
     return 0.0f;
   }
@@ -84,16 +76,8 @@ float fit_symmetric_levels(int n, int nmax, const float* x, int8_t* levels, int 
 }
 
 float fit_symmetric_levels_q3(int n, int nmax, const float* x, int8_t* levels, bool refine) {
-  float max = 0.0f;
-  float amax = 0.0f;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < kGroupMaxEps) {
+  const float max = signed_absmax(x, static_cast<size_t>(n));
+  if (std::fabs(max) < kGroupMaxEps) {
     std::fill(levels, levels + n, int8_t{0});
     return 0.0f;
   }

@@ -211,7 +211,12 @@ float quantize_8bit_block(const float* x, int8_t* qs) {
   // and such flips grow through a network into visible logit differences.
   const float d = amax / 127;
   const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-  for (int j = 0; j < kBlock; ++j) qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+  for (int j = 0; j < kBlock; ++j) {
+    // Non-finite inputs (a broken model) become 0 instead of undefined
+    // float-to-int conversions.
+    const float v = std::nearbyint(x[j] * id);
+    qs[j] = v >= -127.0f && v <= 127.0f ? static_cast<int8_t>(v) : 0;
+  }
   return d;
 }
 

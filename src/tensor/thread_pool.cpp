@@ -1,21 +1,34 @@
 #include "tensor/thread_pool.h"
 
 #include <algorithm>
+#include <string>
+#include <system_error>
+
+#include "frugal/error.h"
 
 namespace frugal {
 
 ThreadPool::ThreadPool(size_t threads) {
   threads = std::max<size_t>(threads, 1);
-  for (size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  try {
+    for (size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  } catch (const std::system_error& e) {
+    stop_workers();  // joinable threads must not be destroyed
+    throw Error(std::string("cannot start ") + std::to_string(threads) + " threads: " + e.what() +
+                "; use fewer threads (-t)");
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop_workers(); }
+
+void ThreadPool::stop_workers() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
   work_ready_.notify_all();
   for (auto& w : workers_) w.join();
+  workers_.clear();
 }
 
 size_t ThreadPool::default_thread_count() {
@@ -59,6 +72,7 @@ void ThreadPool::parallel_for(size_t count, const std::function<void(size_t, siz
     body(0, count);
     return;
   }
+  std::lock_guard turn(caller_mutex_);
   {
     std::lock_guard lock(mutex_);
     body_ = &body;

@@ -22,7 +22,9 @@ class ThreadPool {
 
   // Splits [0, count) into one contiguous chunk per thread and runs
   // body(begin, end) for each; returns when all are done. Exceptions thrown
-  // by the body are rethrown here (the first one wins).
+  // by the body are rethrown here (the first one wins). Calls from several
+  // threads are safe: they take turns, each using the whole pool. The body
+  // must not call parallel_for on the same pool.
   void parallel_for(size_t count, const std::function<void(size_t, size_t)>& body);
 
   // Number of threads to use when the user gives none: the hardware's.
@@ -30,9 +32,11 @@ class ThreadPool {
 
  private:
   void worker_loop(size_t index);
+  void stop_workers();
   void run_chunk(size_t index);
 
   std::vector<std::thread> workers_;
+  std::mutex caller_mutex_;  // one parallel_for at a time
   std::mutex mutex_;
   std::condition_variable work_ready_;
   std::condition_variable work_done_;

@@ -49,7 +49,7 @@ class BpeTokenizer final : public VocabTokenizer {
 
     const GgufValue* merges = file.find("tokenizer.ggml.merges");
     if (merges == nullptr) throw FormatError(file.source_name() + ": tokenizer.ggml.merges is missing");
-    const std::vector<std::string> list = merges->as_string_vector();
+    const std::vector<std::string> list = file.get_string_array("tokenizer.ggml.merges");
     ranks_.reserve(list.size());
     for (size_t i = 0; i < list.size(); ++i) {
       // llama.cpp splits at the first space after the first character.

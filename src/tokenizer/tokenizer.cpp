@@ -17,7 +17,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
   if (model_value == nullptr) {
     throw FormatError(file.source_name() + ": no tokenizer.ggml.model key; the file carries no vocabulary");
   }
-  const std::string model = model_value->as_string();
+  const std::string model = file.get_string("tokenizer.ggml.model");
   const std::string pre = file.get_string_or("tokenizer.ggml.pre", "");
   if (model == "llama") return detail::make_spm_tokenizer(file, pre);
   if (model == "gpt2") return detail::make_bpe_tokenizer(file, pre);
@@ -131,20 +131,20 @@ void VocabTokenizer::load_vocab(const GgufFile& file, const std::string& model, 
 
   const GgufValue* tokens_value = file.find("tokenizer.ggml.tokens");
   if (tokens_value == nullptr) throw FormatError(source + ": tokenizer.ggml.tokens is missing");
-  tokens_ = tokens_value->as_string_vector();
+  tokens_ = file.get_string_array("tokenizer.ggml.tokens");
   const size_t n = tokens_.size();
   if (n == 0) throw FormatError(source + ": tokenizer.ggml.tokens is empty");
 
-  if (const GgufValue* v = file.find("tokenizer.ggml.scores")) {
-    scores_ = v->as_float_vector();
+  if (file.find("tokenizer.ggml.scores")) {
+    scores_ = file.get_float_array("tokenizer.ggml.scores");
     if (scores_.size() < n) {
       throw FormatError(source + ": tokenizer.ggml.scores has " + std::to_string(scores_.size()) +
                         " entries for " + std::to_string(n) + " tokens");
     }
   }
   attributes_.assign(n, TokenAttribute::Normal);
-  if (const GgufValue* v = file.find("tokenizer.ggml.token_type")) {
-    const std::vector<int32_t> types = v->as_int32_vector();
+  if (file.find("tokenizer.ggml.token_type")) {
+    const std::vector<int32_t> types = file.get_int32_array("tokenizer.ggml.token_type");
     if (types.size() < n) {
       throw FormatError(source + ": tokenizer.ggml.token_type has " + std::to_string(types.size()) +
                         " entries for " + std::to_string(n) + " tokens");
@@ -171,8 +171,8 @@ void VocabTokenizer::load_vocab(const GgufFile& file, const std::string& model, 
   const auto special_id = [&](std::initializer_list<const char*> keys, TokenId fallback) -> TokenId {
     TokenId id = in_range(fallback) ? fallback : -1;
     for (const char* key : keys) {
-      if (const GgufValue* v = file.find(key)) {
-        const int64_t value = v->as_int();
+      if (file.find(key)) {
+        const int64_t value = file.get_int(key);
         if (in_range(value)) id = static_cast<TokenId>(value);
         break;
       }

@@ -116,6 +116,18 @@ class NaiveTransformer {
     const double d = static_cast<double>(head_size_);
     const double extrapolated = position * std::pow(static_cast<double>(spec_.rope_base), -2.0 * i / d);
     if (spec_.rope_scaling == "linear") return extrapolated / spec_.rope_scaling_factor;
+    if (!spec_.rope_frequency_factors.empty()) return extrapolated / spec_.rope_frequency_factors[i];
+    if (spec_.rope_scaling == "llama3") {
+      // Llama 3.1: wavelengths longer than original_context / low_freq_factor
+      // (1) are stretched by the factor, shorter than original_context /
+      // high_freq_factor (4) kept, and the band between blended.
+      const double wavelength = 2 * std::numbers::pi / std::pow(static_cast<double>(spec_.rope_base), -2.0 * i / d);
+      const double context = static_cast<double>(spec_.rope_original_context);
+      if (wavelength < context / 4) return extrapolated;
+      if (wavelength > context / 1) return extrapolated / spec_.rope_scaling_factor;
+      const double smooth = (context / wavelength - 1) / (4 - 1);
+      return extrapolated * ((1 - smooth) / spec_.rope_scaling_factor + smooth);
+    }
     if (spec_.rope_scaling == "yarn") {
       // YaRN: interpolate low frequencies, keep high ones, ramp between the
       // dimensions that complete beta_slow=1 and beta_fast=32 turns.
@@ -199,6 +211,10 @@ INSTANTIATE_TEST_SUITE_P(
         spec("qwen2", [](auto& s) { s.qkv_bias = true; s.rope_base = 1e6f; }),
         spec("qwen2", [](auto& s) { s.qkv_bias = true; s.rope_scaling = "yarn"; s.rope_scaling_factor = 4; s.rope_original_context = 32; }),
         spec("qwen3", [](auto& s) { s.qk_norm = true; s.head_size = 32; }),
+        spec("llama", [](auto& s) { s.rope_scaling = "llama3"; s.rope_scaling_factor = 8; s.rope_original_context = 64; }),
+        spec("llama", [](auto& s) {
+          for (int i = 0; i < 8; ++i) s.rope_frequency_factors.push_back(1.0f + 0.5f * static_cast<float>(i));
+        }),
         spec("llama", [](auto& s) { s.matrix_type = TensorType::F16; })));
 
 TEST(ModelConsistency, IncrementalDecodingEqualsBatchedPrefill) {

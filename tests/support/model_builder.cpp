@@ -66,6 +66,11 @@ std::filesystem::path write_random_model(const RandomModelSpec& s, const std::fi
   const int64_t q_width = s.heads * head_size, kv_width = s.kv_heads * head_size;
   make.matrix("token_embd.weight", s.embedding, s.vocab, s.matrix_type);
   make.vector("output_norm.weight", s.embedding, 1.0f, 0.2f);
+  if (!s.rope_frequency_factors.empty()) {
+    writer.add_tensor("rope_freqs.weight", TensorType::F32, {static_cast<int64_t>(s.rope_frequency_factors.size())},
+                      {reinterpret_cast<const uint8_t*>(s.rope_frequency_factors.data()),
+                       s.rope_frequency_factors.size() * sizeof(float)});
+  }
   if (!s.tied_embeddings) make.matrix("output.weight", s.embedding, s.vocab, s.matrix_type);
   for (int64_t i = 0; i < s.layers; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
@@ -90,6 +95,28 @@ std::filesystem::path write_random_model(const RandomModelSpec& s, const std::fi
   }
   writer.write(path);
   return path;
+}
+
+}  // namespace frugal::test
+
+namespace frugal::test {
+
+void rewrite_gguf(const std::filesystem::path& source, const std::filesystem::path& destination,
+                  const std::function<void(GgufEdit&)>& edit) {
+  GgufEdit contents;
+  {
+    const GgufFile file = GgufFile::open(source);
+    contents.metadata = file.metadata();
+    for (const auto& t : file.tensors()) {
+      contents.tensors.push_back({t.name, t.type, std::vector<int64_t>(t.shape.begin(), t.shape.begin() + t.n_dims),
+                                  std::vector<uint8_t>(t.data, t.data + t.size_bytes)});
+    }
+  }
+  edit(contents);
+  GgufWriter writer;
+  for (auto& [key, value] : contents.metadata) writer.set(key, value);
+  for (auto& t : contents.tensors) writer.add_tensor(t.name, t.type, t.shape, t.data);
+  writer.write(destination);
 }
 
 }  // namespace frugal::test

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "frugal/tensor_type.h"
 
@@ -23,6 +24,7 @@ struct RandomModelSpec {
   std::string rope_scaling = "none";  // none, linear, yarn, llama3
   float rope_scaling_factor = 1.0f;
   int64_t rope_original_context = 64;
+  std::vector<float> rope_frequency_factors;  // written as rope_freqs.weight when not empty
   bool tied_embeddings = true;
   bool qkv_bias = false;
   bool qk_norm = false;
@@ -34,5 +36,28 @@ struct RandomModelSpec {
 // Writes the model and returns its path; weights ~ N(0, weight_scale^2),
 // norms near 1.
 std::filesystem::path write_random_model(const RandomModelSpec& spec, const std::filesystem::path& path);
+
+}  // namespace frugal::test
+
+#include <functional>
+
+#include "frugal/gguf.h"
+
+namespace frugal::test {
+
+// Copies a GGUF file, letting `edit` change the metadata and tensors first
+// (to make files that are well-formed but wrong in one chosen way).
+struct GgufEdit {
+  std::vector<std::pair<std::string, GgufValue>> metadata;
+  struct Tensor {
+    std::string name;
+    TensorType type;
+    std::vector<int64_t> shape;
+    std::vector<uint8_t> data;
+  };
+  std::vector<Tensor> tensors;
+};
+void rewrite_gguf(const std::filesystem::path& source, const std::filesystem::path& destination,
+                  const std::function<void(GgufEdit&)>& edit);
 
 }  // namespace frugal::test
