@@ -49,7 +49,8 @@ class Tokenizer {
   virtual std::string decode(std::span<const TokenId> tokens, bool render_special = false) const;
 
   size_t vocab_size() const { return tokens_.size(); }
-  const std::string& token_text(TokenId id) const { return tokens_.at(static_cast<size_t>(id)); }
+  // Both throw frugal::Error for ids outside the vocabulary.
+  const std::string& token_text(TokenId id) const;
   TokenAttribute token_attribute(TokenId id) const;
   const std::string& model_name() const { return model_name_; }    // llama, gpt2, bert
   const std::string& pre_tokenizer() const { return pre_name_; }   // default, llama-bpe, qwen2...

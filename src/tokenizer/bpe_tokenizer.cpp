@@ -3,13 +3,13 @@
 // bytes are mapped to GPT-2's printable codepoints, and adjacent symbols are
 // merged by the rank of the pair in `tokenizer.ggml.merges` (lowest first),
 // as llama.cpp's llm_tokenizer_bpe does.
-#include <queue>
 #include <string>
 #include <vector>
 
 #include "frugal/error.h"
 #include "frugal/gguf.h"
 #include "tokenizer/pre_tokenizers.h"
+#include "tokenizer/symbol_merge.h"
 #include "tokenizer/unicode.h"
 #include "tokenizer/vocab_tokenizer.h"
 
@@ -64,24 +64,9 @@ class BpeTokenizer final : public VocabTokenizer {
     std::string sanitized;
     if (sanitize_utf8(text, sanitized)) text = sanitized;
 
-    struct Symbol {
-      int prev, next;
-      size_t start, n;
-    };
-    struct Bigram {
-      int left, right;
-      int rank;
-      size_t size;
-    };
-    struct Lower {  // priority: lowest rank, then leftmost
-      bool operator()(const Bigram& l, const Bigram& r) const {
-        return l.rank > r.rank || (l.rank == r.rank && l.left > r.left);
-      }
-    };
-
     std::string word;
     std::string key;
-    std::vector<Symbol> symbols;
+    std::vector<MergeSymbol> symbols;
     for (std::string_view piece : splitter_.split(text)) {
       word.clear();
       for (char c : piece) word += unicode::byte_to_unicode(static_cast<uint8_t>(c));
@@ -94,41 +79,15 @@ class BpeTokenizer final : public VocabTokenizer {
         }
       }
 
-      symbols.clear();
-      for (size_t offset = 0; offset < word.size();) {
-        const size_t len = std::min(unicode::utf8_len(word[offset]), word.size() - offset);
-        const int index = static_cast<int>(symbols.size());
-        symbols.push_back({index - 1, offset + len == word.size() ? -1 : index + 1, offset, len});
-        offset += len;
-      }
-
-      std::priority_queue<Bigram, std::vector<Bigram>, Lower> queue;
-      const auto try_add = [&](int left, int right) {
-        if (left < 0 || right < 0) return;
-        const Symbol& l = symbols[left];
-        const Symbol& r = symbols[right];
-        key.assign(word, l.start, l.n);
+      // Lower merge ranks apply first.
+      merge_best_pairs<int>(word, symbols, [&](std::string_view left, std::string_view right) -> std::optional<int> {
+        key.assign(left);
         key.push_back(' ');
-        key.append(word, r.start, r.n);
-        auto it = ranks_.find(key);
-        if (it == ranks_.end()) return;
-        queue.push({left, right, it->second, l.n + r.n});
-      };
-      for (int i = 1; i < static_cast<int>(symbols.size()); ++i) try_add(i - 1, i);
-
-      while (!queue.empty()) {
-        const Bigram bigram = queue.top();
-        queue.pop();
-        Symbol& left = symbols[bigram.left];
-        Symbol& right = symbols[bigram.right];
-        if (left.n == 0 || right.n == 0 || left.n + right.n != bigram.size) continue;  // stale
-        left.n += right.n;
-        right.n = 0;
-        left.next = right.next;
-        if (right.next >= 0) symbols[right.next].prev = bigram.left;
-        try_add(left.prev, bigram.left);
-        try_add(bigram.left, left.next);
-      }
+        key.append(right);
+        const auto it = ranks_.find(key);
+        if (it == ranks_.end()) return std::nullopt;
+        return -it->second;
+      });
 
       for (int i = 0; i != -1 && !symbols.empty(); i = symbols[i].next) {
         const std::string_view sym(word.data() + symbols[i].start, symbols[i].n);

@@ -3,12 +3,12 @@
 // of the merged token (llama.cpp's llm_tokenizer_spm); symbols that are not
 // tokens fall back to <0xXX> byte tokens.
 #include <array>
-#include <queue>
 #include <string>
 #include <vector>
 
 #include "frugal/error.h"
 #include "frugal/gguf.h"
+#include "tokenizer/symbol_merge.h"
 #include "tokenizer/unicode.h"
 #include "tokenizer/vocab_tokenizer.h"
 
@@ -16,7 +16,6 @@ namespace frugal::detail {
 
 namespace {
 
-constexpr std::string_view kEscapedSpace = "\xE2\x96\x81";  // U+2581
 
 class SpmTokenizer final : public VocabTokenizer {
  public:
@@ -51,58 +50,17 @@ class SpmTokenizer final : public VocabTokenizer {
     }
     if (s.empty()) return;
 
-    struct Symbol {
-      int prev, next;
-      size_t start, n;
-    };
-    struct Bigram {
-      int left, right;
-      float score;
-      size_t size;
-    };
-    struct Lower {  // priority: highest score, then leftmost
-      bool operator()(const Bigram& l, const Bigram& r) const {
-        return l.score < r.score || (l.score == r.score && l.left > r.left);
-      }
-    };
-
-    std::vector<Symbol> symbols;
+    std::vector<MergeSymbol> symbols;
     symbols.reserve(s.size());
-    for (size_t offset = 0; offset < s.size();) {
-      const size_t len = std::min(unicode::utf8_len(s[offset]), s.size() - offset);
-      const int index = static_cast<int>(symbols.size());
-      symbols.push_back({index - 1, offset + len == s.size() ? -1 : index + 1, offset, len});
-      offset += len;
-    }
-
-    std::vector<Bigram> storage;
-    storage.reserve(symbols.size());
-    std::priority_queue<Bigram, std::vector<Bigram>, Lower> queue(Lower{}, std::move(storage));
-    const auto try_add = [&](int left, int right) {
-      if (left < 0 || right < 0) return;
-      const std::string_view merged(s.data() + symbols[left].start, symbols[left].n + symbols[right].n);
-      const TokenId id = text_to_token(merged);
-      if (id < 0) return;
-      queue.push({left, right, score(id), merged.size()});
-    };
-    for (int i = 1; i < static_cast<int>(symbols.size()); ++i) try_add(i - 1, i);
-
-    while (!queue.empty()) {
-      const Bigram bigram = queue.top();
-      queue.pop();
-      Symbol& left = symbols[bigram.left];
-      Symbol& right = symbols[bigram.right];
-      if (left.n == 0 || right.n == 0 || left.n + right.n != bigram.size) continue;  // stale
-      left.n += right.n;
-      right.n = 0;
-      left.next = right.next;
-      if (right.next >= 0) symbols[right.next].prev = bigram.left;
-      try_add(left.prev, bigram.left);
-      try_add(bigram.left, left.next);
-    }
+    // A pair merges when the merged text is a token; higher scores first.
+    merge_best_pairs<float>(s, symbols, [&](std::string_view left, std::string_view right) -> std::optional<float> {
+      const TokenId id = text_to_token(std::string_view(left.data(), left.size() + right.size()));
+      if (id < 0) return std::nullopt;
+      return score(id);
+    });
 
     for (int i = 0; i != -1; i = symbols[i].next) {
-      const Symbol& sym = symbols[i];
+      const MergeSymbol& sym = symbols[i];
       const std::string_view piece(s.data() + sym.start, sym.n);
       const TokenId id = text_to_token(piece);
       if (id >= 0) {
@@ -116,20 +74,7 @@ class SpmTokenizer final : public VocabTokenizer {
     }
   }
 
-  std::string normal_piece(TokenId id) const override {
-    const std::string& text = tokens_[static_cast<size_t>(id)];
-    std::string out;
-    out.reserve(text.size());
-    for (size_t i = 0; i < text.size();) {
-      if (text.compare(i, kEscapedSpace.size(), kEscapedSpace) == 0) {
-        out.push_back(' ');
-        i += kEscapedSpace.size();
-      } else {
-        out.push_back(text[i++]);
-      }
-    }
-    return out;
-  }
+  std::string normal_piece(TokenId id) const override { return unescape_spaces(tokens_[static_cast<size_t>(id)]); }
 
  private:
   std::array<TokenId, 256> byte_tokens_{};

@@ -26,7 +26,24 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
                          "' (tokenizer.ggml.model); supported: llama, gpt2, bert");
 }
 
-TokenAttribute Tokenizer::token_attribute(TokenId id) const { return attributes_.at(static_cast<size_t>(id)); }
+namespace {
+void check_token_id(TokenId id, size_t vocab_size) {
+  if (id < 0 || static_cast<size_t>(id) >= vocab_size) {
+    throw Error("token id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(vocab_size) +
+                " tokens)");
+  }
+}
+}  // namespace
+
+const std::string& Tokenizer::token_text(TokenId id) const {
+  check_token_id(id, tokens_.size());
+  return tokens_[static_cast<size_t>(id)];
+}
+
+TokenAttribute Tokenizer::token_attribute(TokenId id) const {
+  check_token_id(id, attributes_.size());
+  return attributes_[static_cast<size_t>(id)];
+}
 
 bool Tokenizer::is_end_of_generation(TokenId id) const {
   return id >= 0 && std::find(end_of_generation_.begin(), end_of_generation_.end(), id) != end_of_generation_.end();

@@ -15,6 +15,23 @@
 
 namespace frugal::detail {
 
+// SentencePiece writes spaces as U+2581 LOWER ONE EIGHTH BLOCK.
+inline constexpr std::string_view kEscapedSpace = "\xE2\x96\x81";
+
+inline std::string unescape_spaces(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    if (text.substr(i, kEscapedSpace.size()) == kEscapedSpace) {
+      out.push_back(' ');
+      i += kEscapedSpace.size();
+    } else {
+      out.push_back(text[i++]);
+    }
+  }
+  return out;
+}
+
 struct StringHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }

@@ -15,7 +15,6 @@ namespace frugal::detail {
 
 namespace {
 
-constexpr std::string_view kEscapedSpace = "\xE2\x96\x81";  // U+2581
 
 bool is_chinese_char(uint32_t cpt) {
   return (cpt >= 0x04E00 && cpt <= 0x09FFF) || (cpt >= 0x03400 && cpt <= 0x04DBF) ||
@@ -67,20 +66,7 @@ class WordPieceTokenizer final : public VocabTokenizer {
     }
   }
 
-  std::string normal_piece(TokenId id) const override {
-    const std::string& text = tokens_[static_cast<size_t>(id)];
-    std::string out;
-    out.reserve(text.size());
-    for (size_t i = 0; i < text.size();) {
-      if (text.compare(i, kEscapedSpace.size(), kEscapedSpace) == 0) {
-        out.push_back(' ');
-        i += kEscapedSpace.size();
-      } else {
-        out.push_back(text[i++]);
-      }
-    }
-    return out;
-  }
+  std::string normal_piece(TokenId id) const override { return unescape_spaces(tokens_[static_cast<size_t>(id)]); }
 
   bool strip_leading_space() const override { return true; }
 
