@@ -90,7 +90,8 @@ class KvCache {
 };
 
 struct ModelOptions {
-  size_t threads = 0;  // 0: all hardware threads
+  size_t threads = 0;        // 0: all hardware threads
+  bool pin_threads = false;  // bind compute threads to CPUs
 };
 
 class Model {

@@ -85,7 +85,7 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
   model->impl_->config = ModelConfig::from_gguf(model->impl_->file);
   model->impl_->load_weights();
   const size_t threads = options.threads ? options.threads : ThreadPool::default_thread_count();
-  model->impl_->pool = std::make_unique<ThreadPool>(threads);
+  model->impl_->pool = std::make_unique<ThreadPool>(threads, options.pin_threads);
   return model;
 }
 

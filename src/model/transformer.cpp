@@ -8,6 +8,7 @@
 #include "frugal/error.h"
 #include "frugal/quant.h"
 #include "model/model_impl.h"
+#include "tensor/kernel_set.h"
 #include "tensor/ops.h"
 
 namespace frugal {
@@ -58,6 +59,7 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
   const size_t ffn = static_cast<size_t>(c.feed_forward_size);
   const int64_t group = c.head_count / c.kv_head_count;
   const float attention_scale = 1.0f / std::sqrt(static_cast<float>(head_size));
+  const KernelSet& kernels = active_kernels();
 
   std::vector<float> x(n * embed), normed(n * embed), q(n * q_width), k(n * kv_width), v(n * kv_width);
   std::vector<float> attention(n * q_width), projected(n * embed), gate(n * ffn), up(n * ffn);
@@ -112,7 +114,7 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
         for (int64_t j = 0; j < visible; ++j) {
           const float* key = load_head(cache.key_row(static_cast<int64_t>(li), j), kv_head, c.head_size,
                                        cache.precision(), key_scratch.data());
-          scores[static_cast<size_t>(j)] = dot_f32(key, query, head_size) * attention_scale;
+          scores[static_cast<size_t>(j)] = kernels.dot_f32(key, query, head_size) * attention_scale;
         }
         softmax(scores.data(), static_cast<size_t>(visible));
         float* out = &attention[t * q_width + static_cast<size_t>(h) * head_size];
@@ -120,8 +122,7 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
         for (int64_t j = 0; j < visible; ++j) {
           const float* value = load_head(cache.value_row(static_cast<int64_t>(li), j), kv_head, c.head_size,
                                          cache.precision(), value_scratch.data());
-          const float p = scores[static_cast<size_t>(j)];
-          for (size_t d = 0; d < head_size; ++d) out[d] += p * value[d];
+          kernels.axpy_f32(scores[static_cast<size_t>(j)], value, out, head_size);
         }
       }
     });

@@ -14,6 +14,5 @@ void softmax(float* x, size_t n);
 void swiglu(float* gate, const float* up, size_t n);
 // y += x
 void add_in_place(float* y, const float* x, size_t n);
-float dot_f32(const float* a, const float* b, size_t n);
 
 }  // namespace frugal

@@ -1,6 +1,10 @@
 #include "tensor/thread_pool.h"
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <system_error>
 
@@ -8,10 +12,36 @@
 
 namespace frugal {
 
-ThreadPool::ThreadPool(size_t threads) {
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// How long an idle worker spins before sleeping.
+constexpr auto kSpinTime = std::chrono::microseconds(1000);
+
+void pin_to_cpu(std::thread::native_handle_type thread, size_t cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu % CPU_SETSIZE, &set);
+  pthread_setaffinity_np(thread, sizeof(set), &set);  // best effort
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(size_t threads, bool pin) {
   threads = std::max<size_t>(threads, 1);
   try {
-    for (size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    for (size_t i = 1; i < threads; ++i) {
+      workers_.emplace_back([this, i] { worker_loop(i); });
+      if (pin) pin_to_cpu(workers_.back().native_handle(), i);
+    }
+    if (pin) pin_to_cpu(pthread_self(), 0);
   } catch (const std::system_error& e) {
     stop_workers();  // joinable threads must not be destroyed
     throw Error(std::string("cannot start ") + std::to_string(threads) + " threads: " + e.what() +
@@ -22,11 +52,11 @@ ThreadPool::ThreadPool(size_t threads) {
 ThreadPool::~ThreadPool() { stop_workers(); }
 
 void ThreadPool::stop_workers() {
+  stopping_.store(true);
   {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
+    std::lock_guard lock(sleep_mutex_);
   }
-  work_ready_.notify_all();
+  wake_.notify_all();
   for (auto& w : workers_) w.join();
   workers_.clear();
 }
@@ -44,25 +74,34 @@ void ThreadPool::run_chunk(size_t index) {
   try {
     (*body_)(begin, end);
   } catch (...) {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(error_mutex_);
     if (!error_) error_ = std::current_exception();
   }
 }
 
 void ThreadPool::worker_loop(size_t index) {
-  size_t seen = 0;
+  uint64_t seen = 0;
   for (;;) {
-    {
-      std::unique_lock lock(mutex_);
-      work_ready_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_) return;
-      seen = generation_;
+    // Spin first: the next job usually comes within microseconds.
+    const auto spin_until = std::chrono::steady_clock::now() + kSpinTime;
+    uint32_t spins = 0;
+    while (generation_.load(std::memory_order_acquire) == seen && !stopping_.load(std::memory_order_relaxed)) {
+      cpu_relax();
+      if (++spins % 1024 == 0 && std::chrono::steady_clock::now() > spin_until) {
+        // Then sleep. Announcing the sleep before re-checking under the lock
+        // pairs with the caller bumping the generation before it looks at
+        // sleepers_, so no wake-up is lost.
+        sleepers_.fetch_add(1);
+        std::unique_lock lock(sleep_mutex_);
+        wake_.wait(lock, [&] { return generation_.load() != seen || stopping_.load(); });
+        sleepers_.fetch_sub(1);
+        break;
+      }
     }
+    if (stopping_.load()) return;
+    seen = generation_.load(std::memory_order_acquire);
     run_chunk(index);
-    {
-      std::lock_guard lock(mutex_);
-      if (--pending_ == 0) work_done_.notify_one();
-    }
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
@@ -73,24 +112,19 @@ void ThreadPool::parallel_for(size_t count, const std::function<void(size_t, siz
     return;
   }
   std::lock_guard turn(caller_mutex_);
-  {
-    std::lock_guard lock(mutex_);
-    body_ = &body;
-    count_ = count;
-    pending_ = workers_.size();
-    error_ = nullptr;
-    ++generation_;
+  body_ = &body;
+  count_ = count;
+  error_ = nullptr;
+  pending_.store(workers_.size(), std::memory_order_relaxed);
+  generation_.fetch_add(1);  // publishes body_ and count_
+  if (sleepers_.load() > 0) {
+    { std::lock_guard lock(sleep_mutex_); }
+    wake_.notify_all();
   }
-  work_ready_.notify_all();
   run_chunk(0);
-  std::exception_ptr error;
-  {
-    std::unique_lock lock(mutex_);
-    work_done_.wait(lock, [&] { return pending_ == 0; });
-    error = error_;
-    body_ = nullptr;
-  }
-  if (error) std::rethrow_exception(error);
+  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+  body_ = nullptr;
+  if (error_) std::rethrow_exception(error_);
 }
 
 }  // namespace frugal

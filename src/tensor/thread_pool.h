@@ -1,7 +1,13 @@
-// A small fixed-size thread pool for data-parallel loops. The calling thread
-// takes part in the work, so a pool of N threads starts N-1 workers.
+// A fixed-size thread pool for the data-parallel loops of a forward pass.
+// The calling thread takes part, so a pool of N threads starts N-1 workers.
+//
+// A decode step runs a few hundred short parallel loops, so waking workers
+// through the kernel each time would cost more than the work: idle workers
+// spin on an atomic counter for a while (about a millisecond) before they
+// sleep on a condition variable.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -13,7 +19,9 @@ namespace frugal {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(size_t threads);
+  // `pin`: bind thread i to CPU i (only when asked; the OS usually knows
+  // better on a shared machine).
+  explicit ThreadPool(size_t threads, bool pin = false);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -32,19 +40,21 @@ class ThreadPool {
 
  private:
   void worker_loop(size_t index);
-  void stop_workers();
   void run_chunk(size_t index);
+  void stop_workers();
 
   std::vector<std::thread> workers_;
   std::mutex caller_mutex_;  // one parallel_for at a time
-  std::mutex mutex_;
-  std::condition_variable work_ready_;
-  std::condition_variable work_done_;
+  // The current job; written before `generation_` is bumped.
   const std::function<void(size_t, size_t)>* body_ = nullptr;
   size_t count_ = 0;
-  size_t generation_ = 0;
-  size_t pending_ = 0;
-  bool stopping_ = false;
+  std::atomic<uint64_t> generation_{0};  // bumped once per job
+  std::atomic<size_t> pending_{0};       // workers still running the job
+  std::atomic<size_t> sleepers_{0};
+  std::atomic<bool> stopping_{false};
+  std::mutex sleep_mutex_;
+  std::condition_variable wake_;
+  std::mutex error_mutex_;
   std::exception_ptr error_;
 };
 

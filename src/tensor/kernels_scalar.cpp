@@ -1,0 +1,67 @@
+// The scalar level: portable reference kernels (the per-format dot products of
+// quant_legacy.cpp / dot_k.cpp / plain_formats.cpp, one row at a time).
+#include "frugal/quant.h"
+#include "tensor/block_layouts.h"
+#include "tensor/kernel_set.h"
+#include "tensor/kernels.h"
+
+namespace frugal {
+
+namespace {
+
+template <float (*Dot)(const void*, const void*, size_t), size_t BlockElements>
+void dot_tile_rows(const uint8_t* weights, size_t weight_stride, const uint8_t* activations, size_t activation_stride,
+                   size_t n, size_t rows, size_t tokens, float* out, size_t out_stride) {
+  const size_t blocks = n / BlockElements;
+  for (size_t t = 0; t < tokens; ++t) {
+    for (size_t r = 0; r < rows; ++r) {
+      out[t * out_stride + r] = Dot(weights + r * weight_stride, activations + t * activation_stride, blocks);
+    }
+  }
+}
+
+template <void (*Quantize)(const float*, void*, size_t), size_t BlockElements>
+void quantize_blocks(const float* x, void* out, size_t n) {
+  Quantize(x, out, n / BlockElements);
+}
+
+float dot_f32_scalar(const float* a, const float* b, size_t n) {
+  float sum = 0.0f;
+  for (size_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void axpy_f32_scalar(float alpha, const float* x, float* y, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+}  // namespace
+
+void install_scalar_kernels(KernelSet& set) {
+  namespace d = detail;
+  constexpr size_t kLegacy = d::kLegacyBlockElements;
+  constexpr size_t kSuper = d::kSuperBlockElements;
+  set.dot_tile[type_slot(TensorType::F32)] = dot_tile_rows<d::dot_f32_f32, 1>;
+  set.dot_tile[type_slot(TensorType::F16)] = dot_tile_rows<d::dot_f16_f16, 1>;
+  set.dot_tile[type_slot(TensorType::BF16)] = dot_tile_rows<d::dot_bf16_bf16, 1>;
+  set.dot_tile[type_slot(TensorType::Q4_0)] = dot_tile_rows<d::dot_q4_0_q8_0, kLegacy>;
+  set.dot_tile[type_slot(TensorType::Q4_1)] = dot_tile_rows<d::dot_q4_1_q8_1, kLegacy>;
+  set.dot_tile[type_slot(TensorType::Q5_0)] = dot_tile_rows<d::dot_q5_0_q8_0, kLegacy>;
+  set.dot_tile[type_slot(TensorType::Q5_1)] = dot_tile_rows<d::dot_q5_1_q8_1, kLegacy>;
+  set.dot_tile[type_slot(TensorType::Q8_0)] = dot_tile_rows<d::dot_q8_0_q8_0, kLegacy>;
+  set.dot_tile[type_slot(TensorType::Q2_K)] = dot_tile_rows<d::dot_q2_k_q8_k, kSuper>;
+  set.dot_tile[type_slot(TensorType::Q3_K)] = dot_tile_rows<d::dot_q3_k_q8_k, kSuper>;
+  set.dot_tile[type_slot(TensorType::Q4_K)] = dot_tile_rows<d::dot_q4_k_q8_k, kSuper>;
+  set.dot_tile[type_slot(TensorType::Q5_K)] = dot_tile_rows<d::dot_q5_k_q8_k, kSuper>;
+  set.dot_tile[type_slot(TensorType::Q6_K)] = dot_tile_rows<d::dot_q6_k_q8_k, kSuper>;
+  set.quantize_activation[type_slot(TensorType::F32)] = quantize_blocks<d::quantize_f32, 1>;
+  set.quantize_activation[type_slot(TensorType::F16)] = quantize_blocks<d::quantize_f16, 1>;
+  set.quantize_activation[type_slot(TensorType::BF16)] = quantize_blocks<d::quantize_bf16, 1>;
+  set.quantize_activation[type_slot(TensorType::Q8_0)] = quantize_blocks<d::quantize_q8_0, kLegacy>;
+  set.quantize_activation[type_slot(TensorType::Q8_1)] = quantize_blocks<d::quantize_q8_1, kLegacy>;
+  set.quantize_activation[type_slot(TensorType::Q8_K)] = quantize_blocks<d::quantize_q8_k, kSuper>;
+  set.dot_f32 = dot_f32_scalar;
+  set.axpy_f32 = axpy_f32_scalar;
+}
+
+}  // namespace frugal
