@@ -42,10 +42,15 @@ const KernelSet& kernel_set(Isa isa);
 // The table of selected_isa(), chosen once.
 const KernelSet& active_kernels();
 
-// Filled by the level files; each starts from a copy of the scalar table.
+// Filled by the level files; each starts from a copy of the scalar table
+// (AVX-512 also starts from the AVX2 entries).
 void install_scalar_kernels(KernelSet& set);
-void install_avx2_kernels(KernelSet& set);
-void install_avx512_kernels(KernelSet& set);
+void install_avx2_kernels(KernelSet& set);    // kernels_avx2.cpp: calls the two below
+void install_avx512_kernels(KernelSet& set);  // kernels_avx512.cpp: likewise
+void install_legacy_avx2(KernelSet& set);     // dot_legacy_avx2.cpp: F32/F16/BF16, Q4_0..Q8_0, Q8_0/Q8_1 quantizers
+void install_legacy_avx512(KernelSet& set);   // dot_legacy_avx512.cpp
+void install_kquant_avx2(KernelSet& set);     // dot_kquant_avx2.cpp: Q2_K..Q6_K, Q8_K quantizer
+void install_kquant_avx512(KernelSet& set);   // dot_kquant_avx512.cpp
 
 inline size_t type_slot(TensorType type) { return static_cast<size_t>(type) % kTensorTypeSlots; }
 

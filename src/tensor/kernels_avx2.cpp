@@ -40,6 +40,8 @@ void axpy_f32_avx2(float alpha, const float* x, float* y, size_t n) {
 void install_avx2_kernels(KernelSet& set) {
   set.dot_f32 = dot_f32_avx2;
   set.axpy_f32 = axpy_f32_avx2;
+  install_legacy_avx2(set);
+  install_kquant_avx2(set);
 }
 
 }  // namespace frugal

@@ -49,6 +49,8 @@ void axpy_f32_avx512(float alpha, const float* x, float* y, size_t n) {
 void install_avx512_kernels(KernelSet& set) {
   set.dot_f32 = dot_f32_avx512;
   set.axpy_f32 = axpy_f32_avx512;
+  install_legacy_avx512(set);
+  install_kquant_avx512(set);
 }
 
 }  // namespace frugal
