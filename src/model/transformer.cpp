@@ -7,6 +7,7 @@
 
 #include "frugal/error.h"
 #include "frugal/quant.h"
+#include "model/attention.h"
 #include "model/model_impl.h"
 #include "tensor/kernel_set.h"
 #include "tensor/ops.h"
@@ -29,14 +30,6 @@ void store_row(const float* src, void* dst, size_t n, KvPrecision precision) {
   }
 }
 
-// Reads head `head` (size `head_size`) of a cached row into F32.
-const float* load_head(const void* row, int64_t head, int64_t head_size, KvPrecision precision, float* scratch) {
-  if (precision == KvPrecision::F32) return static_cast<const float*>(row) + head * head_size;
-  const auto* in = static_cast<const uint16_t*>(row) + head * head_size;
-  for (int64_t i = 0; i < head_size; ++i) scratch[i] = f16_to_f32(in[i]);
-  return scratch;
-}
-
 }  // namespace
 
 std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache& cache, bool all_logits) {
@@ -57,8 +50,8 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
   const size_t q_width = static_cast<size_t>(c.head_count) * head_size;
   const size_t kv_width = static_cast<size_t>(c.kv_head_count) * head_size;
   const size_t ffn = static_cast<size_t>(c.feed_forward_size);
-  const int64_t group = c.head_count / c.kv_head_count;
-  const float attention_scale = 1.0f / std::sqrt(static_cast<float>(head_size));
+  const AttentionShape attention_shape{static_cast<size_t>(c.head_count), static_cast<size_t>(c.kv_head_count),
+                                       head_size, 1.0f / std::sqrt(static_cast<float>(head_size))};
   const KernelSet& kernels = active_kernels();
 
   std::vector<float> x(n * embed), normed(n * embed), q(n * q_width), k(n * kv_width), v(n * kv_width);
@@ -80,9 +73,11 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
     for (size_t t = 0; t < n; ++t) {
       rms_norm(&x[t * embed], l.attention_norm.data(), &normed[t * embed], embed, c.rms_epsilon);
     }
-    matmul(l.query, normed.data(), n, q.data(), *pool);
-    matmul(l.key, normed.data(), n, k.data(), *pool);
-    matmul(l.value, normed.data(), n, v.data(), *pool);
+    {
+      const WeightMatrix* weights[3] = {&l.query, &l.key, &l.value};
+      float* outs[3] = {q.data(), k.data(), v.data()};
+      matmul_shared_input(weights, normed.data(), n, outs, *pool);
+    }
     add_bias(q.data(), n, l.query_bias);
     add_bias(k.data(), n, l.key_bias);
     add_bias(v.data(), n, l.value_bias);
@@ -102,39 +97,19 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
       store_row(&v[t * kv_width], cache.value_row(static_cast<int64_t>(li), position), kv_width, cache.precision());
     }
 
-    // Causal attention: token t sees cached positions [0, start + t].
-    pool->parallel_for(n * static_cast<size_t>(c.head_count), [&](size_t begin, size_t end) {
-      std::vector<float> scores(static_cast<size_t>(start) + n), key_scratch(head_size), value_scratch(head_size);
-      for (size_t item = begin; item < end; ++item) {
-        const size_t t = item / static_cast<size_t>(c.head_count);
-        const int64_t h = static_cast<int64_t>(item % static_cast<size_t>(c.head_count));
-        const int64_t kv_head = h / group;
-        const float* query = &q[t * q_width + static_cast<size_t>(h) * head_size];
-        const int64_t visible = start + static_cast<int64_t>(t) + 1;
-        for (int64_t j = 0; j < visible; ++j) {
-          const float* key = load_head(cache.key_row(static_cast<int64_t>(li), j), kv_head, c.head_size,
-                                       cache.precision(), key_scratch.data());
-          scores[static_cast<size_t>(j)] = kernels.dot_f32(key, query, head_size) * attention_scale;
-        }
-        softmax(scores.data(), static_cast<size_t>(visible));
-        float* out = &attention[t * q_width + static_cast<size_t>(h) * head_size];
-        std::fill(out, out + head_size, 0.0f);
-        for (int64_t j = 0; j < visible; ++j) {
-          const float* value = load_head(cache.value_row(static_cast<int64_t>(li), j), kv_head, c.head_size,
-                                         cache.precision(), value_scratch.data());
-          kernels.axpy_f32(scores[static_cast<size_t>(j)], value, out, head_size);
-        }
-      }
-    });
+    causal_attention(q.data(), n, start, cache, static_cast<int64_t>(li), attention_shape, attention.data(), *pool);
     matmul(l.attention_output, attention.data(), n, projected.data(), *pool);
     add_in_place(x.data(), projected.data(), n * embed);
 
     for (size_t t = 0; t < n; ++t) {
       rms_norm(&x[t * embed], l.feed_forward_norm.data(), &normed[t * embed], embed, c.rms_epsilon);
     }
-    matmul(l.gate, normed.data(), n, gate.data(), *pool);
-    matmul(l.up, normed.data(), n, up.data(), *pool);
-    swiglu(gate.data(), up.data(), n * ffn);
+    {
+      const WeightMatrix* weights[2] = {&l.gate, &l.up};
+      float* outs[2] = {gate.data(), up.data()};
+      matmul_shared_input(weights, normed.data(), n, outs, *pool);
+    }
+    kernels.swiglu(gate.data(), up.data(), n * ffn);
     matmul(l.down, gate.data(), n, projected.data(), *pool);
     add_in_place(x.data(), projected.data(), n * embed);
   }

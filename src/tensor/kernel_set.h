@@ -35,6 +35,13 @@ struct KernelSet {
   QuantizeActivationFn quantize_activation[kTensorTypeSlots] = {};  // by activation type id
   float (*dot_f32)(const float* a, const float* b, size_t n) = nullptr;
   void (*axpy_f32)(float alpha, const float* x, float* y, size_t n) = nullptr;  // y += alpha * x
+  // Element-wise and row operations of the transformer (ops_*.cpp).
+  void (*swiglu)(float* gate, const float* up, size_t n) = nullptr;  // gate = silu(gate) * up
+  void (*softmax)(float* x, size_t n) = nullptr;                     // in place
+  // out[i] = sum_j weights[j] * rows[j * row_stride + i] for i < n: the
+  // probability-weighted sum of value rows in attention.
+  void (*weighted_sum_f32)(const float* weights, size_t count, const float* rows, size_t row_stride, float* out,
+                           size_t n) = nullptr;
 };
 
 // The table of a level (the CPU must support it).
@@ -51,6 +58,8 @@ void install_legacy_avx2(KernelSet& set);     // dot_legacy_avx2.cpp: F32/F16/BF
 void install_legacy_avx512(KernelSet& set);   // dot_legacy_avx512.cpp
 void install_kquant_avx2(KernelSet& set);     // dot_kquant_avx2.cpp: Q2_K..Q6_K, Q8_K quantizer
 void install_kquant_avx512(KernelSet& set);   // dot_kquant_avx512.cpp
+void install_ops_avx2(KernelSet& set);        // ops_avx2.cpp: swiglu, softmax, weighted sums
+void install_ops_avx512(KernelSet& set);      // ops_avx512.cpp
 
 inline size_t type_slot(TensorType type) { return static_cast<size_t>(type) % kTensorTypeSlots; }
 

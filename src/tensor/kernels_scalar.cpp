@@ -1,9 +1,12 @@
 // The scalar level: portable reference kernels (the per-format dot products of
 // quant_legacy.cpp / dot_k.cpp / plain_formats.cpp, one row at a time).
+#include <algorithm>
+
 #include "frugal/quant.h"
 #include "tensor/block_layouts.h"
 #include "tensor/kernel_set.h"
 #include "tensor/kernels.h"
+#include "tensor/ops.h"
 
 namespace frugal {
 
@@ -35,6 +38,14 @@ void axpy_f32_scalar(float alpha, const float* x, float* y, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+void weighted_sum_f32_scalar(const float* weights, size_t count, const float* rows, size_t row_stride, float* out,
+                             size_t n) {
+  std::fill(out, out + n, 0.0f);
+  for (size_t j = 0; j < count; ++j) {
+    for (size_t i = 0; i < n; ++i) out[i] += weights[j] * rows[j * row_stride + i];
+  }
+}
+
 }  // namespace
 
 void install_scalar_kernels(KernelSet& set) {
@@ -62,6 +73,9 @@ void install_scalar_kernels(KernelSet& set) {
   set.quantize_activation[type_slot(TensorType::Q8_K)] = quantize_blocks<d::quantize_q8_k, kSuper>;
   set.dot_f32 = dot_f32_scalar;
   set.axpy_f32 = axpy_f32_scalar;
+  set.swiglu = swiglu;
+  set.softmax = softmax;
+  set.weighted_sum_f32 = weighted_sum_f32_scalar;
 }
 
 }  // namespace frugal

@@ -21,38 +21,75 @@ constexpr size_t kTokenBlock = 64;
 
 }  // namespace
 
-void matmul(const WeightMatrix& weight, const float* in, size_t tokens, float* out, ThreadPool& pool) {
-  const KernelSet& kernels = active_kernels();
-  const TensorType activation = activation_type(weight.type);
-  const size_t cols = static_cast<size_t>(weight.cols);
-  const size_t activation_row_bytes = tensor_row_bytes(activation, cols);
-  const DotTileFn dot_tile = kernels.dot_tile[type_slot(weight.type)];
-  // F32 activations are used as they are; other formats are converted once
-  // per token here rather than once per weight row.
+namespace {
+
+// Converts `tokens` rows of F32 activations to `activation`; F32 stays as is.
+const uint8_t* convert_activations(TensorType activation, const float* in, size_t tokens, size_t cols,
+                                   ThreadPool& pool) {
+  if (activation == TensorType::F32) return reinterpret_cast<const uint8_t*>(in);
+  const QuantizeActivationFn quantize = active_kernels().quantize_activation[type_slot(activation)];
+  const size_t row_bytes = tensor_row_bytes(activation, cols);
   thread_local std::vector<uint8_t> converted;
-  const uint8_t* activations = reinterpret_cast<const uint8_t*>(in);
-  if (activation != TensorType::F32) {
-    const QuantizeActivationFn quantize = kernels.quantize_activation[type_slot(activation)];
-    converted.resize(activation_row_bytes * tokens);
-    uint8_t* target = converted.data();
-    if (tokens == 1) {
-      quantize(in, target, cols);
-    } else {
-      pool.parallel_for(tokens, [&](size_t begin, size_t end) {
-        for (size_t t = begin; t < end; ++t) quantize(in + t * cols, target + t * activation_row_bytes, cols);
-      });
-    }
-    activations = target;
+  converted.resize(row_bytes * tokens);
+  uint8_t* target = converted.data();
+  if (tokens == 1) {
+    quantize(in, target, cols);
+  } else {
+    pool.parallel_for(tokens, [&](size_t begin, size_t end) {
+      for (size_t t = begin; t < end; ++t) quantize(in + t * cols, target + t * row_bytes, cols);
+    });
   }
-  const size_t rows = static_cast<size_t>(weight.rows);
-  pool.parallel_for(rows, [&](size_t begin, size_t end) {
-    for (size_t r0 = begin; r0 < end; r0 += kRowBlock) {
-      const size_t row_count = std::min(kRowBlock, end - r0);
-      for (size_t t0 = 0; t0 < tokens; t0 += kTokenBlock) {
-        const size_t token_count = std::min(kTokenBlock, tokens - t0);
-        dot_tile(weight.data + r0 * weight.row_bytes, weight.row_bytes, activations + t0 * activation_row_bytes,
-                 activation_row_bytes, cols, row_count, token_count, out + t0 * rows + r0, rows);
+  return target;
+}
+
+// Rows [begin, end) of one product, tiled.
+void multiply_rows(const WeightMatrix& weight, const uint8_t* activations, size_t activation_row_bytes, size_t tokens,
+                   float* out, size_t begin, size_t end) {
+  const DotTileFn dot_tile = active_kernels().dot_tile[type_slot(weight.type)];
+  const size_t rows = static_cast<size_t>(weight.rows), cols = static_cast<size_t>(weight.cols);
+  for (size_t r0 = begin; r0 < end; r0 += kRowBlock) {
+    const size_t row_count = std::min(kRowBlock, end - r0);
+    for (size_t t0 = 0; t0 < tokens; t0 += kTokenBlock) {
+      const size_t token_count = std::min(kTokenBlock, tokens - t0);
+      dot_tile(weight.data + r0 * weight.row_bytes, weight.row_bytes, activations + t0 * activation_row_bytes,
+               activation_row_bytes, cols, row_count, token_count, out + t0 * rows + r0, rows);
+    }
+  }
+}
+
+}  // namespace
+
+void matmul(const WeightMatrix& weight, const float* in, size_t tokens, float* out, ThreadPool& pool) {
+  const WeightMatrix* weights[1] = {&weight};
+  float* outs[1] = {out};
+  matmul_shared_input(weights, in, tokens, outs, pool);
+}
+
+void matmul_shared_input(std::span<const WeightMatrix* const> weights, const float* in, size_t tokens,
+                         std::span<float* const> outs, ThreadPool& pool) {
+  if (weights.empty()) return;
+  const TensorType activation = activation_type(weights[0]->type);
+  const size_t cols = static_cast<size_t>(weights[0]->cols);
+  size_t total_rows = 0;
+  for (const WeightMatrix* w : weights) {
+    if (activation_type(w->type) != activation || static_cast<size_t>(w->cols) != cols) {
+      for (size_t i = 0; i < weights.size(); ++i) matmul(*weights[i], in, tokens, outs[i], pool);
+      return;
+    }
+    total_rows += static_cast<size_t>(w->rows);
+  }
+  const uint8_t* activations = convert_activations(activation, in, tokens, cols, pool);
+  const size_t activation_row_bytes = tensor_row_bytes(activation, cols);
+  // Rows of all products in one range, each thread taking a contiguous part.
+  pool.parallel_for(total_rows, [&](size_t begin, size_t end) {
+    size_t offset = 0;
+    for (size_t i = 0; i < weights.size(); ++i) {
+      const size_t rows = static_cast<size_t>(weights[i]->rows);
+      const size_t first = std::max(begin, offset), last = std::min(end, offset + rows);
+      if (first < last) {
+        multiply_rows(*weights[i], activations, activation_row_bytes, tokens, outs[i], first - offset, last - offset);
       }
+      offset += rows;
     }
   });
 }

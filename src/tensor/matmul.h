@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "frugal/tensor_type.h"
@@ -26,6 +27,14 @@ struct WeightMatrix {
 // t < tokens. Activations are converted once to the format the weight type
 // pairs with (see frugal/quant.h), then rows are split across threads.
 void matmul(const WeightMatrix& weight, const float* in, size_t tokens, float* out, ThreadPool& pool);
+
+// Several products of one input (Q, K and V; gate and up): the activations
+// are converted once and all rows are shared out in one parallel loop, which
+// matters when decoding (each parallel loop costs a synchronisation).
+// outs[i] receives tokens x weights[i]->rows values. Weights whose formats
+// pair with different activation formats are multiplied one by one.
+void matmul_shared_input(std::span<const WeightMatrix* const> weights, const float* in, size_t tokens,
+                         std::span<float* const> outs, ThreadPool& pool);
 
 // Copies row `row` of `weight` into `out` as F32 (embedding lookup).
 void dequantize_matrix_row(const WeightMatrix& weight, int64_t row, float* out);

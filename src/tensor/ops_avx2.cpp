@@ -1,0 +1,118 @@
+// AVX2 versions of the transformer's element-wise and row operations
+// (see kernel_set.h for the rules of SIMD files).
+#include <immintrin.h>
+
+
+#include "tensor/kernel_set.h"
+
+namespace frugal {
+
+namespace {
+
+// e^x for 8 floats: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6
+// polynomial, 2^n through the exponent bits. Relative error about 2e-7;
+// inputs are clamped to the finite range of float.
+inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
+}
+
+inline float horizontal_sum(__m256 v) {
+  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
+  sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
+  return _mm_cvtss_f32(sum);
+}
+
+inline float horizontal_max(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+void swiglu_avx2(float* gate, const float* up, size_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + __builtin_expf(-gate[i])) * up[i];
+}
+
+void softmax_avx2(float* x, size_t n) {
+  __m256 max8 = _mm256_set1_ps(-__builtin_inff());
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) max8 = _mm256_max_ps(max8, _mm256_loadu_ps(x + i));
+  float max = horizontal_max(max8);
+  for (; i < n; ++i) max = x[i] > max ? x[i] : max;
+  const __m256 m = _mm256_set1_ps(max);
+  __m256 sum8 = _mm256_setzero_ps();
+  i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+    _mm256_storeu_ps(x + i, e);
+    sum8 = _mm256_add_ps(sum8, e);
+  }
+  float sum = horizontal_sum(sum8);
+  for (; i < n; ++i) sum += (x[i] = __builtin_expf(x[i] - max));
+  const __m256 inverse = _mm256_set1_ps(1.0f / sum);
+  i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inverse));
+  for (; i < n; ++i) x[i] *= 1.0f / sum;
+}
+
+void weighted_sum_f32_avx2(const float* weights, size_t count, const float* rows, size_t row_stride, float* out,
+                           size_t n) {
+  size_t i = 0;
+  // 32 columns at a time stay in registers across all rows.
+  for (; i + 32 <= n; i += 32) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    for (size_t j = 0; j < count; ++j) {
+      const __m256 w = _mm256_set1_ps(weights[j]);
+      const float* row = rows + j * row_stride + i;
+      a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row), a0);
+      a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 8), a1);
+      a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 16), a2);
+      a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 24), a3);
+    }
+    _mm256_storeu_ps(out + i, a0);
+    _mm256_storeu_ps(out + i + 8, a1);
+    _mm256_storeu_ps(out + i + 16, a2);
+    _mm256_storeu_ps(out + i + 24, a3);
+  }
+  for (; i + 8 <= n; i += 8) {
+    __m256 a = _mm256_setzero_ps();
+    for (size_t j = 0; j < count; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(weights[j]), _mm256_loadu_ps(rows + j * row_stride + i), a);
+    _mm256_storeu_ps(out + i, a);
+  }
+  for (; i < n; ++i) {
+    float a = 0.0f;
+    for (size_t j = 0; j < count; ++j) a += weights[j] * rows[j * row_stride + i];
+    out[i] = a;
+  }
+}
+
+}  // namespace
+
+void install_ops_avx2(KernelSet& set) {
+  set.swiglu = swiglu_avx2;
+  set.softmax = softmax_avx2;
+  set.weighted_sum_f32 = weighted_sum_f32_avx2;
+}
+
+}  // namespace frugal
