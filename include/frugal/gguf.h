@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -173,9 +174,17 @@ class GgufWriter {
   // Copies `data`, which must hold exactly the bytes for `shape` in `type`.
   void add_tensor(std::string name, TensorType type, std::vector<int64_t> shape,
                   std::span<const uint8_t> data);
+  // Produces the stored bytes of rows [first_row, first_row + row_count) of a
+  // tensor into `out` (row_count rows of shape[0] elements, whole blocks).
+  using RowSource = std::function<void(int64_t first_row, int64_t row_count, std::span<uint8_t> out)>;
+  // Adds a tensor whose bytes `source` produces while the file is written, a
+  // few MiB of rows at a time in row order, so a large model never has to sit
+  // in memory whole.
+  void add_tensor(std::string name, TensorType type, std::vector<int64_t> shape, RowSource source);
   // Serialises the whole file in memory.
   std::vector<uint8_t> to_bytes() const;
-  // Writes atomically: temporary file, fsync, rename.
+  // Writes atomically: temporary file, fsync, rename. Tensors from a
+  // RowSource are streamed to the file, not built in memory first.
   void write(const std::filesystem::path& path) const;
 
  private:
@@ -183,8 +192,13 @@ class GgufWriter {
     std::string name;
     TensorType type;
     std::vector<int64_t> shape;
-    std::vector<uint8_t> data;
+    std::vector<uint8_t> data;  // empty when `source` produces the bytes
+    RowSource source;
+    uint64_t size_bytes = 0;
   };
+  PendingTensor& check_new_tensor(std::string name, TensorType type, std::vector<int64_t> shape);
+  // Emits the file in order through `out` (header, then each tensor, padded).
+  void emit(const std::function<void(std::span<const uint8_t>)>& out) const;
   std::vector<std::pair<std::string, GgufValue>> metadata_;
   std::vector<PendingTensor> tensors_;
   uint64_t alignment_ = 32;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -90,8 +91,8 @@ void GgufWriter::set_alignment(uint64_t alignment) {
   set("general.alignment", GgufValue::u32(static_cast<uint32_t>(alignment)));
 }
 
-void GgufWriter::add_tensor(std::string name, TensorType type, std::vector<int64_t> shape,
-                            std::span<const uint8_t> data) {
+GgufWriter::PendingTensor& GgufWriter::check_new_tensor(std::string name, TensorType type,
+                                                        std::vector<int64_t> shape) {
   if (shape.empty() || shape.size() > 4) {
     throw Error(fmt::format("GGUF writer: tensor '{}' has {} dimensions, expected 1 to 4", name, shape.size()));
   }
@@ -105,19 +106,37 @@ void GgufWriter::add_tensor(std::string name, TensorType type, std::vector<int64
     throw Error(fmt::format("GGUF writer: tensor '{}' row length {} is not a multiple of {} ({})", name, shape[0],
                             traits.block_elements, traits.name));
   }
-  const uint64_t expected = elements / traits.block_elements * traits.block_bytes;
-  if (data.size() != expected) {
-    throw Error(fmt::format("GGUF writer: tensor '{}' needs {} bytes, got {}", name, expected, data.size()));
-  }
   for (const auto& t : tensors_) {
     if (t.name == name) throw Error(fmt::format("GGUF writer: duplicate tensor name '{}'", name));
   }
-  tensors_.push_back({std::move(name), type, std::move(shape), {data.begin(), data.end()}});
+  PendingTensor& t = tensors_.emplace_back();
+  t.name = std::move(name);
+  t.type = type;
+  t.shape = std::move(shape);
+  t.size_bytes = elements / traits.block_elements * traits.block_bytes;
+  return t;
 }
 
-std::vector<uint8_t> GgufWriter::to_bytes() const {
-  std::vector<uint8_t> out;
-  ByteSink sink(out);
+void GgufWriter::add_tensor(std::string name, TensorType type, std::vector<int64_t> shape,
+                            std::span<const uint8_t> data) {
+  const std::string tensor_name = name;
+  PendingTensor& t = check_new_tensor(std::move(name), type, std::move(shape));
+  if (data.size() != t.size_bytes) {
+    const uint64_t expected = t.size_bytes;
+    tensors_.pop_back();
+    throw Error(fmt::format("GGUF writer: tensor '{}' needs {} bytes, got {}", tensor_name, expected, data.size()));
+  }
+  t.data.assign(data.begin(), data.end());
+}
+
+void GgufWriter::add_tensor(std::string name, TensorType type, std::vector<int64_t> shape, RowSource source) {
+  if (!source) throw Error(fmt::format("GGUF writer: tensor '{}' has no row source", name));
+  check_new_tensor(std::move(name), type, std::move(shape)).source = std::move(source);
+}
+
+void GgufWriter::emit(const std::function<void(std::span<const uint8_t>)>& out) const {
+  std::vector<uint8_t> header;
+  ByteSink sink(header);
   sink.put<uint32_t>(0x46554747);
   sink.put<uint32_t>(3);
   sink.put<uint64_t>(tensors_.size());
@@ -134,18 +153,43 @@ std::vector<uint8_t> GgufWriter::to_bytes() const {
     for (int64_t d : t.shape) sink.put<uint64_t>(static_cast<uint64_t>(d));
     sink.put<uint32_t>(static_cast<uint32_t>(t.type));
     sink.put<uint64_t>(offset);
-    offset += (t.data.size() + alignment_ - 1) / alignment_ * alignment_;
+    offset += (t.size_bytes + alignment_ - 1) / alignment_ * alignment_;
   }
   sink.pad_to(alignment_);
+  out(header);
+
+  const std::vector<uint8_t> padding(alignment_, 0);
+  std::vector<uint8_t> chunk;
   for (const auto& t : tensors_) {
-    out.insert(out.end(), t.data.begin(), t.data.end());
-    sink.pad_to(alignment_);
+    if (!t.source) {
+      out(t.data);
+    } else {
+      // A few MiB per call: large enough to keep the source's per-call work
+      // cheap, small enough that memory stays modest for any model.
+      constexpr size_t kChunkBytes = size_t{8} << 20;
+      const size_t row_bytes = tensor_row_bytes(t.type, static_cast<size_t>(t.shape[0]));
+      const int64_t rows = static_cast<int64_t>(t.size_bytes / row_bytes);
+      const int64_t rows_per_chunk = std::max<int64_t>(1, static_cast<int64_t>(kChunkBytes / row_bytes));
+      for (int64_t first = 0; first < rows; first += rows_per_chunk) {
+        const int64_t count = std::min(rows_per_chunk, rows - first);
+        chunk.assign(static_cast<size_t>(count) * row_bytes, 0);
+        t.source(first, count, chunk);
+        out(chunk);
+      }
+    }
+    if (const uint64_t tail = t.size_bytes % alignment_; tail != 0) {
+      out(std::span(padding).first(static_cast<size_t>(alignment_ - tail)));
+    }
   }
-  return out;
+}
+
+std::vector<uint8_t> GgufWriter::to_bytes() const {
+  std::vector<uint8_t> bytes;
+  emit([&](std::span<const uint8_t> part) { bytes.insert(bytes.end(), part.begin(), part.end()); });
+  return bytes;
 }
 
 void GgufWriter::write(const std::filesystem::path& path) const {
-  const std::vector<uint8_t> bytes = to_bytes();
   // A unique temporary name in the target directory, so the final rename is
   // atomic and concurrent writers never share a temporary file.
   std::string temp = path.string() + ".tmp-XXXXXX";
@@ -155,16 +199,24 @@ void GgufWriter::write(const std::filesystem::path& path) const {
     ::unlink(temp.c_str());
     throw Error(fmt::format("{}: {}: {}", path.string(), what, std::strerror(err)));
   };
-  size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      fail("write failed", err);
+  auto write_all = [&](std::span<const uint8_t> bytes) {
+    size_t written = 0;
+    while (written < bytes.size()) {
+      const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        throw Error(fmt::format("{}: write failed: {}", path.string(), std::strerror(errno)));
+      }
+      written += static_cast<size_t>(n);
     }
-    written += static_cast<size_t>(n);
+  };
+  try {
+    emit(write_all);
+  } catch (...) {
+    // A failed write or row source leaves no partial file behind.
+    ::close(fd);
+    ::unlink(temp.c_str());
+    throw;
   }
   if (::fchmod(fd, 0644) != 0 || ::fsync(fd) != 0) {
     const int err = errno;

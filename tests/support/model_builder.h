@@ -1,4 +1,5 @@
-// Writes small random-weight GGUF models of any shape for tests.
+// Writes small random-weight GGUF models of any shape for tests (through the
+// library's synthetic model writer, include/frugal/synth.h).
 #pragma once
 
 #include <cstdint>
