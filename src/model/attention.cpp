@@ -52,7 +52,11 @@ void causal_attention(const float* q, size_t tokens, int64_t start, KvCache& cac
     thread_local std::vector<float> scores, key_scratch, value_scratch;
     for (size_t item = begin; item < end; ++item) {
       const size_t head = item % shape.head_count;
-      const size_t block = item / shape.head_count;
+      // Later query blocks see more keys. Taking blocks from both ends in
+      // turn (0, last, 1, last - 1, ...) gives each thread's contiguous share
+      // of items a similar amount of work.
+      const size_t rank = item / shape.head_count;
+      const size_t block = rank % 2 == 0 ? rank / 2 : blocks - 1 - rank / 2;
       const size_t kv_head = head / group;
       const size_t t0 = block * kQueryBlock, t1 = std::min(tokens, t0 + kQueryBlock);
       const size_t visible_max = first_position + t1;

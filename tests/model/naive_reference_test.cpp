@@ -217,6 +217,27 @@ INSTANTIATE_TEST_SUITE_P(
         }),
         spec("llama", [](auto& s) { s.matrix_type = TensorType::F16; })));
 
+TEST(ModelConsistency, LongBatchesAcrossAttentionBlocksMatchNaive) {
+  // 75 tokens span three query blocks of the attention kernel; a second
+  // batch on top of a filled cache checks the offsets.
+  const auto dir = test::scratch_dir("long");
+  test::RandomModelSpec s;
+  s.architecture = "qwen2";
+  s.qkv_bias = true;
+  const auto path = test::write_random_model(s, dir / "model.gguf");
+  auto model = Model::load(path, {.threads = 2});
+  std::vector<TokenId> tokens;
+  for (int i = 0; i < 75; ++i) tokens.push_back(static_cast<TokenId>((i * 37 + 11) % s.vocab));
+  KvCache cache(model->config(), 128);
+  const auto first = model->forward(std::span(tokens).first(40), cache, true);
+  const auto second = model->forward(std::span(tokens).subspan(40), cache, true);
+  std::vector<float> ours(first);
+  ours.insert(ours.end(), second.begin(), second.end());
+  const GgufFile file = GgufFile::open(path);
+  EXPECT_LT(max_difference(ours, NaiveTransformer(file, s).logits(tokens)), 2e-3);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(ModelConsistency, IncrementalDecodingEqualsBatchedPrefill) {
   const auto dir = test::scratch_dir("incremental");
   test::RandomModelSpec s;
