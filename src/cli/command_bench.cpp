@@ -21,6 +21,7 @@ namespace {
 struct BenchArguments {
   std::string model_path;
   int threads = 0;
+  bool pin_threads = false;
   int64_t prompt_tokens = 512;
   int64_t generated_tokens = 128;
   int repetitions = 3;
@@ -91,6 +92,7 @@ void print_json(const BenchmarkResult& r, const std::string& label, const std::s
 void bench(const BenchArguments& args) {
   ModelOptions model_options;
   model_options.threads = static_cast<size_t>(args.threads);
+  model_options.pin_threads = args.pin_threads;
   const auto model = Model::load(args.model_path, model_options);
   BenchmarkOptions options;
   options.prompt_tokens = args.prompt_tokens;
@@ -117,6 +119,7 @@ void add_bench_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand("bench", "Measure prefill and decode speed (tokens/s), like llama-bench");
   command->add_option("-m,--model", args->model_path, "GGUF model file")->required()->check(CLI::ExistingFile);
   command->add_option("-t,--threads", args->threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1024));
+  command->add_flag("--pin-threads", args->pin_threads, "bind thread i to CPU i");
   command->add_option("-p,--n-prompt", args->prompt_tokens, "prompt tokens processed in one batch (0: skip)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   command->add_option("-n,--n-gen", args->generated_tokens, "tokens generated one at a time (0: skip)")

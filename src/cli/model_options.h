@@ -15,6 +15,7 @@ namespace frugal::cli {
 struct ModelArguments {
   std::string model_path;
   int threads = 0;          // 0: all cores
+  bool pin_threads = false;
   int64_t context = 0;      // 0: the model's training context, at most 4096
   std::string cache_type = "f32";
 };

@@ -41,7 +41,10 @@ ThreadPool::ThreadPool(size_t threads, bool pin) {
       workers_.emplace_back([this, i] { worker_loop(i); });
       if (pin) pin_to_cpu(workers_.back().native_handle(), i);
     }
-    if (pin) pin_to_cpu(pthread_self(), 0);
+    if (pin) {
+      pinned_caller_ = pthread_getaffinity_np(pthread_self(), sizeof(caller_affinity_), &caller_affinity_) == 0;
+      pin_to_cpu(pthread_self(), 0);
+    }
   } catch (const std::system_error& e) {
     stop_workers();  // joinable threads must not be destroyed
     throw Error(std::string("cannot start ") + std::to_string(threads) + " threads: " + e.what() +
@@ -49,7 +52,10 @@ ThreadPool::ThreadPool(size_t threads, bool pin) {
   }
 }
 
-ThreadPool::~ThreadPool() { stop_workers(); }
+ThreadPool::~ThreadPool() {
+  stop_workers();
+  if (pinned_caller_) pthread_setaffinity_np(pthread_self(), sizeof(caller_affinity_), &caller_affinity_);
+}
 
 void ThreadPool::stop_workers() {
   stopping_.store(true);

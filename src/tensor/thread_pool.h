@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include <sched.h>
+
 namespace frugal {
 
 class ThreadPool {
@@ -44,6 +46,8 @@ class ThreadPool {
   void stop_workers();
 
   std::vector<std::thread> workers_;
+  bool pinned_caller_ = false;
+  cpu_set_t caller_affinity_{};  // restored when the pool goes
   std::mutex caller_mutex_;  // one parallel_for at a time
   // The current job; written before `generation_` is bumped.
   const std::function<void(size_t, size_t)>* body_ = nullptr;

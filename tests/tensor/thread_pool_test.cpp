@@ -4,6 +4,8 @@
 #include <numeric>
 #include <thread>
 
+#include <sched.h>
+
 #include "frugal/error.h"
 #include "tensor/thread_pool.h"
 
@@ -50,6 +52,23 @@ TEST(ThreadPool, ConcurrentCallersTakeTurns) {
   const uint64_t per_round = 257 * 256 / 2;
   EXPECT_EQ(a, 200 * 3 * per_round);
   EXPECT_EQ(b, 200 * 5 * per_round);
+}
+
+}  // namespace
+}  // namespace frugal
+
+namespace frugal {
+namespace {
+
+TEST(ThreadPool, PinnedThreadsRunOnTheirCpus) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs two CPUs";
+  ThreadPool pool(2, true);
+  std::vector<int> cpus(2, -1);
+  for (int round = 0; round < 3; ++round) {
+    pool.parallel_for(2, [&](size_t begin, size_t) { cpus[begin] = sched_getcpu(); });
+  }
+  EXPECT_EQ(cpus[0], 0);
+  EXPECT_EQ(cpus[1], 1);
 }
 
 }  // namespace
