@@ -21,8 +21,10 @@
 namespace frugal {
 namespace {
 
-constexpr size_t kMaxRows = 64;
-constexpr size_t kMaxTokens = 64;
+// Past 64 rows and 128 tokens: tiles larger than one chunk of the AVX-512
+// packed prefill path (64 rows, 64 tokens at a time).
+constexpr size_t kMaxRows = 80;
+constexpr size_t kMaxTokens = 130;
 constexpr float kSentinel = -12345.0f;
 
 bool is_legacy_quant(TensorType type) {
@@ -127,7 +129,7 @@ TEST_P(LegacySimdDot, MatchesScalarOnAllShapes) {
   ASSERT_NE(simd, nullptr);
   ASSERT_NE(scalar, nullptr);
   const TensorType act_type = activation_type(type);
-  for (size_t n : {32, 64, 96, 160, 224, 256, 4096, 40, 17}) {
+  for (size_t n : {32, 64, 96, 160, 224, 256, 4096, 1184, 40, 17}) {
     if (is_legacy_quant(type) && n % 32 != 0) continue;
     const Rows w = make_rows(type, n, kMaxRows, 7, static_cast<uint32_t>(n) + 1, true);
     const Rows a = make_rows(act_type, n, kMaxTokens, 5, static_cast<uint32_t>(n) + 1000, false);
@@ -135,8 +137,8 @@ TEST_P(LegacySimdDot, MatchesScalarOnAllShapes) {
     for (size_t t = 0; t < kMaxTokens; ++t) {
       for (size_t r = 0; r < kMaxRows; ++r) mag[t * kMaxRows + r] = magnitude(w, r, a, t);
     }
-    for (size_t rows : {1, 2, 3, 5, 17, 64}) {
-      for (size_t tokens : {1, 2, 3, 4, 5, 7, 64}) {
+    for (size_t rows : {1, 2, 3, 5, 17, 33, 48, 64, 80}) {
+      for (size_t tokens : {1, 2, 3, 4, 5, 7, 8, 9, 10, 64, 130}) {
         const size_t out_stride = rows + 3;
         std::vector<float> expected(out_stride * tokens, kSentinel), actual(out_stride * tokens, kSentinel);
         scalar(w.data(), w.stride, a.data(), a.stride, n, rows, tokens, expected.data(), out_stride);
