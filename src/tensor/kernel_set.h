@@ -1,4 +1,10 @@
-// The table of compute kernels for one instruction-set level. Every entry is
+// The table of compute kernels for one instruction-set level.
+//
+// Kernels are written with intrinsics rather than Highway: their speed rests
+// on x86-specific instructions (VNNI dpbusd with unsigned weights, vpermt2
+// transposes, masked tails) that portable operations would spell with extra
+// instructions; the scalar level covers every other CPU, and a NEON level
+// would be one more table. Every entry is
 // filled: levels start from the scalar table and replace what they speed up,
 // so a format without a SIMD kernel still works everywhere.
 //
