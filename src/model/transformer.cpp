@@ -71,7 +71,7 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
   for (size_t li = 0; li < layers.size(); ++li) {
     const LayerWeights& l = layers[li];
     for (size_t t = 0; t < n; ++t) {
-      rms_norm(&x[t * embed], l.attention_norm.data(), &normed[t * embed], embed, c.rms_epsilon);
+      kernels.rms_norm(&x[t * embed], l.attention_norm.data(), &normed[t * embed], embed, c.rms_epsilon);
     }
     {
       const WeightMatrix* weights[3] = {&l.query, &l.key, &l.value};
@@ -84,12 +84,12 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
     for (size_t t = 0; t < n; ++t) {
       for (int64_t h = 0; h < c.head_count; ++h) {
         float* head = &q[t * q_width + static_cast<size_t>(h) * head_size];
-        if (!l.query_norm.empty()) rms_norm(head, l.query_norm.data(), head, head_size, c.rms_epsilon);
+        if (!l.query_norm.empty()) kernels.rms_norm(head, l.query_norm.data(), head, head_size, c.rms_epsilon);
         rope->rotate(head, &cosines[t * pairs], &sines[t * pairs]);
       }
       for (int64_t h = 0; h < c.kv_head_count; ++h) {
         float* head = &k[t * kv_width + static_cast<size_t>(h) * head_size];
-        if (!l.key_norm.empty()) rms_norm(head, l.key_norm.data(), head, head_size, c.rms_epsilon);
+        if (!l.key_norm.empty()) kernels.rms_norm(head, l.key_norm.data(), head, head_size, c.rms_epsilon);
         rope->rotate(head, &cosines[t * pairs], &sines[t * pairs]);
       }
       const int64_t position = start + static_cast<int64_t>(t);
@@ -102,7 +102,7 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
     add_in_place(x.data(), projected.data(), n * embed);
 
     for (size_t t = 0; t < n; ++t) {
-      rms_norm(&x[t * embed], l.feed_forward_norm.data(), &normed[t * embed], embed, c.rms_epsilon);
+      kernels.rms_norm(&x[t * embed], l.feed_forward_norm.data(), &normed[t * embed], embed, c.rms_epsilon);
     }
     {
       const WeightMatrix* weights[2] = {&l.gate, &l.up};
@@ -118,7 +118,7 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
   const size_t first = all_logits ? 0 : n - 1;
   const size_t rows = n - first;
   for (size_t t = first; t < n; ++t) {
-    rms_norm(&x[t * embed], output_norm.data(), &normed[(t - first) * embed], embed, c.rms_epsilon);
+    kernels.rms_norm(&x[t * embed], output_norm.data(), &normed[(t - first) * embed], embed, c.rms_epsilon);
   }
   std::vector<float> logits(rows * static_cast<size_t>(c.vocab_size));
   matmul(output, normed.data(), rows, logits.data(), *pool);

@@ -42,6 +42,8 @@ struct KernelSet {
   float (*dot_f32)(const float* a, const float* b, size_t n) = nullptr;
   void (*axpy_f32)(float alpha, const float* x, float* y, size_t n) = nullptr;  // y += alpha * x
   // Element-wise and row operations of the transformer (ops_*.cpp).
+  // out = x / sqrt(mean(x^2) + eps) * weight, the sum of squares in double.
+  void (*rms_norm)(const float* x, const float* weight, float* out, size_t n, float eps) = nullptr;
   void (*swiglu)(float* gate, const float* up, size_t n) = nullptr;  // gate = silu(gate) * up
   void (*softmax)(float* x, size_t n) = nullptr;                     // in place
   // out[i] = sum_j weights[j] * rows[j * row_stride + i] for i < n: the

@@ -73,6 +73,7 @@ void install_scalar_kernels(KernelSet& set) {
   set.quantize_activation[type_slot(TensorType::Q8_K)] = quantize_blocks<d::quantize_q8_k, kSuper>;
   set.dot_f32 = dot_f32_scalar;
   set.axpy_f32 = axpy_f32_scalar;
+  set.rms_norm = rms_norm;
   set.swiglu = swiglu;
   set.softmax = softmax;
   set.weighted_sum_f32 = weighted_sum_f32_scalar;

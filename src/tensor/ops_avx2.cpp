@@ -43,6 +43,29 @@ inline float horizontal_max(__m256 v) {
   return _mm_cvtss_f32(m);
 }
 
+void rms_norm_avx2(const float* x, const float* weight, float* out, size_t n, float eps) {
+  __m256d sum0 = _mm256_setzero_pd(), sum1 = _mm256_setzero_pd();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 squares = _mm256_mul_ps(v, v);  // rounded to float first, as the scalar code
+    sum0 = _mm256_add_pd(sum0, _mm256_cvtps_pd(_mm256_castps256_ps128(squares)));
+    sum1 = _mm256_add_pd(sum1, _mm256_cvtps_pd(_mm256_extractf128_ps(squares, 1)));
+  }
+  const __m256d total = _mm256_add_pd(sum0, sum1);
+  __m128d pair = _mm_add_pd(_mm256_castpd256_pd128(total), _mm256_extractf128_pd(total, 1));
+  double sum = _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
+  for (; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(sum / static_cast<double>(n));
+  const float scale = 1.0f / __builtin_sqrtf(mean + eps);
+  const __m256 s = _mm256_set1_ps(scale);
+  i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), s), _mm256_loadu_ps(weight + i)));
+  }
+  for (; i < n; ++i) out[i] = (x[i] * scale) * weight[i];
+}
+
 void swiglu_avx2(float* gate, const float* up, size_t n) {
   const __m256 one = _mm256_set1_ps(1.0f);
   size_t i = 0;
@@ -110,6 +133,7 @@ void weighted_sum_f32_avx2(const float* weights, size_t count, const float* rows
 }  // namespace
 
 void install_ops_avx2(KernelSet& set) {
+  set.rms_norm = rms_norm_avx2;
   set.swiglu = swiglu_avx2;
   set.softmax = softmax_avx2;
   set.weighted_sum_f32 = weighted_sum_f32_avx2;

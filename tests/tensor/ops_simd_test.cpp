@@ -69,7 +69,8 @@ TEST(OpsSimd, WeightedSumAndDotMatchScalar) {
     for (size_t n : {8u, 13u, 64u, 80u, 128u}) {
       for (size_t count : {1u, 3u, 40u}) {
         const size_t stride = n + 5;
-        const auto rows = random_values(count * stride, 1.0f, 4), weights = random_values(count, 1.0f, 5);
+        // One spare row: the dot/axpy checks below also read row 1.
+        const auto rows = random_values((count + 1) * stride, 1.0f, 4), weights = random_values(count, 1.0f, 5);
         std::vector<float> expected(n + 1, -7.0f), actual(n + 1, -7.0f);
         scalar.weighted_sum_f32(weights.data(), count, rows.data(), stride, expected.data(), n);
         k.weighted_sum_f32(weights.data(), count, rows.data(), stride, actual.data(), n);
@@ -99,7 +100,26 @@ TEST(KernelLevels, EveryLevelHasEveryKernel) {
                          TensorType::Q8_K}) {
       EXPECT_NE(k.quantize_activation[type_slot(t)], nullptr) << isa_name(isa) << " " << tensor_type_name(t);
     }
-    EXPECT_TRUE(k.swiglu && k.softmax && k.weighted_sum_f32 && k.dot_f32 && k.axpy_f32);
+    EXPECT_TRUE(k.rms_norm && k.swiglu && k.softmax && k.weighted_sum_f32 && k.dot_f32 && k.axpy_f32);
+  }
+}
+
+}  // namespace
+}  // namespace frugal
+
+namespace frugal {
+namespace {
+
+TEST(OpsSimd, RmsNormMatchesScalar) {
+  const auto& scalar = kernel_set(Isa::Scalar);
+  for (Isa isa : simd_levels()) {
+    for (size_t n : {1u, 7u, 64u, 576u, 897u}) {
+      const auto x = random_values(n, 3.0f, 6), weight = random_values(n, 1.0f, 7);
+      std::vector<float> expected(n), actual(n);
+      scalar.rms_norm(x.data(), weight.data(), expected.data(), n, 1e-6f);
+      kernel_set(isa).rms_norm(x.data(), weight.data(), actual.data(), n, 1e-6f);
+      for (size_t i = 0; i < n; ++i) EXPECT_FLOAT_EQ(actual[i], expected[i]) << isa_name(isa) << " " << i;
+    }
   }
 }
 
