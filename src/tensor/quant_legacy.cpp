@@ -118,9 +118,25 @@ void dequantize_q8_1(const void* src, float* dst, size_t blocks) {
 
 // ------------------------------------------------------------------ quantize
 
+namespace {
+
+// The block itself when every value is finite; otherwise a copy in `copy`
+// with NaN and infinities as 0, so the float-to-int conversions below stay
+// defined for a broken input.
+const float* finite_block(const float* x, float* copy) {
+  bool all_finite = true;
+  for (int j = 0; j < kBlock; ++j) all_finite = all_finite && std::isfinite(x[j]);
+  if (all_finite) return x;
+  for (int j = 0; j < kBlock; ++j) copy[j] = std::isfinite(x[j]) ? x[j] : 0.0f;
+  return copy;
+}
+
+}  // namespace
+
 void quantize_q4_0(const float* src, void* dst, size_t blocks) {
   for (size_t i = 0; i < blocks; ++i) {
-    const float* x = src + i * kBlock;
+    float finite[kBlock];
+    const float* x = finite_block(src + i * kBlock, finite);
     // The largest-magnitude value maps to -8 exactly, using the full range
     // on its side.
     const float d = signed_absmax(x, kBlock) / -8;
@@ -139,7 +155,8 @@ void quantize_q4_0(const float* src, void* dst, size_t blocks) {
 
 void quantize_q4_1(const float* src, void* dst, size_t blocks) {
   for (size_t i = 0; i < blocks; ++i) {
-    const float* x = src + i * kBlock;
+    float finite[kBlock];
+    const float* x = finite_block(src + i * kBlock, finite);
     const MinMax range = min_max(x);
     const float d = (range.max - range.min) / 15;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
@@ -157,7 +174,8 @@ void quantize_q4_1(const float* src, void* dst, size_t blocks) {
 
 void quantize_q5_0(const float* src, void* dst, size_t blocks) {
   for (size_t i = 0; i < blocks; ++i) {
-    const float* x = src + i * kBlock;
+    float finite[kBlock];
+    const float* x = finite_block(src + i * kBlock, finite);
     const float d = signed_absmax(x, kBlock) / -16;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     BlockQ5_0 block{};
@@ -177,7 +195,8 @@ void quantize_q5_0(const float* src, void* dst, size_t blocks) {
 
 void quantize_q5_1(const float* src, void* dst, size_t blocks) {
   for (size_t i = 0; i < blocks; ++i) {
-    const float* x = src + i * kBlock;
+    float finite[kBlock];
+    const float* x = finite_block(src + i * kBlock, finite);
     const MinMax range = min_max(x);
     const float d = (range.max - range.min) / 31;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
