@@ -23,79 +23,11 @@
 #include "frugal/tensor_type.h"
 #include "tensor/dot_kquant_simd.h"
 #include "tensor/kernel_set.h"
-
-#define FRUGAL_INLINE inline __attribute__((always_inline))
+#include "tensor/simd_avx2.h"
 
 namespace frugal {
 
 namespace {
-
-FRUGAL_INLINE float load_f32(const uint8_t* p) {
-  float v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-FRUGAL_INLINE float load_f16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return _cvtsh_ss(v);
-}
-
-FRUGAL_INLINE __m256i load_256(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-
-FRUGAL_INLINE float horizontal_sum(__m256 v) {
-  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-  sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
-  return _mm_cvtss_f32(sum);
-}
-
-// Moves bit `from` of every byte to bit `to` (other bits need masking after).
-FRUGAL_INLINE __m256i move_bits(__m256i x, int from, int to) {
-  if (to >= from) return to == from ? x : _mm256_slli_epi16(x, to - from);
-  return _mm256_srli_epi16(x, from - to);
-}
-
-// Byte-shuffle mask repeating int16 word `word` of each 128-bit lane.
-FRUGAL_INLINE __m256i word_mask(int word) { return _mm256_set1_epi16(static_cast<int16_t>(((2 * word + 1) << 8) | (2 * word))); }
-
-// Words 0-7 = word `first` of the 128-bit lane, words 8-15 = word first + 1.
-FRUGAL_INLINE __m256i word_pair_mask(int first) {
-  const __m128i lo = _mm_set1_epi16(static_cast<int16_t>(((2 * first + 1) << 8) | (2 * first)));
-  const __m128i hi = _mm_set1_epi16(static_cast<int16_t>(((2 * first + 3) << 8) | (2 * first + 2)));
-  return _mm256_set_m128i(hi, lo);
-}
-
-// sum += scale * dot(levels, activations), 8 int32 lanes.
-FRUGAL_INLINE __m256i dot_scaled(__m256i sum, __m256i levels, const uint8_t* activations, __m256i scale) {
-  return _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(levels, load_256(activations)), scale));
-}
-
-// sum += scale * dot(levels, activations) for signed levels (Q6_K, Q3_K):
-// ggml's sign trick, |levels| against activations carrying the levels' signs,
-// so each int16 pair is the exact sum of its products. (Subtracting the level
-// offset through the bsums instead would leave lanes far larger than the
-// result, and their float rounding would not be bounded by sum |w * a|.)
-FRUGAL_INLINE __m256i dot_signed_scaled(__m256i sum, __m256i levels, __m256i magnitudes, const uint8_t* activations,
-                                        __m256i scale) {
-  const __m256i signed_activations = _mm256_sign_epi8(load_256(activations), levels);
-  return _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(magnitudes, signed_activations), scale));
-}
-
-// Q4_K scales and mins: bytes 0-7 scales, 8-15 mins (ggml's unpacking).
-FRUGAL_INLINE __m128i q4k_scales_mins(const uint8_t* packed) {
-  uint32_t u[4];
-  std::memcpy(u, packed, 12);
-  u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-  const uint32_t mins_low = u[1] & 0x3f3f3f3fu;
-  u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-  u[2] = mins_low;
-  u[0] &= 0x3f3f3f3fu;
-  // Built in registers: a 16-byte load of the four stores would miss store
-  // forwarding and wait for them to retire.
-  return _mm_set_epi32(static_cast<int>(u[3]), static_cast<int>(u[2]), static_cast<int>(u[1]), static_cast<int>(u[0]));
-}
 
 // ---------------------------------------------------------------- Q4_K / Q5_K
 
@@ -229,10 +161,7 @@ void quantize_q8_k_avx2(const float* x, void* out, size_t n) {
       for (int k = 0; k < 4; ++k) m[k] = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + j + 8 * k)), m[k]);
     }
     const __m256 m8 = _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3]));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
+    const float amax = horizontal_max(m8);
     if (!(amax > 0.0f)) {
       std::memset(dst, 0, kQ8KBytes);
       continue;

@@ -34,81 +34,14 @@
 #include "frugal/tensor_type.h"
 #include "tensor/dot_kquant_simd.h"
 #include "tensor/kernel_set.h"
-
-#define FRUGAL_INLINE inline __attribute__((always_inline))
+#include "tensor/simd_avx512.h"
 
 namespace frugal {
 
 namespace {
 
-FRUGAL_INLINE float load_f32(const uint8_t* p) {
-  float v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-FRUGAL_INLINE float load_f16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return _cvtsh_ss(v);
-}
-
-// Lanes 0-7 = a, lanes 8-15 = b.
-FRUGAL_INLINE __m512i halves_epi32(int a, int b) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(a)), _mm256_set1_epi32(b), 1);
-}
-
-// Lanes 4j..4j+3 = first + j: the dword index of each 16-element sub-block
-// of chunk `first / 4`.
-FRUGAL_INLINE __m512i quads_epi32(int first) {
-  return _mm512_set_epi32(first + 3, first + 3, first + 3, first + 3, first + 2, first + 2, first + 2, first + 2,
-                          first + 1, first + 1, first + 1, first + 1, first, first, first, first);
-}
-
-FRUGAL_INLINE __m512i broadcast_256(const uint8_t* p) {
-  return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-
-FRUGAL_INLINE __m512i load_512(const uint8_t* p) { return _mm512_loadu_si512(p); }
-
-// acc += scale * dot(levels, activations) per dword; see the file comment.
-FRUGAL_INLINE __m512i dot_scaled(__m512i acc, __m512i levels, const uint8_t* activations, __m512i scale) {
-  const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels, load_512(activations));
-  return _mm512_dpwssd_epi32(acc, sums, scale);
-}
-
-// Signed levels (Q6_K, Q3_K): the activations become unsigned a + 128 (xor
-// 0x80) and vpdpbusd starts from -128 * sum(levels) per dword, so every dword
-// holds the exact sum of its 4 products; subtracting the level offset through
-// the bsums instead would leave dwords far larger than the result, and their
-// float rounding would not be bounded by sum |w * a|.
-FRUGAL_INLINE __m512i signed_bias(__m512i levels) {
-  const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(static_cast<char>(0x80)), levels);
-  return _mm512_sub_epi32(_mm512_setzero_si512(), sums);
-}
-
-FRUGAL_INLINE __m512i dot_signed_scaled(__m512i acc, __m512i levels, __m512i bias, const uint8_t* activations,
-                                        __m512i scale) {
-  const __m512i shifted = _mm512_xor_si512(load_512(activations), _mm512_set1_epi8(static_cast<char>(0x80)));
-  return _mm512_dpwssd_epi32(acc, _mm512_dpbusd_epi32(bias, shifted, levels), scale);
-}
-
 // a | (b & c)
 FRUGAL_INLINE __m512i or_and(__m512i a, __m512i b, __m512i c) { return _mm512_ternarylogic_epi32(a, b, c, 0xF8); }
-
-// Q4_K scales and mins: bytes 0-7 scales, 8-15 mins (ggml's unpacking).
-FRUGAL_INLINE __m128i q4k_scales_mins(const uint8_t* packed) {
-  uint32_t u[4];
-  std::memcpy(u, packed, 12);
-  u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-  const uint32_t mins_low = u[1] & 0x3f3f3f3fu;
-  u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-  u[2] = mins_low;
-  u[0] &= 0x3f3f3f3fu;
-  // Built in registers: a 16-byte load of the four stores would miss store
-  // forwarding and wait for them to retire.
-  return _mm_set_epi32(static_cast<int>(u[3]), static_cast<int>(u[2]), static_cast<int>(u[1]), static_cast<int>(u[0]));
-}
 
 // ---------------------------------------------------------------- Q4_K / Q5_K
 

@@ -14,75 +14,15 @@
 #include "frugal/tensor_type.h"
 #include "tensor/dot_kquant_simd.h"
 #include "tensor/kernel_set.h"
-
-#define FRUGAL_INLINE inline __attribute__((always_inline))
+#include "tensor/simd_avx2.h"
 
 namespace frugal {
 
 namespace {
 
-FRUGAL_INLINE float load_f32(const uint8_t* p) {
-  float v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-FRUGAL_INLINE float load_f16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return _cvtsh_ss(v);
-}
-
-FRUGAL_INLINE __m256i load_256(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-
-FRUGAL_INLINE float horizontal_sum(__m256 v) {
-  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-  sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
-  return _mm_cvtss_f32(sum);
-}
-
-FRUGAL_INLINE __m256i move_bits(__m256i x, int from, int to) {
-  if (to >= from) return to == from ? x : _mm256_slli_epi16(x, to - from);
-  return _mm256_srli_epi16(x, from - to);
-}
-
-// Words 0-7 = word `first` of the 128-bit lane, words 8-15 = word first + 1.
-FRUGAL_INLINE __m256i word_pair_mask(int first) {
-  const __m128i lo = _mm_set1_epi16(static_cast<int16_t>(((2 * first + 1) << 8) | (2 * first)));
-  const __m128i hi = _mm_set1_epi16(static_cast<int16_t>(((2 * first + 3) << 8) | (2 * first + 2)));
-  return _mm256_set_m128i(hi, lo);
-}
-
-FRUGAL_INLINE __m256i dot_scaled(__m256i sum, __m256i levels, const uint8_t* activations, __m256i scale) {
-  return _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(levels, load_256(activations)), scale));
-}
-
-// Signed levels: ggml's sign trick (dot_kquant_avx2.cpp says why).
-FRUGAL_INLINE __m256i dot_signed_scaled(__m256i sum, __m256i levels, __m256i magnitudes, const uint8_t* activations,
-                                        __m256i scale) {
-  const __m256i signed_activations = _mm256_sign_epi8(load_256(activations), levels);
-  return _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(magnitudes, signed_activations), scale));
-}
-
 // Scale vector of chunk i (sub-blocks 2i, 2i + 1) from 16 int16 scales.
 FRUGAL_INLINE __m256i chunk_scale(__m256i first_half_twice, __m256i second_half_twice, int i) {
   return _mm256_shuffle_epi8(i < 4 ? first_half_twice : second_half_twice, word_pair_mask(2 * (i % 4)));
-}
-
-// Q3_K's 16 scales, -32 applied, as int8 (k_scales.h: low nibbles in bytes
-// 0-7, top two bits of scale j at bit 2 * (j / 4) of byte 8 + j % 4).
-FRUGAL_INLINE __m128i q3k_scales(const uint8_t* packed) {
-  uint64_t low;
-  uint32_t top;
-  std::memcpy(&low, packed, 8);
-  std::memcpy(&top, packed + 8, 4);
-  const __m128i x = _mm_cvtsi64_si128(static_cast<long long>(low));
-  const __m128i low4 = _mm_set1_epi8(0x0F);
-  const __m128i nibbles = _mm_unpacklo_epi64(_mm_and_si128(x, low4), _mm_and_si128(_mm_srli_epi16(x, 4), low4));
-  const __m128i high =
-      _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(static_cast<int>(top)), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
-  return _mm_sub_epi8(_mm_or_si128(nibbles, _mm_slli_epi16(high, 4)), _mm_set1_epi8(32));
 }
 
 // ---------------------------------------------------------------------- Q3_K

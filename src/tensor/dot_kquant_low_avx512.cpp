@@ -19,55 +19,11 @@
 #include "frugal/tensor_type.h"
 #include "tensor/dot_kquant_simd.h"
 #include "tensor/kernel_set.h"
-
-#define FRUGAL_INLINE inline __attribute__((always_inline))
+#include "tensor/simd_avx512.h"
 
 namespace frugal {
 
 namespace {
-
-FRUGAL_INLINE float load_f32(const uint8_t* p) {
-  float v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-FRUGAL_INLINE float load_f16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return _cvtsh_ss(v);
-}
-
-FRUGAL_INLINE __m512i halves_epi32(int a, int b) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(a)), _mm256_set1_epi32(b), 1);
-}
-
-FRUGAL_INLINE __m512i quads_epi32(int first) {
-  return _mm512_set_epi32(first + 3, first + 3, first + 3, first + 3, first + 2, first + 2, first + 2, first + 2,
-                          first + 1, first + 1, first + 1, first + 1, first, first, first, first);
-}
-
-FRUGAL_INLINE __m512i broadcast_256(const uint8_t* p) {
-  return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-
-FRUGAL_INLINE __m512i dot_scaled(__m512i acc, __m512i levels, const uint8_t* activations, __m512i scale) {
-  const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels, _mm512_loadu_si512(activations));
-  return _mm512_dpwssd_epi32(acc, sums, scale);
-}
-
-// Signed levels: unsigned activations a + 128 against levels, vpdpbusd
-// starting from -128 * sum(levels) (dot_kquant_avx512.cpp says why).
-FRUGAL_INLINE __m512i signed_bias(__m512i levels) {
-  const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(static_cast<char>(0x80)), levels);
-  return _mm512_sub_epi32(_mm512_setzero_si512(), sums);
-}
-
-FRUGAL_INLINE __m512i dot_signed_scaled(__m512i acc, __m512i levels, __m512i bias, const uint8_t* activations,
-                                        __m512i scale) {
-  const __m512i shifted = _mm512_xor_si512(_mm512_loadu_si512(activations), _mm512_set1_epi8(static_cast<char>(0x80)));
-  return _mm512_dpwssd_epi32(acc, _mm512_dpbusd_epi32(bias, shifted, levels), scale);
-}
 
 // Chunk c (elements 64c..64c+63) of a 2-bit array laid out as Q2_K/Q3_K qs:
 // bits 2k of qs[32h + l], h = c / 2, k = 2 (c & 1) (first half), k + 1
@@ -76,21 +32,6 @@ FRUGAL_INLINE __m512i two_bit_chunk(const uint8_t* qs, int c) {
   const int k = 2 * (c & 1);
   const __m512i rotate = halves_epi32((32 - 2 * k) & 31, (30 - 2 * k) & 31);
   return _mm512_rolv_epi32(broadcast_256(qs + 32 * (c / 2)), rotate);
-}
-
-// Q3_K's 16 scales, -32 applied, as int8 (k_scales.h: low nibbles in bytes
-// 0-7, top two bits of scale j at bit 2 * (j / 4) of byte 8 + j % 4).
-FRUGAL_INLINE __m128i q3k_scales(const uint8_t* packed) {
-  uint64_t low;
-  uint32_t top;
-  std::memcpy(&low, packed, 8);
-  std::memcpy(&top, packed + 8, 4);
-  const __m128i x = _mm_cvtsi64_si128(static_cast<long long>(low));
-  const __m128i low4 = _mm_set1_epi8(0x0F);
-  const __m128i nibbles = _mm_unpacklo_epi64(_mm_and_si128(x, low4), _mm_and_si128(_mm_srli_epi16(x, 4), low4));
-  const __m128i high =
-      _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(static_cast<int>(top)), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
-  return _mm_sub_epi8(_mm_or_si128(nibbles, _mm_slli_epi16(high, 4)), _mm_set1_epi8(32));
 }
 
 // ---------------------------------------------------------------------- Q3_K

@@ -23,8 +23,7 @@
 #include "frugal/tensor_type.h"
 #include "tensor/dot_legacy_simd.h"
 #include "tensor/kernel_set.h"
-
-#define FRUGAL_INLINE inline __attribute__((always_inline))
+#include "tensor/simd_avx2.h"
 
 namespace frugal {
 
@@ -32,28 +31,7 @@ namespace {
 
 constexpr size_t kBlock = 32;
 
-FRUGAL_INLINE uint16_t load_u16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-FRUGAL_INLINE uint32_t load_u32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-FRUGAL_INLINE __m256 half_broadcast(const uint8_t* p) { return _mm256_set1_ps(_cvtsh_ss(load_u16(p))); }
-
-FRUGAL_INLINE __m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-
-FRUGAL_INLINE float horizontal_sum(__m256 v) {
-  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-  sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
-  return _mm_cvtss_f32(sum);
-}
+FRUGAL_INLINE __m256 half_broadcast(const uint8_t* p) { return _mm256_set1_ps(load_f16(p)); }
 
 // The nibbles of 16 bytes in element order: [low nibbles, high nibbles].
 FRUGAL_INLINE __m256i nibbles(const uint8_t* p) {
@@ -79,7 +57,7 @@ struct WeightQ8_0 {
   static constexpr int kOffset = 0;
   static constexpr bool kSigned = true;
   static constexpr bool kMin = false;
-  static FRUGAL_INLINE __m256i quants(const uint8_t* b) { return load32(b + 2); }
+  static FRUGAL_INLINE __m256i quants(const uint8_t* b) { return load_256(b + 2); }
   static FRUGAL_INLINE __m256 scale(const uint8_t* b) { return half_broadcast(b); }
   static FRUGAL_INLINE __m256 min(const uint8_t*) { return _mm256_setzero_ps(); }
 };
@@ -126,14 +104,14 @@ struct WeightQ5_1 {
 
 struct ActQ8_0 {
   static constexpr size_t kBytes = 34;
-  static FRUGAL_INLINE __m256i quants(const uint8_t* b) { return load32(b + 2); }
+  static FRUGAL_INLINE __m256i quants(const uint8_t* b) { return load_256(b + 2); }
   static FRUGAL_INLINE __m256 scale(const uint8_t* b) { return half_broadcast(b); }
   static FRUGAL_INLINE __m256 sum(const uint8_t*) { return _mm256_setzero_ps(); }
 };
 
 struct ActQ8_1 {
   static constexpr size_t kBytes = 36;
-  static FRUGAL_INLINE __m256i quants(const uint8_t* b) { return load32(b + 4); }
+  static FRUGAL_INLINE __m256i quants(const uint8_t* b) { return load_256(b + 4); }
   static FRUGAL_INLINE __m256 scale(const uint8_t* b) { return half_broadcast(b); }
   static FRUGAL_INLINE __m256 sum(const uint8_t* b) { return half_broadcast(b + 2); }
 };
@@ -255,10 +233,7 @@ FRUGAL_INLINE float quantize_8bit_block(const float* x, int8_t* qs, int* sum) {
     // as std::max(amax, NaN) skips them.
     amax = _mm256_max_ps(_mm256_andnot_ps(sign, v[i]), amax);
   }
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_movehdup_ps(m));
-  const float max_abs = _mm_cvtss_f32(m);
+  const float max_abs = horizontal_max(amax);
   const float d = max_abs / 127;
   const float id = max_abs != 0.0f ? 127.0f / max_abs : 0.0f;
   const __m256 scale = _mm256_set1_ps(id);
@@ -286,8 +261,6 @@ FRUGAL_INLINE float quantize_8bit_block(const float* x, int8_t* qs, int* sum) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), bytes);
   return d;
 }
-
-FRUGAL_INLINE void store_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, sizeof(v)); }
 
 void quantize_q8_0_avx2(const float* x, void* out, size_t n) {
   uint8_t* o = static_cast<uint8_t*>(out);

@@ -11,21 +11,13 @@
 #include "frugal/tensor_type.h"
 #include "tensor/dot_legacy_simd.h"
 #include "tensor/kernel_set.h"
-
-#define FRUGAL_INLINE inline __attribute__((always_inline))
+#include "tensor/simd_avx2.h"
 
 namespace frugal {
 
 namespace {
 
 constexpr size_t kStep = 8;
-
-FRUGAL_INLINE float horizontal_sum(__m256 v) {
-  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-  sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
-  return _mm_cvtss_f32(sum);
-}
 
 struct PlainF32 {
   static constexpr size_t kElementBytes = 4;

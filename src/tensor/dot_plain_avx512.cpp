@@ -15,8 +15,7 @@
 #include "frugal/tensor_type.h"
 #include "tensor/dot_legacy_simd.h"
 #include "tensor/kernel_set.h"
-
-#define FRUGAL_INLINE inline __attribute__((always_inline))
+#include "tensor/simd_avx512.h"
 
 namespace frugal {
 

@@ -3,17 +3,11 @@
 #include <immintrin.h>
 
 #include "tensor/kernel_set.h"
+#include "tensor/simd_avx2.h"
 
 namespace frugal {
 
 namespace {
-
-inline float horizontal_sum(__m256 v) {
-  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-  sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
-  return _mm_cvtss_f32(sum);
-}
 
 float dot_f32_avx2(const float* a, const float* b, size_t n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();

@@ -8,6 +8,7 @@
 
 
 #include "tensor/kernel_set.h"
+#include "tensor/simd_avx512.h"
 
 namespace frugal {
 
