@@ -69,6 +69,8 @@ class KvTrie {
   KvTrie& operator=(const KvTrie&) = delete;
 
   const KvLayout& layout() const { return layout_; }
+  // Rows of consecutive slots within a page are consecutive in memory.
+  size_t slots_per_page() const { return options_.slots_per_page; }
 
   // The node of the longest prefix of `tokens` already in the trie, and its
   // length (0 and kRoot when nothing matches). Marks the path as used.

@@ -12,11 +12,10 @@
 #include <vector>
 
 #include "frugal/gguf.h"
+#include "frugal/kv_trie.h"
 #include "frugal/tensor_type.h"
 
 namespace frugal {
-
-using TokenId = int32_t;
 
 enum class RopeStyle { Normal, Neox };  // adjacent pairs (llama) or split halves (qwen)
 enum class RopeScaling { None, Linear, Yarn, Llama3 };
@@ -65,13 +64,19 @@ class KvCache {
   KvCache& operator=(const KvCache&) = delete;
   KvCache(KvCache&&) = default;
   KvCache& operator=(KvCache&&) = default;
+  // An explicit copy of the same capacity and precision; only the filled
+  // positions are copied (a beam taking over its parent's cache).
+  KvCache clone() const;
 
   int64_t capacity() const { return capacity_; }
   int64_t size() const { return size_; }
   KvPrecision precision() const { return precision_; }
   // Forgets everything from `position` on (for re-use of a shared prefix).
   void truncate(int64_t position);
-  size_t bytes() const;
+  size_t bytes() const;  // allocated (the whole capacity)
+  // Bytes that hold the filled positions: size() rows of keys and of values
+  // in every layer.
+  size_t filled_bytes() const;
 
   // Row of keys (or values) for one layer and position: kv_head_count *
   // head_size elements in the cache precision.
@@ -81,12 +86,21 @@ class KvCache {
 
  private:
   friend class Model;
-  int64_t capacity_;
+  KvCache() = default;  // for clone()
+  int64_t capacity_ = 0;
   int64_t size_ = 0;
-  int64_t row_elements_;
-  size_t element_bytes_;
-  KvPrecision precision_;
+  int64_t row_elements_ = 0;
+  size_t element_bytes_ = 0;
+  KvPrecision precision_ = KvPrecision::F32;
   std::vector<std::vector<uint8_t>> keys_, values_;  // [layer][position * row]
+};
+
+// One token of a batch over a KvTrie: the token of `node` (already created
+// with KvTrie::extend), at position depth(node) - 1. Its keys and values go
+// into the node's slot; it attends to the slots on its path.
+struct TrieBatchEntry {
+  KvNode node = KvTrie::kRoot;
+  bool want_logits = false;
 };
 
 struct ModelOptions {
@@ -108,6 +122,15 @@ class Model {
   // pass). Returns logits: for every token when `all_logits`, otherwise for
   // the last one only; row-major [n x vocab].
   std::vector<float> forward(std::span<const TokenId> tokens, KvCache& cache, bool all_logits = false);
+
+  // Many sequences in one pass over a shared-prefix store: each entry is one
+  // token of some sequence (beams, questions over one prefix, a prompt's
+  // tokens). Every node's ancestors must already hold their keys and values
+  // or be entries of this batch. Returns the logits of the entries that
+  // want them, in entry order, row-major [count x vocab]. The trie must have
+  // the layout of kv_layout() (F32 rows).
+  std::vector<float> forward(std::span<const TrieBatchEntry> entries, KvTrie& trie);
+  KvLayout kv_layout() const;
 
  private:
   Model();

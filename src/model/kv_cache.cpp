@@ -44,6 +44,36 @@ size_t KvCache::bytes() const {
   return total;
 }
 
+KvCache KvCache::clone() const {
+  KvCache copy;
+  copy.capacity_ = capacity_;
+  copy.size_ = size_;
+  copy.row_elements_ = row_elements_;
+  copy.element_bytes_ = element_bytes_;
+  copy.precision_ = precision_;
+  const size_t filled = static_cast<size_t>(size_ * row_elements_) * element_bytes_;
+  auto copy_layers = [&](const std::vector<std::vector<uint8_t>>& from, std::vector<std::vector<uint8_t>>& to) {
+    to.resize(from.size());
+    for (size_t layer = 0; layer < from.size(); ++layer) {
+      // Only the filled part is copied; the rest is zeroed as a new cache's is.
+      to[layer].reserve(from[layer].size());
+      to[layer].assign(from[layer].begin(), from[layer].begin() + static_cast<std::ptrdiff_t>(filled));
+      to[layer].resize(from[layer].size());
+    }
+  };
+  try {
+    copy_layers(keys_, copy.keys_);
+    copy_layers(values_, copy.values_);
+  } catch (const std::bad_alloc&) {
+    throw Error(fmt::format("not enough memory to copy a KV cache of {} tokens ({} bytes)", capacity_, bytes()));
+  }
+  return copy;
+}
+
+size_t KvCache::filled_bytes() const {
+  return 2 * keys_.size() * static_cast<size_t>(size_ * row_elements_) * element_bytes_;
+}
+
 void* KvCache::key_row(int64_t layer, int64_t position) {
   return keys_[static_cast<size_t>(layer)].data() + static_cast<size_t>(position * row_elements_) * element_bytes_;
 }

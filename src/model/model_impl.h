@@ -20,6 +20,18 @@ struct LayerWeights {
   WeightMatrix gate, up, down;
 };
 
+// How a forward pass reaches its tokens' keys and values: where token t sits
+// (its position), where its key and value rows go, and attention of the
+// batch's queries over each token's own context.
+class KvBackend {
+ public:
+  virtual ~KvBackend() = default;
+  virtual int64_t position(size_t t) const = 0;
+  virtual void store(int64_t layer, size_t t, const float* key, const float* value) = 0;
+  // q: [tokens][heads * head size] -> out, same shape.
+  virtual void attend(int64_t layer, const float* q, size_t tokens, float* out) = 0;
+};
+
 struct Model::Impl {
   GgufFile file;
   ModelConfig config;
@@ -33,6 +45,9 @@ struct Model::Impl {
   explicit Impl(GgufFile f) : file(std::move(f)) {}
   void load_weights();
   std::vector<float> forward(std::span<const TokenId> tokens, KvCache& cache, bool all_logits);
+  std::vector<float> forward(std::span<const TrieBatchEntry> entries, KvTrie& trie);
+  // The layers over a batch; logits of the rows in `logit_rows`, in order.
+  std::vector<float> run(std::span<const TokenId> tokens, KvBackend& backend, std::span<const size_t> logit_rows);
 };
 
 }  // namespace frugal

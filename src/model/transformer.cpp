@@ -30,6 +30,34 @@ void store_row(const float* src, void* dst, size_t n, KvPrecision precision) {
   }
 }
 
+// Keys and values of a contiguous single-sequence cache.
+class CacheBackend final : public KvBackend {
+ public:
+  CacheBackend(KvCache& cache, const AttentionShape& shape, ThreadPool& pool)
+      : cache_(cache), shape_(shape), pool_(pool), start_(cache.size()) {}
+  int64_t position(size_t t) const override { return start_ + static_cast<int64_t>(t); }
+  void store(int64_t layer, size_t t, const float* key, const float* value) override {
+    const size_t n = cache_.row_elements();
+    store_row(key, cache_.key_row(layer, position(t)), n, cache_.precision());
+    store_row(value, cache_.value_row(layer, position(t)), n, cache_.precision());
+  }
+  void attend(int64_t layer, const float* q, size_t tokens, float* out) override {
+    causal_attention(q, tokens, start_, cache_, layer, shape_, out, pool_);
+  }
+
+ private:
+  KvCache& cache_;
+  const AttentionShape& shape_;
+  ThreadPool& pool_;
+  int64_t start_;
+};
+
+AttentionShape attention_shape_of(const ModelConfig& c) {
+  const size_t head_size = static_cast<size_t>(c.head_size);
+  return {static_cast<size_t>(c.head_count), static_cast<size_t>(c.kv_head_count), head_size,
+          1.0f / std::sqrt(static_cast<float>(head_size))};
+}
+
 }  // namespace
 
 std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache& cache, bool all_logits) {
@@ -45,13 +73,24 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
       cache.keys_.size() != layers.size()) {
     throw Error("KV cache was made for a different model");
   }
+  const AttentionShape shape = attention_shape_of(c);
+  CacheBackend backend(cache, shape, *pool);
+  std::vector<size_t> logit_rows;
+  for (size_t t = all_logits ? 0 : n - 1; t < n; ++t) logit_rows.push_back(t);
+  auto logits = run(tokens, backend, logit_rows);
+  cache.size_ = start + static_cast<int64_t>(n);
+  return logits;
+}
+
+std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& backend,
+                                    std::span<const size_t> logit_rows) {
+  const ModelConfig& c = config;
+  const size_t n = tokens.size();
   const size_t embed = static_cast<size_t>(c.embedding_size);
   const size_t head_size = static_cast<size_t>(c.head_size);
   const size_t q_width = static_cast<size_t>(c.head_count) * head_size;
   const size_t kv_width = static_cast<size_t>(c.kv_head_count) * head_size;
   const size_t ffn = static_cast<size_t>(c.feed_forward_size);
-  const AttentionShape attention_shape{static_cast<size_t>(c.head_count), static_cast<size_t>(c.kv_head_count),
-                                       head_size, 1.0f / std::sqrt(static_cast<float>(head_size))};
   const KernelSet& kernels = active_kernels();
 
   std::vector<float> x(n * embed), normed(n * embed), q(n * q_width), k(n * kv_width), v(n * kv_width);
@@ -66,7 +105,7 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
   // Rotation angles per position, shared by every layer and head.
   const size_t pairs = static_cast<size_t>(rope->pairs());
   std::vector<float> cosines(n * pairs), sines(n * pairs);
-  for (size_t t = 0; t < n; ++t) rope->angles(start + static_cast<int64_t>(t), &cosines[t * pairs], &sines[t * pairs]);
+  for (size_t t = 0; t < n; ++t) rope->angles(backend.position(t), &cosines[t * pairs], &sines[t * pairs]);
 
   for (size_t li = 0; li < layers.size(); ++li) {
     const LayerWeights& l = layers[li];
@@ -92,12 +131,9 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
         if (!l.key_norm.empty()) kernels.rms_norm(head, l.key_norm.data(), head, head_size, c.rms_epsilon);
         rope->rotate(head, &cosines[t * pairs], &sines[t * pairs]);
       }
-      const int64_t position = start + static_cast<int64_t>(t);
-      store_row(&k[t * kv_width], cache.key_row(static_cast<int64_t>(li), position), kv_width, cache.precision());
-      store_row(&v[t * kv_width], cache.value_row(static_cast<int64_t>(li), position), kv_width, cache.precision());
+      backend.store(static_cast<int64_t>(li), t, &k[t * kv_width], &v[t * kv_width]);
     }
-
-    causal_attention(q.data(), n, start, cache, static_cast<int64_t>(li), attention_shape, attention.data(), *pool);
+    backend.attend(static_cast<int64_t>(li), q.data(), n, attention.data());
     matmul(l.attention_output, attention.data(), n, projected.data(), *pool);
     add_in_place(x.data(), projected.data(), n * embed);
 
@@ -113,15 +149,13 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
     matmul(l.down, gate.data(), n, projected.data(), *pool);
     add_in_place(x.data(), projected.data(), n * embed);
   }
-  cache.size_ = start + static_cast<int64_t>(n);
 
-  const size_t first = all_logits ? 0 : n - 1;
-  const size_t rows = n - first;
-  for (size_t t = first; t < n; ++t) {
-    kernels.rms_norm(&x[t * embed], output_norm.data(), &normed[(t - first) * embed], embed, c.rms_epsilon);
+  // Only the rows whose logits are wanted go through the output matrix.
+  for (size_t i = 0; i < logit_rows.size(); ++i) {
+    kernels.rms_norm(&x[logit_rows[i] * embed], output_norm.data(), &normed[i * embed], embed, c.rms_epsilon);
   }
-  std::vector<float> logits(rows * static_cast<size_t>(c.vocab_size));
-  matmul(output, normed.data(), rows, logits.data(), *pool);
+  std::vector<float> logits(logit_rows.size() * static_cast<size_t>(c.vocab_size));
+  if (!logit_rows.empty()) matmul(output, normed.data(), logit_rows.size(), logits.data(), *pool);
   return logits;
 }
 

@@ -1,0 +1,138 @@
+// Forward passes over the shared-prefix KV trie: each token's keys and values
+// go into its node's slot, and each token attends to the slots on its own
+// path, so beams and questions that share a prefix share its rows.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "frugal/error.h"
+#include "model/model_impl.h"
+#include "tensor/kernel_set.h"
+
+namespace frugal {
+
+namespace {
+
+// A run of path positions whose slots are consecutive in one page: their
+// rows of a layer are evenly spaced in memory, so one strided kernel call
+// covers them.
+struct SlotRun {
+  size_t first_position;
+  KvSlot first_slot;
+  size_t length;
+};
+
+std::vector<SlotRun> slot_runs(const std::vector<KvSlot>& slots, size_t slots_per_page) {
+  std::vector<SlotRun> runs;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (!runs.empty()) {
+      SlotRun& last = runs.back();
+      const KvSlot next = last.first_slot + static_cast<KvSlot>(last.length);
+      if (slots[i] == next && static_cast<size_t>(next) % slots_per_page != 0) {
+        ++last.length;
+        continue;
+      }
+    }
+    runs.push_back({i, slots[i], 1});
+  }
+  return runs;
+}
+
+class TrieBackend final : public KvBackend {
+ public:
+  TrieBackend(KvTrie& trie, std::span<const TrieBatchEntry> entries, size_t head_count, size_t kv_head_count,
+              size_t head_size, ThreadPool& pool)
+      : trie_(trie), entries_(entries), head_count_(head_count), kv_head_count_(kv_head_count),
+        head_size_(head_size), scale_(1.0f / std::sqrt(static_cast<float>(head_size))), pool_(pool) {
+    runs_.reserve(entries.size());
+    for (const auto& e : entries) runs_.push_back(slot_runs(trie.path_slots(e.node), trie.slots_per_page()));
+  }
+
+  int64_t position(size_t t) const override { return static_cast<int64_t>(trie_.depth(entries_[t].node)) - 1; }
+
+  void store(int64_t layer, size_t t, const float* key, const float* value) override {
+    const KvSlot slot = trie_.slot(entries_[t].node);
+    const size_t bytes = trie_.layout().row_bytes();
+    std::memcpy(trie_.key_row(layer, slot), key, bytes);
+    std::memcpy(trie_.value_row(layer, slot), value, bytes);
+  }
+
+  void attend(int64_t layer, const float* q, size_t tokens, float* out) override {
+    const KernelSet& kernels = active_kernels();
+    const DotTileFn dot_f32_tile = kernels.dot_tile[type_slot(TensorType::F32)];
+    const size_t q_width = head_count_ * head_size_;
+    const size_t group = head_count_ / kv_head_count_;
+    const size_t row_bytes = trie_.layout().row_bytes();
+    pool_.parallel_for(tokens * head_count_, [&](size_t begin, size_t end) {
+      thread_local std::vector<float> scores, partial;
+      for (size_t item = begin; item < end; ++item) {
+        const size_t t = item / head_count_, head = item % head_count_;
+        const size_t offset = (head / group) * head_size_ * sizeof(float);
+        const auto& runs = runs_[t];
+        const size_t visible = runs.back().first_position + runs.back().length;
+        scores.resize(visible);
+        const float* query = q + t * q_width + head * head_size_;
+        for (const SlotRun& run : runs) {
+          dot_f32_tile(trie_.key_row(layer, run.first_slot) + offset, row_bytes,
+                       reinterpret_cast<const uint8_t*>(query), q_width * sizeof(float), head_size_, run.length, 1,
+                       &scores[run.first_position], run.length);
+        }
+        for (size_t j = 0; j < visible; ++j) scores[j] *= scale_;
+        kernels.softmax(scores.data(), visible);
+        float* o = out + t * q_width + head * head_size_;
+        std::fill(o, o + head_size_, 0.0f);
+        partial.resize(head_size_);
+        for (const SlotRun& run : runs) {
+          kernels.weighted_sum_f32(&scores[run.first_position], run.length,
+                                   reinterpret_cast<const float*>(trie_.value_row(layer, run.first_slot) + offset),
+                                   row_bytes / sizeof(float), partial.data(), head_size_);
+          for (size_t d = 0; d < head_size_; ++d) o[d] += partial[d];
+        }
+      }
+    });
+  }
+
+ private:
+  KvTrie& trie_;
+  std::span<const TrieBatchEntry> entries_;
+  size_t head_count_, kv_head_count_, head_size_;
+  float scale_;
+  ThreadPool& pool_;
+  std::vector<std::vector<SlotRun>> runs_;
+};
+
+}  // namespace
+
+KvLayout Model::kv_layout() const {
+  const ModelConfig& c = impl_->config;
+  return {c.layer_count, c.kv_head_count * c.head_size, sizeof(float)};
+}
+
+std::vector<float> Model::forward(std::span<const TrieBatchEntry> entries, KvTrie& trie) {
+  return impl_->forward(entries, trie);
+}
+
+std::vector<float> Model::Impl::forward(std::span<const TrieBatchEntry> entries, KvTrie& trie) {
+  if (entries.empty()) throw Error("forward pass needs at least one token");
+  const KvLayout want{config.layer_count, config.kv_head_count * config.head_size, sizeof(float)};
+  const KvLayout& have = trie.layout();
+  if (have.layers != want.layers || have.row_elements != want.row_elements || have.element_bytes != 4) {
+    throw Error(fmt::format("KV trie layout ({} layers, rows of {} x {} bytes) does not fit this model ({} layers, "
+                            "rows of {} F32 values)", have.layers, have.row_elements, have.element_bytes,
+                            want.layers, want.row_elements));
+  }
+  std::vector<TokenId> tokens;
+  std::vector<size_t> logit_rows;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (entries[i].node == KvTrie::kRoot) throw Error("the trie's root holds no token");
+    tokens.push_back(trie.token(entries[i].node));
+    if (entries[i].want_logits) logit_rows.push_back(i);
+  }
+  TrieBackend backend(trie, entries, static_cast<size_t>(config.head_count), static_cast<size_t>(config.kv_head_count),
+                      static_cast<size_t>(config.head_size), *pool);
+  return run(tokens, backend, logit_rows);
+}
+
+}  // namespace frugal
