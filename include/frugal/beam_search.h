@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "frugal/model.h"
@@ -97,5 +98,10 @@ class BeamSearch {
 // beams; when beams are re-selected each child gets a copy of its parent's
 // cache; one Model::forward of one token per beam per step.
 std::unique_ptr<BeamSearch> make_batch_beam_search();
+// All beams in one shared-prefix KV trie, one batched forward pass per step,
+// pruned branches freed at once (the default).
+std::unique_ptr<BeamSearch> make_trie_beam_search();
+// "trie" or "batch"; throws Error for other names.
+std::unique_ptr<BeamSearch> make_beam_search(std::string_view implementation);
 
 }  // namespace frugal
