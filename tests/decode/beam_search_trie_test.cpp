@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include <fmt/format.h>
+
 #include "frugal/beam_search.h"
 #include "frugal/error.h"
 #include "frugal/gguf.h"
@@ -70,7 +72,7 @@ TEST(BeamSearchTrie, SameHypothesesOnARandomQwen3ModelWithEveryStoppingRule) {
   std::vector<std::string> tokens;
   std::vector<int32_t> types;
   for (int i = 0; i < 64; ++i) {
-    tokens.push_back(i == 2 ? std::string("</s>") : "t" + std::to_string(i));
+    tokens.push_back(i == 2 ? std::string("</s>") : fmt::format("t{}", i));
     types.push_back(i == 2 ? 3 : 1);  // 2 is the end-of-generation control token
   }
   vocab.set("tokenizer.ggml.model", GgufValue::string("gpt2"));
