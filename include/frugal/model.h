@@ -128,8 +128,11 @@ class Model {
   // tokens). Every node's ancestors must already hold their keys and values
   // or be entries of this batch. Returns the logits of the entries that
   // want them, in entry order, row-major [count x vocab]. The trie must have
-  // the layout of kv_layout() (F32 rows).
-  std::vector<float> forward(std::span<const TrieBatchEntry> entries, KvTrie& trie);
+  // the layout of kv_layout() (F32 rows). `token_invariant`: each entry's
+  // logits are bit for bit those of a one-token pass over the same context
+  // (matrix products token by token; a little slower), which keeps a batched
+  // beam search identical to one run beam by beam.
+  std::vector<float> forward(std::span<const TrieBatchEntry> entries, KvTrie& trie, bool token_invariant = false);
   KvLayout kv_layout() const;
 
  private:

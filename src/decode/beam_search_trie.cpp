@@ -54,7 +54,9 @@ class SharedTrieBeams final : public BeamLogitSource {
     }
     for (KvNode old : beams_) trie_.release(old, false);
     beams_ = std::move(next);
-    auto logits = model_.forward(entries, trie_);  // one pass for every beam
+    // One pass for every beam, each beam's logits exactly those of a pass of
+    // its own (so the search matches one run beam by beam).
+    auto logits = model_.forward(entries, trie_, true);
     ++forward_passes_;
     return logits;
   }

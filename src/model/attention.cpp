@@ -75,8 +75,9 @@ void causal_attention(const float* q, size_t tokens, int64_t start, KvCache& cac
         const size_t visible = first_position + t + 1;  // causal: later positions are not seen
         for (size_t j = 0; j < visible; ++j) row[j] *= shape.scale;
         kernels.softmax(row, visible);
-        kernels.weighted_sum_f32(row, visible, values, value_stride, out + t * q_width + head * shape.head_size,
-                                 shape.head_size);
+        float* head_out = out + t * q_width + head * shape.head_size;
+        std::fill(head_out, head_out + shape.head_size, 0.0f);
+        kernels.weighted_sum_f32(row, visible, values, value_stride, head_out, shape.head_size);
       }
     }
   });

@@ -45,9 +45,11 @@ struct Model::Impl {
   explicit Impl(GgufFile f) : file(std::move(f)) {}
   void load_weights();
   std::vector<float> forward(std::span<const TokenId> tokens, KvCache& cache, bool all_logits);
-  std::vector<float> forward(std::span<const TrieBatchEntry> entries, KvTrie& trie);
+  std::vector<float> forward(std::span<const TrieBatchEntry> entries, KvTrie& trie, bool token_invariant);
   // The layers over a batch; logits of the rows in `logit_rows`, in order.
-  std::vector<float> run(std::span<const TokenId> tokens, KvBackend& backend, std::span<const size_t> logit_rows);
+  // `per_token`: matrix products token by token (see matmul()).
+  std::vector<float> run(std::span<const TokenId> tokens, KvBackend& backend, std::span<const size_t> logit_rows,
+                         bool per_token = false);
 };
 
 }  // namespace frugal

@@ -83,7 +83,7 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
 }
 
 std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& backend,
-                                    std::span<const size_t> logit_rows) {
+                                    std::span<const size_t> logit_rows, bool per_token) {
   const ModelConfig& c = config;
   const size_t n = tokens.size();
   const size_t embed = static_cast<size_t>(c.embedding_size);
@@ -115,7 +115,7 @@ std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& 
     {
       const WeightMatrix* weights[3] = {&l.query, &l.key, &l.value};
       float* outs[3] = {q.data(), k.data(), v.data()};
-      matmul_shared_input(weights, normed.data(), n, outs, *pool);
+      matmul_shared_input(weights, normed.data(), n, outs, *pool, per_token);
     }
     add_bias(q.data(), n, l.query_bias);
     add_bias(k.data(), n, l.key_bias);
@@ -134,7 +134,7 @@ std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& 
       backend.store(static_cast<int64_t>(li), t, &k[t * kv_width], &v[t * kv_width]);
     }
     backend.attend(static_cast<int64_t>(li), q.data(), n, attention.data());
-    matmul(l.attention_output, attention.data(), n, projected.data(), *pool);
+    matmul(l.attention_output, attention.data(), n, projected.data(), *pool, per_token);
     add_in_place(x.data(), projected.data(), n * embed);
 
     for (size_t t = 0; t < n; ++t) {
@@ -143,10 +143,10 @@ std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& 
     {
       const WeightMatrix* weights[2] = {&l.gate, &l.up};
       float* outs[2] = {gate.data(), up.data()};
-      matmul_shared_input(weights, normed.data(), n, outs, *pool);
+      matmul_shared_input(weights, normed.data(), n, outs, *pool, per_token);
     }
     kernels.swiglu(gate.data(), up.data(), n * ffn);
-    matmul(l.down, gate.data(), n, projected.data(), *pool);
+    matmul(l.down, gate.data(), n, projected.data(), *pool, per_token);
     add_in_place(x.data(), projected.data(), n * embed);
   }
 
@@ -155,7 +155,7 @@ std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& 
     kernels.rms_norm(&x[logit_rows[i] * embed], output_norm.data(), &normed[i * embed], embed, c.rms_epsilon);
   }
   std::vector<float> logits(logit_rows.size() * static_cast<size_t>(c.vocab_size));
-  if (!logit_rows.empty()) matmul(output, normed.data(), logit_rows.size(), logits.data(), *pool);
+  if (!logit_rows.empty()) matmul(output, normed.data(), logit_rows.size(), logits.data(), *pool, per_token);
   return logits;
 }
 

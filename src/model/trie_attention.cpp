@@ -66,7 +66,7 @@ class TrieBackend final : public KvBackend {
     const size_t group = head_count_ / kv_head_count_;
     const size_t row_bytes = trie_.layout().row_bytes();
     pool_.parallel_for(tokens * head_count_, [&](size_t begin, size_t end) {
-      thread_local std::vector<float> scores, partial;
+      thread_local std::vector<float> scores;
       for (size_t item = begin; item < end; ++item) {
         const size_t t = item / head_count_, head = item % head_count_;
         const size_t offset = (head / group) * head_size_ * sizeof(float);
@@ -83,12 +83,10 @@ class TrieBackend final : public KvBackend {
         kernels.softmax(scores.data(), visible);
         float* o = out + t * q_width + head * head_size_;
         std::fill(o, o + head_size_, 0.0f);
-        partial.resize(head_size_);
-        for (const SlotRun& run : runs) {
+        for (const SlotRun& run : runs) {  // the same sums, in the same order, as over one contiguous cache
           kernels.weighted_sum_f32(&scores[run.first_position], run.length,
                                    reinterpret_cast<const float*>(trie_.value_row(layer, run.first_slot) + offset),
-                                   row_bytes / sizeof(float), partial.data(), head_size_);
-          for (size_t d = 0; d < head_size_; ++d) o[d] += partial[d];
+                                   row_bytes / sizeof(float), o, head_size_);
         }
       }
     });
@@ -110,11 +108,11 @@ KvLayout Model::kv_layout() const {
   return {c.layer_count, c.kv_head_count * c.head_size, sizeof(float)};
 }
 
-std::vector<float> Model::forward(std::span<const TrieBatchEntry> entries, KvTrie& trie) {
-  return impl_->forward(entries, trie);
+std::vector<float> Model::forward(std::span<const TrieBatchEntry> entries, KvTrie& trie, bool token_invariant) {
+  return impl_->forward(entries, trie, token_invariant);
 }
 
-std::vector<float> Model::Impl::forward(std::span<const TrieBatchEntry> entries, KvTrie& trie) {
+std::vector<float> Model::Impl::forward(std::span<const TrieBatchEntry> entries, KvTrie& trie, bool token_invariant) {
   if (entries.empty()) throw Error("forward pass needs at least one token");
   const KvLayout want{config.layer_count, config.kv_head_count * config.head_size, sizeof(float)};
   const KvLayout& have = trie.layout();
@@ -132,7 +130,7 @@ std::vector<float> Model::Impl::forward(std::span<const TrieBatchEntry> entries,
   }
   TrieBackend backend(trie, entries, static_cast<size_t>(config.head_count), static_cast<size_t>(config.kv_head_count),
                       static_cast<size_t>(config.head_size), *pool);
-  return run(tokens, backend, logit_rows);
+  return run(tokens, backend, logit_rows, token_invariant);
 }
 
 }  // namespace frugal

@@ -46,8 +46,10 @@ struct KernelSet {
   void (*rms_norm)(const float* x, const float* weight, float* out, size_t n, float eps) = nullptr;
   void (*swiglu)(float* gate, const float* up, size_t n) = nullptr;  // gate = silu(gate) * up
   void (*softmax)(float* x, size_t n) = nullptr;                     // in place
-  // out[i] = sum_j weights[j] * rows[j * row_stride + i] for i < n: the
-  // probability-weighted sum of value rows in attention.
+  // out[i] += sum_j weights[j] * rows[j * row_stride + i] for i < n, added
+  // in order of j: the probability-weighted sum of value rows in attention.
+  // Summing rows in two calls gives bit for bit what one call over all of
+  // them gives, so split storage (the KV trie's pages) changes no result.
   void (*weighted_sum_f32)(const float* weights, size_t count, const float* rows, size_t row_stride, float* out,
                            size_t n) = nullptr;
 };

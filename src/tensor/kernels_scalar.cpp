@@ -40,7 +40,6 @@ void axpy_f32_scalar(float alpha, const float* x, float* y, size_t n) {
 
 void weighted_sum_f32_scalar(const float* weights, size_t count, const float* rows, size_t row_stride, float* out,
                              size_t n) {
-  std::fill(out, out + n, 0.0f);
   for (size_t j = 0; j < count; ++j) {
     for (size_t i = 0; i < n; ++i) out[i] += weights[j] * rows[j * row_stride + i];
   }

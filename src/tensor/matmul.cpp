@@ -45,13 +45,14 @@ const uint8_t* convert_activations(TensorType activation, const float* in, size_
 
 // Rows [begin, end) of one product, tiled.
 void multiply_rows(const WeightMatrix& weight, const uint8_t* activations, size_t activation_row_bytes, size_t tokens,
-                   float* out, size_t begin, size_t end) {
+                   float* out, size_t begin, size_t end, bool per_token) {
   const DotTileFn dot_tile = active_kernels().dot_tile[type_slot(weight.type)];
   const size_t rows = static_cast<size_t>(weight.rows), cols = static_cast<size_t>(weight.cols);
   for (size_t r0 = begin; r0 < end; r0 += kRowBlock) {
     const size_t row_count = std::min(kRowBlock, end - r0);
-    for (size_t t0 = 0; t0 < tokens; t0 += kTokenBlock) {
-      const size_t token_count = std::min(kTokenBlock, tokens - t0);
+    const size_t token_block = per_token ? 1 : kTokenBlock;
+    for (size_t t0 = 0; t0 < tokens; t0 += token_block) {
+      const size_t token_count = std::min(token_block, tokens - t0);
       dot_tile(weight.data + r0 * weight.row_bytes, weight.row_bytes, activations + t0 * activation_row_bytes,
                activation_row_bytes, cols, row_count, token_count, out + t0 * rows + r0, rows);
     }
@@ -60,21 +61,22 @@ void multiply_rows(const WeightMatrix& weight, const uint8_t* activations, size_
 
 }  // namespace
 
-void matmul(const WeightMatrix& weight, const float* in, size_t tokens, float* out, ThreadPool& pool) {
+void matmul(const WeightMatrix& weight, const float* in, size_t tokens, float* out, ThreadPool& pool,
+            bool per_token) {
   const WeightMatrix* weights[1] = {&weight};
   float* outs[1] = {out};
-  matmul_shared_input(weights, in, tokens, outs, pool);
+  matmul_shared_input(weights, in, tokens, outs, pool, per_token);
 }
 
 void matmul_shared_input(std::span<const WeightMatrix* const> weights, const float* in, size_t tokens,
-                         std::span<float* const> outs, ThreadPool& pool) {
+                         std::span<float* const> outs, ThreadPool& pool, bool per_token) {
   if (weights.empty()) return;
   const TensorType activation = activation_type(weights[0]->type);
   const size_t cols = static_cast<size_t>(weights[0]->cols);
   size_t total_rows = 0;
   for (const WeightMatrix* w : weights) {
     if (activation_type(w->type) != activation || static_cast<size_t>(w->cols) != cols) {
-      for (size_t i = 0; i < weights.size(); ++i) matmul(*weights[i], in, tokens, outs[i], pool);
+      for (size_t i = 0; i < weights.size(); ++i) matmul(*weights[i], in, tokens, outs[i], pool, per_token);
       return;
     }
     total_rows += static_cast<size_t>(w->rows);
@@ -88,7 +90,8 @@ void matmul_shared_input(std::span<const WeightMatrix* const> weights, const flo
       const size_t rows = static_cast<size_t>(weights[i]->rows);
       const size_t first = std::max(begin, offset), last = std::min(end, offset + rows);
       if (first < last) {
-        multiply_rows(*weights[i], activations, activation_row_bytes, tokens, outs[i], first - offset, last - offset);
+        multiply_rows(*weights[i], activations, activation_row_bytes, tokens, outs[i], first - offset, last - offset,
+                      per_token);
       }
       offset += rows;
     }

@@ -26,7 +26,12 @@ struct WeightMatrix {
 // out[t * weight.rows + r] = dot(weight row r, in[t * weight.cols ...]) for
 // t < tokens. Activations are converted once to the format the weight type
 // pairs with (see frugal/quant.h), then rows are split across threads.
-void matmul(const WeightMatrix& weight, const float* in, size_t tokens, float* out, ThreadPool& pool);
+// `per_token`: multiply each token on its own (a rows block is still read
+// from memory once; later tokens find it in cache), so every token's result
+// is bit for bit what a batch of that token alone gives. Beam search uses it
+// to keep batched beams identical to beams run one by one.
+void matmul(const WeightMatrix& weight, const float* in, size_t tokens, float* out, ThreadPool& pool,
+            bool per_token = false);
 
 // Several products of one input (Q, K and V; gate and up): the activations
 // are converted once and all rows are shared out in one parallel loop, which
@@ -34,7 +39,7 @@ void matmul(const WeightMatrix& weight, const float* in, size_t tokens, float* o
 // outs[i] receives tokens x weights[i]->rows values. Weights whose formats
 // pair with different activation formats are multiplied one by one.
 void matmul_shared_input(std::span<const WeightMatrix* const> weights, const float* in, size_t tokens,
-                         std::span<float* const> outs, ThreadPool& pool);
+                         std::span<float* const> outs, ThreadPool& pool, bool per_token = false);
 
 // Copies row `row` of `weight` into `out` as F32 (embedding lookup).
 void dequantize_matrix_row(const WeightMatrix& weight, int64_t row, float* out);

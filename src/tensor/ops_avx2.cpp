@@ -91,7 +91,8 @@ void weighted_sum_f32_avx2(const float* weights, size_t count, const float* rows
   size_t i = 0;
   // 32 columns at a time stay in registers across all rows.
   for (; i + 32 <= n; i += 32) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    __m256 a0 = _mm256_loadu_ps(out + i), a1 = _mm256_loadu_ps(out + i + 8), a2 = _mm256_loadu_ps(out + i + 16),
+           a3 = _mm256_loadu_ps(out + i + 24);
     for (size_t j = 0; j < count; ++j) {
       const __m256 w = _mm256_set1_ps(weights[j]);
       const float* row = rows + j * row_stride + i;
@@ -106,12 +107,12 @@ void weighted_sum_f32_avx2(const float* weights, size_t count, const float* rows
     _mm256_storeu_ps(out + i + 24, a3);
   }
   for (; i + 8 <= n; i += 8) {
-    __m256 a = _mm256_setzero_ps();
+    __m256 a = _mm256_loadu_ps(out + i);
     for (size_t j = 0; j < count; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(weights[j]), _mm256_loadu_ps(rows + j * row_stride + i), a);
     _mm256_storeu_ps(out + i, a);
   }
   for (; i < n; ++i) {
-    float a = 0.0f;
+    float a = out[i];
     for (size_t j = 0; j < count; ++j) a += weights[j] * rows[j * row_stride + i];
     out[i] = a;
   }

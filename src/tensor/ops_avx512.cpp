@@ -70,7 +70,8 @@ void weighted_sum_f32_avx512(const float* weights, size_t count, const float* ro
   size_t i = 0;
   // 64 columns (a whole head of most models) stay in registers across rows.
   for (; i + 64 <= n; i += 64) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    __m512 a0 = _mm512_loadu_ps(out + i), a1 = _mm512_loadu_ps(out + i + 16), a2 = _mm512_loadu_ps(out + i + 32),
+           a3 = _mm512_loadu_ps(out + i + 48);
     for (size_t j = 0; j < count; ++j) {
       const __m512 w = _mm512_set1_ps(weights[j]);
       const float* row = rows + j * row_stride + i;
@@ -86,7 +87,7 @@ void weighted_sum_f32_avx512(const float* weights, size_t count, const float* ro
   }
   for (; i < n; i += 16) {
     const __mmask16 mask = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1);
-    __m512 a = _mm512_setzero_ps();
+    __m512 a = _mm512_maskz_loadu_ps(mask, out + i);
     for (size_t j = 0; j < count; ++j) {
       a = _mm512_fmadd_ps(_mm512_set1_ps(weights[j]), _mm512_maskz_loadu_ps(mask, rows + j * row_stride + i), a);
     }

@@ -153,3 +153,29 @@ TEST(CliInfoAndTokenize, DescribeModelsAndSplitText) {
 
 }  // namespace
 }  // namespace frugal
+
+namespace frugal {
+namespace {
+
+TEST(CliBeam, CompareReportsIdenticalHypothesesAndLessMemory) {
+  const auto result = run_frugal({"beam", "-m", test::shared_path("models/tiny-llama-spm.gguf").string(), "-p",
+                                  "Once upon a time", "-k", "4", "-n", "6", "--num-return", "2", "--compare", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto json = nlohmann::json::parse(result.out);
+  EXPECT_TRUE(json["identical"].get<bool>());
+  for (const char* impl : {"trie", "batch"}) {
+    ASSERT_EQ(json[impl]["hypotheses"].size(), 2u) << impl;
+    EXPECT_GT(json[impl]["peak_kv_bytes"].get<double>(), 0) << impl;
+    EXPECT_TRUE(json[impl].contains("seconds")) << impl;
+  }
+  EXPECT_LT(json["trie"]["peak_kv_bytes"].get<double>(), json["batch"]["peak_kv_bytes"].get<double>());
+  EXPECT_EQ(json["trie"]["hypotheses"][0]["tokens"], json["batch"]["hypotheses"][0]["tokens"]);
+
+  const auto bad = run_frugal({"beam", "-m", test::shared_path("models/tiny-llama-spm.gguf").string(), "-p", "x",
+                               "-k", "2", "--num-return", "3"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("error:"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace frugal

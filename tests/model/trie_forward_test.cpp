@@ -99,6 +99,33 @@ TEST_F(TrieForward, PromptThenBranchesMatchTheSingleSequenceCache) {
   EXPECT_EQ(trie.stats().shared_bytes, prompt.size() * model_->kv_layout().slot_bytes());
 }
 
+TEST_F(TrieForward, TokenInvariantBatchesEqualOneTokenPassesBitForBit) {
+  KvTrie trie(model_->kv_layout(), {0, 4});
+  const std::vector<TokenId> prompt = {3, 17, 42, 8, 95, 0, 61};
+  std::vector<TrieBatchEntry> entries;
+  KvNode node = KvTrie::kRoot;
+  for (TokenId t : prompt) {
+    node = trie.extend(node, t);
+    entries.push_back({node, false});
+  }
+  model_->forward(entries, trie);
+  KvCache cache(model_->config(), 64);
+  model_->forward(prompt, cache, false);
+  // Six beams in one token-invariant batch against six one-token passes.
+  const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
+  entries.clear();
+  for (TokenId t = 10; t < 16; ++t) entries.push_back({trie.extend(node, t), true});
+  const auto batched = model_->forward(entries, trie, true);
+  for (TokenId t = 10; t < 16; ++t) {
+    KvCache branch = cache.clone();
+    const TokenId one[1] = {t};
+    const auto alone = model_->forward(one, branch, false);
+    for (size_t i = 0; i < vocab; ++i) {
+      ASSERT_EQ(batched[static_cast<size_t>(t - 10) * vocab + i], alone[i]) << "beam " << t << " logit " << i;
+    }
+  }
+}
+
 TEST_F(TrieForward, MismatchedLayoutIsAClearError) {
   KvLayout wrong = model_->kv_layout();
   wrong.layers += 1;

@@ -71,11 +71,17 @@ TEST(OpsSimd, WeightedSumAndDotMatchScalar) {
         const size_t stride = n + 5;
         // One spare row: the dot/axpy checks below also read row 1.
         const auto rows = random_values((count + 1) * stride, 1.0f, 4), weights = random_values(count, 1.0f, 5);
-        std::vector<float> expected(n + 1, -7.0f), actual(n + 1, -7.0f);
+        std::vector<float> expected(n + 1, -7.0f), actual(n + 1, -7.0f);  // the sums add onto -7
         scalar.weighted_sum_f32(weights.data(), count, rows.data(), stride, expected.data(), n);
         k.weighted_sum_f32(weights.data(), count, rows.data(), stride, actual.data(), n);
         for (size_t i = 0; i < n; ++i) EXPECT_NEAR(actual[i], expected[i], 1e-4f) << isa_name(isa);
         EXPECT_EQ(actual[n], -7.0f);  // nothing written past n
+        // Two calls over the two halves of the rows: bit for bit one call.
+        std::vector<float> split(n, -7.0f);
+        const size_t half = count / 2;
+        k.weighted_sum_f32(weights.data(), half, rows.data(), stride, split.data(), n);
+        k.weighted_sum_f32(weights.data() + half, count - half, rows.data() + half * stride, stride, split.data(), n);
+        for (size_t i = 0; i < n; ++i) EXPECT_EQ(split[i], actual[i]) << isa_name(isa) << " " << i;
         EXPECT_NEAR(k.dot_f32(rows.data(), rows.data() + stride, n), scalar.dot_f32(rows.data(), rows.data() + stride, n),
                     1e-4f);
         std::vector<float> y1(rows.begin(), rows.begin() + static_cast<long>(n)), y2 = y1;
