@@ -25,7 +25,7 @@ struct BeamArguments {
   bool json = false;
 };
 
-nlohmann::json describe(const BeamSearchResult& result, const Tokenizer& tokenizer) {
+nlohmann::json describe(const BeamSearchResult& result, const Tokenizer& tokenizer, int beam_width) {
   nlohmann::json hypotheses = nlohmann::json::array();
   for (const auto& h : result.hypotheses) {
     hypotheses.push_back({{"tokens", h.tokens},
@@ -38,6 +38,9 @@ nlohmann::json describe(const BeamSearchResult& result, const Tokenizer& tokeniz
           {"seconds", result.seconds},
           {"forward_passes", result.forward_passes},
           {"steps_per_second", result.seconds > 0 ? static_cast<double>(steps) / result.seconds : 0.0},
+          // every step decodes one token per beam
+          {"tokens_per_second",
+           result.seconds > 0 ? static_cast<double>(steps) * beam_width / result.seconds : 0.0},
           {"hypotheses", hypotheses}};
 }
 
@@ -50,9 +53,9 @@ bool same_hypotheses(const BeamSearchResult& a, const BeamSearchResult& b) {
 }
 
 void print_text(const std::string& name, const nlohmann::json& r) {
-  fmt::print("[{}] peak KV {:.2f} MiB, {:.2f} s, {} forward passes, {:.1f} steps/s\n", name,
+  fmt::print("[{}] peak KV {:.2f} MiB, {:.2f} s, {} forward passes, {:.1f} steps/s, {:.1f} tokens/s\n", name,
              r["peak_kv_bytes"].get<double>() / (1 << 20), r["seconds"].get<double>(), r["forward_passes"].get<int>(),
-             r["steps_per_second"].get<double>());
+             r["steps_per_second"].get<double>(), r["tokens_per_second"].get<double>());
   int rank = 1;
   for (const auto& h : r["hypotheses"]) {
     std::string text = h["text"];
@@ -81,7 +84,7 @@ void run(const BeamArguments& args) {
                                                             : EarlyStopping::False;
   if (!args.compare) {
     const auto result = make_beam_search(args.implementation)->run(*loaded.model, *loaded.tokenizer, prompt, options);
-    const auto described = describe(result, *loaded.tokenizer);
+    const auto described = describe(result, *loaded.tokenizer, options.beam_width);
     if (args.json) {
       fmt::print("{}\n", nlohmann::json{{"implementation", args.implementation}, {args.implementation, described}}
                              .dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
@@ -93,7 +96,8 @@ void run(const BeamArguments& args) {
   const auto trie = make_trie_beam_search()->run(*loaded.model, *loaded.tokenizer, prompt, options);
   const auto batch = make_batch_beam_search()->run(*loaded.model, *loaded.tokenizer, prompt, options);
   const bool identical = same_hypotheses(trie, batch);
-  const auto trie_json = describe(trie, *loaded.tokenizer), batch_json = describe(batch, *loaded.tokenizer);
+  const auto trie_json = describe(trie, *loaded.tokenizer, options.beam_width),
+             batch_json = describe(batch, *loaded.tokenizer, options.beam_width);
   if (args.json) {
     fmt::print("{}\n", nlohmann::json{{"identical", identical}, {"trie", trie_json}, {"batch", batch_json}}
                            .dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
