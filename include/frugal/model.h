@@ -53,6 +53,13 @@ struct ModelConfig {
   static ModelConfig from_gguf(const GgufFile& file);
 };
 
+// Llama 3.1 frequency factors (one per rotated pair), computed as llama.cpp's
+// converter computes the `rope_freqs.weight` tensor; used when a file asks
+// for Llama 3 scaling without carrying that tensor.
+std::vector<float> llama3_rope_frequency_factors(int64_t rope_dimensions, float rope_base, float factor,
+                                                 float low_freq_factor, float high_freq_factor,
+                                                 int64_t original_context);
+
 enum class KvPrecision { F32, F16 };
 
 // Keys and values of one sequence for every layer, filled left to right.

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "frugal/gguf.h"
+#include "frugal/model.h"
 #include "frugal/tensor_type.h"
 
 namespace frugal {
@@ -55,12 +56,6 @@ struct ModelShape {
 // from the vocabulary file). Throws Error listing the known names.
 ModelShape named_model_shape(std::string_view name);
 std::vector<std::string> named_model_shape_names();
-
-// Llama 3.1 frequency factors (one per rotated pair), computed as llama.cpp's
-// converter computes the `rope_freqs.weight` tensor.
-std::vector<float> llama3_rope_frequency_factors(int64_t rope_dimensions, float rope_base, float factor,
-                                                 float low_freq_factor, float high_freq_factor,
-                                                 int64_t original_context);
 
 // How the 2-D weight matrices are stored: one type for all (`Pure`), or one
 // of llama-quantize's mixes, which give some tensors more bits.

@@ -20,30 +20,29 @@ float yarn_correction_dimension(int64_t dims, int64_t original_context, float ro
          (2.0f * std::log(base));
 }
 
-// Llama 3.1 frequency smoothing, used when a file asks for it but carries no
-// precomputed rope_freqs tensor.
-std::vector<float> llama3_frequency_factors(const ModelConfig& c) {
+}  // namespace
+
+std::vector<float> llama3_rope_frequency_factors(int64_t rope_dimensions, float rope_base, float factor,
+                                                 float low_freq_factor, float high_freq_factor,
+                                                 int64_t original_context) {
   std::vector<float> factors;
-  const float old_context = static_cast<float>(c.rope_original_context);
-  const float low_wavelength = old_context / c.llama3_low_freq_factor;
-  const float high_wavelength = old_context / c.llama3_high_freq_factor;
-  for (int64_t i = 0; i < c.rope_dimensions; i += 2) {
-    const float frequency = 1.0f / std::pow(c.rope_freq_base, static_cast<float>(i) / c.rope_dimensions);
-    const float wavelength = 2.0f * std::numbers::pi_v<float> / frequency;
+  const double old_context = static_cast<double>(original_context);
+  const double low_wavelength = old_context / low_freq_factor;
+  const double high_wavelength = old_context / high_freq_factor;
+  for (int64_t i = 0; i < rope_dimensions; i += 2) {
+    const double frequency = 1.0 / std::pow(static_cast<double>(rope_base), static_cast<double>(i) / rope_dimensions);
+    const double wavelength = 2.0 * std::numbers::pi / frequency;
     if (wavelength < high_wavelength) {
       factors.push_back(1.0f);
     } else if (wavelength > low_wavelength) {
-      factors.push_back(c.rope_scaling_factor);
+      factors.push_back(factor);
     } else {
-      const float smooth = (old_context / wavelength - c.llama3_low_freq_factor) /
-                           (c.llama3_high_freq_factor - c.llama3_low_freq_factor);
-      factors.push_back(1.0f / ((1.0f - smooth) / c.rope_scaling_factor + smooth));
+      const double smooth = (old_context / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor);
+      factors.push_back(static_cast<float>(1.0 / ((1.0 - smooth) / factor + smooth)));
     }
   }
   return factors;
 }
-
-}  // namespace
 
 RotaryEmbedding::RotaryEmbedding(const ModelConfig& config, std::vector<float> frequency_factors)
     : style_(config.rope_style),
@@ -51,7 +50,9 @@ RotaryEmbedding::RotaryEmbedding(const ModelConfig& config, std::vector<float> f
       theta_scale_(std::pow(config.rope_freq_base, -2.0f / static_cast<float>(config.rope_dimensions))),
       frequency_factors_(std::move(frequency_factors)) {
   if (frequency_factors_.empty() && config.rope_scaling == RopeScaling::Llama3) {
-    frequency_factors_ = llama3_frequency_factors(config);
+    frequency_factors_ = llama3_rope_frequency_factors(config.rope_dimensions, config.rope_freq_base,
+                                                       config.rope_scaling_factor, config.llama3_low_freq_factor,
+                                                       config.llama3_high_freq_factor, config.rope_original_context);
   }
   if (!frequency_factors_.empty() && static_cast<int64_t>(frequency_factors_.size()) != pairs()) {
     throw FormatError(fmt::format("rope_freqs.weight has {} values, expected {}", frequency_factors_.size(), pairs()));

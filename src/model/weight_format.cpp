@@ -154,28 +154,6 @@ TensorType weight_tensor_type(const WeightFormat& format, std::string_view tenso
   return divides(type, row_length) ? type : TensorType::F16;
 }
 
-std::vector<float> llama3_rope_frequency_factors(int64_t rope_dimensions, float rope_base, float factor,
-                                                 float low_freq_factor, float high_freq_factor,
-                                                 int64_t original_context) {
-  std::vector<float> factors;
-  const double old_context = static_cast<double>(original_context);
-  const double low_wavelength = old_context / low_freq_factor;
-  const double high_wavelength = old_context / high_freq_factor;
-  for (int64_t i = 0; i < rope_dimensions; i += 2) {
-    const double frequency = 1.0 / std::pow(static_cast<double>(rope_base), static_cast<double>(i) / rope_dimensions);
-    const double wavelength = 2.0 * std::numbers::pi / frequency;
-    if (wavelength < high_wavelength) {
-      factors.push_back(1.0f);
-    } else if (wavelength > low_wavelength) {
-      factors.push_back(factor);
-    } else {
-      const double smooth = (old_context / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor);
-      factors.push_back(static_cast<float>(1.0 / ((1.0 - smooth) / factor + smooth)));
-    }
-  }
-  return factors;
-}
-
 namespace {
 
 // Dimensions from each model's config.json on Hugging Face.
