@@ -133,22 +133,53 @@ const float* finite_block(const float* x, float* copy) {
 
 }  // namespace
 
+namespace {
+
+// Levels of one block by ggml's reference rounding (truncation of v + 0.5,
+// capped at `max_level`), shared by the 4- and 5-bit formats.
+//  - symmetric (Q4_0, Q5_0): value = d * (q - half), half = (max_level + 1) / 2;
+//    the largest-magnitude value maps to -half exactly, using the full range
+//    on its side (v >= -half keeps the truncation argument >= 0);
+//  - with a minimum (Q4_1, Q5_1): value = d * q + min.
+float symmetric_levels(const float* x, int max_level, int* q) {
+  const float half = static_cast<float>((max_level + 1) / 2);
+  const float d = signed_absmax(x, kBlock) / -half;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  for (int j = 0; j < kBlock; ++j) q[j] = std::min(max_level, static_cast<int>(x[j] * id + (half + 0.5f)));
+  return d;
+}
+
+MinMax levels_above_minimum(const float* x, int max_level, int* q, float* d_out) {
+  const MinMax range = min_max(x);
+  const float d = (range.max - range.min) / static_cast<float>(max_level);
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  // ggml does not clamp here; (max - min) * id rounds to at most max_level.
+  for (int j = 0; j < kBlock; ++j) q[j] = std::min(max_level, static_cast<int>((x[j] - range.min) * id + 0.5f));
+  *d_out = d;
+  return range;
+}
+
+// Element j in the low nibble of qs[j], element j + 16 in the high nibble;
+// for 5-bit levels bit 4 of element j goes to bit j of the returned qh.
+uint32_t pack_levels(const int* q, uint8_t* qs) {
+  uint32_t qh = 0;
+  for (int j = 0; j < kHalf; ++j) {
+    qs[j] = static_cast<uint8_t>((q[j] & 0x0F) | ((q[j + kHalf] & 0x0F) << 4));
+    qh |= static_cast<uint32_t>(q[j] >> 4) << j;
+    qh |= static_cast<uint32_t>(q[j + kHalf] >> 4) << (j + kHalf);
+  }
+  return qh;
+}
+
+}  // namespace
+
 void quantize_q4_0(const float* src, void* dst, size_t blocks) {
   for (size_t i = 0; i < blocks; ++i) {
     float finite[kBlock];
-    const float* x = finite_block(src + i * kBlock, finite);
-    // The largest-magnitude value maps to -8 exactly, using the full range
-    // on its side.
-    const float d = signed_absmax(x, kBlock) / -8;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    int q[kBlock];
     BlockQ4_0 block{};
-    block.d = f32_to_f16(d);
-    for (int j = 0; j < kHalf; ++j) {
-      // Truncation of (v + 8.5) is ggml's rounding; v >= -8 keeps it >= 0.
-      const int q0 = std::min(15, static_cast<int>(x[j] * id + 8.5f));
-      const int q1 = std::min(15, static_cast<int>(x[j + kHalf] * id + 8.5f));
-      block.qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
-    }
+    block.d = f32_to_f16(symmetric_levels(finite_block(src + i * kBlock, finite), 15, q));
+    pack_levels(q, block.qs);
     store_block(dst, i, block);
   }
 }
@@ -156,18 +187,13 @@ void quantize_q4_0(const float* src, void* dst, size_t blocks) {
 void quantize_q4_1(const float* src, void* dst, size_t blocks) {
   for (size_t i = 0; i < blocks; ++i) {
     float finite[kBlock];
-    const float* x = finite_block(src + i * kBlock, finite);
-    const MinMax range = min_max(x);
-    const float d = (range.max - range.min) / 15;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    int q[kBlock];
+    float d;
+    const MinMax range = levels_above_minimum(finite_block(src + i * kBlock, finite), 15, q, &d);
     BlockQ4_1 block{};
     block.d = f32_to_f16(d);
     block.m = f32_to_f16(range.min);
-    for (int j = 0; j < kHalf; ++j) {
-      const int q0 = std::min(15, static_cast<int>((x[j] - range.min) * id + 0.5f));
-      const int q1 = std::min(15, static_cast<int>((x[j + kHalf] - range.min) * id + 0.5f));
-      block.qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
-    }
+    pack_levels(q, block.qs);
     store_block(dst, i, block);
   }
 }
@@ -175,20 +201,10 @@ void quantize_q4_1(const float* src, void* dst, size_t blocks) {
 void quantize_q5_0(const float* src, void* dst, size_t blocks) {
   for (size_t i = 0; i < blocks; ++i) {
     float finite[kBlock];
-    const float* x = finite_block(src + i * kBlock, finite);
-    const float d = signed_absmax(x, kBlock) / -16;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    int q[kBlock];
     BlockQ5_0 block{};
-    block.d = f32_to_f16(d);
-    uint32_t qh = 0;
-    for (int j = 0; j < kHalf; ++j) {
-      const int q0 = std::min(31, static_cast<int>(x[j] * id + 16.5f));
-      const int q1 = std::min(31, static_cast<int>(x[j + kHalf] * id + 16.5f));
-      block.qs[j] = static_cast<uint8_t>((q0 & 0x0F) | ((q1 & 0x0F) << 4));
-      qh |= static_cast<uint32_t>(q0 >> 4) << j;
-      qh |= static_cast<uint32_t>(q1 >> 4) << (j + kHalf);
-    }
-    store_qh(block.qh, qh);
+    block.d = f32_to_f16(symmetric_levels(finite_block(src + i * kBlock, finite), 31, q));
+    store_qh(block.qh, pack_levels(q, block.qs));
     store_block(dst, i, block);
   }
 }
@@ -196,23 +212,13 @@ void quantize_q5_0(const float* src, void* dst, size_t blocks) {
 void quantize_q5_1(const float* src, void* dst, size_t blocks) {
   for (size_t i = 0; i < blocks; ++i) {
     float finite[kBlock];
-    const float* x = finite_block(src + i * kBlock, finite);
-    const MinMax range = min_max(x);
-    const float d = (range.max - range.min) / 31;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    int q[kBlock];
+    float d;
+    const MinMax range = levels_above_minimum(finite_block(src + i * kBlock, finite), 31, q, &d);
     BlockQ5_1 block{};
     block.d = f32_to_f16(d);
     block.m = f32_to_f16(range.min);
-    uint32_t qh = 0;
-    for (int j = 0; j < kHalf; ++j) {
-      // ggml does not clamp here; (max - min) * id rounds to at most 31.
-      const int q0 = std::min(31, static_cast<int>((x[j] - range.min) * id + 0.5f));
-      const int q1 = std::min(31, static_cast<int>((x[j + kHalf] - range.min) * id + 0.5f));
-      block.qs[j] = static_cast<uint8_t>((q0 & 0x0F) | ((q1 & 0x0F) << 4));
-      qh |= static_cast<uint32_t>(q0 >> 4) << j;
-      qh |= static_cast<uint32_t>(q1 >> 4) << (j + kHalf);
-    }
-    store_qh(block.qh, qh);
+    store_qh(block.qh, pack_levels(q, block.qs));
     store_block(dst, i, block);
   }
 }
