@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake ninja-build pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev nlohmann-json3-dev libfmt-dev libpcre2-dev
+  libcli11-dev nlohmann-json3-dev libfmt-dev libpcre2-dev libxxhash-dev
   clang   # for the libFuzzer target (optional but installed by default)
 )
 

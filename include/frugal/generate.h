@@ -32,6 +32,7 @@ struct GenerationResult {
   StopReason stop_reason = StopReason::MaxTokens;
   size_t prompt_tokens = 0;
   double prompt_seconds = 0;
+  double first_token_seconds = 0;  // from the call to the first sampled token (time to first token)
   double generation_seconds = 0;
   uint64_t seed = 0;  // the sampler's seed (the drawn one for a random seed), to repeat a run
 };

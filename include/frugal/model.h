@@ -80,26 +80,61 @@ class KvCache {
   KvPrecision precision() const { return precision_; }
   // Forgets everything from `position` on (for re-use of a shared prefix).
   void truncate(int64_t position);
-  size_t bytes() const;  // allocated (the whole capacity)
+  size_t bytes() const;  // reserved for the whole capacity (pages cost memory once written)
   // Bytes that hold the filled positions: size() rows of keys and of values
   // in every layer.
   size_t filled_bytes() const;
 
   // Row of keys (or values) for one layer and position: kv_head_count *
-  // head_size elements in the cache precision.
+  // head_size elements in the cache precision. Rows of one layer are
+  // consecutive in memory.
   void* key_row(int64_t layer, int64_t position);
   void* value_row(int64_t layer, int64_t position);
+  const void* key_row(int64_t layer, int64_t position) const;
+  const void* value_row(int64_t layer, int64_t position) const;
   size_t row_elements() const { return static_cast<size_t>(row_elements_); }
+  size_t row_bytes() const { return static_cast<size_t>(row_elements_) * element_bytes_; }
+  int64_t layer_count() const { return static_cast<int64_t>(keys_.size()); }
+
+  // Makes the first `tokens` positions the keys and values stored in an open
+  // file, without reading them: per layer, `tokens` key rows at
+  // key_offsets[layer] and value rows at value_offsets[layer] (F32 or F16 as
+  // this cache). The file's pages are mapped copy-on-write over the cache's
+  // memory, so they are read on first use, shared with the page cache and
+  // with every other cache mapping the same file, and a later write (a
+  // question appended after a truncate) copies only the page it touches.
+  // Offsets that are not multiples of the page size are read with a copy
+  // instead. Returns whether the pages were mapped (false: copied). size()
+  // becomes `tokens`. Throws Error when the rows do not fit the capacity or
+  // the file cannot be read.
+  bool map_prefix(int fd, int64_t tokens, std::span<const uint64_t> key_offsets,
+                  std::span<const uint64_t> value_offsets);
 
  private:
   friend class Model;
+  // A page-aligned anonymous mapping: zero pages cost no memory until
+  // written, so a large capacity is free until used.
+  class Region {
+   public:
+    Region() = default;
+    explicit Region(size_t bytes);
+    Region(Region&& other) noexcept;
+    Region& operator=(Region&& other) noexcept;
+    ~Region();
+    uint8_t* data() const { return data_; }
+    size_t size() const { return size_; }
+
+   private:
+    uint8_t* data_ = nullptr;
+    size_t size_ = 0;
+  };
   KvCache() = default;  // for clone()
   int64_t capacity_ = 0;
   int64_t size_ = 0;
   int64_t row_elements_ = 0;
   size_t element_bytes_ = 0;
   KvPrecision precision_ = KvPrecision::F32;
-  std::vector<std::vector<uint8_t>> keys_, values_;  // [layer][position * row]
+  std::vector<Region> keys_, values_;  // [layer] of capacity rows
 };
 
 // One token of a batch over a KvTrie: the token of `node` (already created

@@ -40,6 +40,17 @@ class Tokenizer {
   // control token instead of being split as plain text.
   virtual std::vector<TokenId> encode(std::string_view text, bool add_special,
                                       bool parse_special) const = 0;
+  // Text made of parts of two kinds: template text, whose control-token
+  // texts ("<|im_start|>") become control tokens, and user text, which is
+  // always plain text so that a document or question cannot inject control
+  // tokens. Plain runs that meet across parts are tokenized as one text, so
+  // the result equals encode(whole text) wherever the user text holds no
+  // control-token text.
+  struct TextPart {
+    std::string_view text;
+    bool parse_special = false;
+  };
+  virtual std::vector<TokenId> encode_parts(std::span<const TextPart> parts, bool add_special) const = 0;
   // Bytes of one token as they appear in text (may be part of a UTF-8
   // sequence). Control tokens render as their text only when
   // `render_special`.

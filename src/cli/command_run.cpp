@@ -21,11 +21,9 @@ struct RunArguments {
   std::string prompt;
   std::string prompt_file;
   std::string system;
-  int32_t max_tokens = 256;
-  SamplingParams sampling;
+  GenerationArguments generation;
   bool chat = false;
   std::string chat_template;
-  std::vector<std::string> stop;
   bool no_escape = false;
   bool show_prompt = false;
   bool quiet = false;
@@ -37,21 +35,6 @@ std::string read_text_file(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
-}
-
-ChatFormat resolve_chat_format(const Model& model, const std::string& override_name) {
-  if (!override_name.empty()) {
-    if (auto format = chat_format_from_name(override_name)) return *format;
-    std::string names;
-    for (auto name : chat_format_names()) names += fmt::format("{}{}", names.empty() ? "" : ", ", name);
-    throw Error(fmt::format("unknown chat template '{}'; choose one of: {}", override_name, names));
-  }
-  const std::string jinja = model.file().get_string_or("tokenizer.chat_template", "");
-  if (jinja.empty()) {
-    throw UnsupportedError(fmt::format("{} has no chat template (tokenizer.chat_template); pass --chat-template NAME",
-                                       model.file().source_name()));
-  }
-  return detect_chat_format(jinja);
 }
 
 void run(const RunArguments& args) {
@@ -73,10 +56,7 @@ void run(const RunArguments& args) {
   if (tokens.empty()) throw Error("the prompt is empty; pass text with -p or a file with -f");
 
   KvCache cache(loaded.model->config(), loaded.context, loaded.cache_precision);
-  GenerationOptions options;
-  options.max_tokens = args.max_tokens;
-  options.sampling = args.sampling;
-  options.stop_strings = args.stop;
+  const GenerationOptions options = generation_options(args.generation);
   if (args.show_prompt) {
     fmt::print("{}", prompt);
     std::fflush(stdout);
@@ -94,7 +74,7 @@ void run(const RunArguments& args) {
     fmt::print(stderr, "\n[prompt {} tokens, {:.1f} tok/s | generated {} tokens, {:.1f} tok/s | stop: {}{}]\n",
                result.prompt_tokens, prompt_rate, result.tokens.size(), decode_rate,
                stop_reason_name(result.stop_reason),
-               args.sampling.temperature > 0 ? fmt::format(" | seed {}", result.seed) : "");
+               args.generation.sampling.temperature > 0 ? fmt::format(" | seed {}", result.seed) : "");
   }
 }
 
@@ -107,21 +87,10 @@ void add_run_command(CLI::App& app) {
   auto* prompt = command->add_option("-p,--prompt", args->prompt, "prompt text (\\n means a newline)");
   auto* file = command->add_option("-f,--file", args->prompt_file, "read the prompt from a file");
   prompt->excludes(file);
-  command->add_option("-n,--n-predict", args->max_tokens, "tokens to generate (-1: until the context is full)")
-      ->check(CLI::Range(-1, 1 << 24));
-  command->add_option("--temp", args->sampling.temperature, "temperature (0: greedy)")->capture_default_str();
-  command->add_option("--top-k", args->sampling.top_k, "top-k sampling (0: off)")->capture_default_str();
-  command->add_option("--top-p", args->sampling.top_p, "top-p sampling (1: off)")->capture_default_str();
-  command->add_option("--min-p", args->sampling.min_p, "min-p sampling (0: off)")->capture_default_str();
-  command->add_option("--repeat-penalty", args->sampling.repeat_penalty, "repetition penalty (1: off)")
-      ->capture_default_str();
-  command->add_option("--repeat-last-n", args->sampling.repeat_last_n, "tokens the penalty looks back over")
-      ->capture_default_str();
-  command->add_option("-s,--seed", args->sampling.seed, "random seed (default: random)");
+  add_generation_arguments(*command, args->generation);
   command->add_flag("--chat", args->chat, "treat the prompt as a user message in the model's chat template");
   command->add_option("--system", args->system, "system message (with --chat)");
   command->add_option("--chat-template", args->chat_template, "chat format name, overriding the model's template");
-  command->add_option("-r,--reverse-prompt,--stop", args->stop, "stop when this text is generated (repeatable)");
   command->add_flag("--no-escape", args->no_escape, "take \\n in -p literally");
   command->add_flag("--show-prompt", args->show_prompt, "print the (templated) prompt before the answer");
   command->add_flag("-q,--quiet", args->quiet, "no timing summary on stderr");

@@ -14,5 +14,7 @@ void add_logits_command(CLI::App& app);
 void add_beam_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_kb_command(CLI::App& app);
+void add_ask_command(CLI::App& app);
 
 }  // namespace frugal::cli

@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   frugal::cli::add_beam_command(app);
   frugal::cli::add_synth_command(app);
   frugal::cli::add_bench_command(app);
+  frugal::cli::add_kb_command(app);
+  frugal::cli::add_ask_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

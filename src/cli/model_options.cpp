@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "frugal/chat.h"
 #include "frugal/error.h"
 #include "frugal/generate.h"
 
@@ -31,6 +32,45 @@ LoadedModel load_model(const ModelArguments& args) {
   loaded.context = args.context > 0 ? args.context : std::min<int64_t>(config.training_context, 4096);
   loaded.cache_precision = args.cache_type == "f16" ? KvPrecision::F16 : KvPrecision::F32;
   return loaded;
+}
+
+void add_generation_arguments(CLI::App& command, GenerationArguments& args) {
+  command.add_option("-n,--n-predict", args.max_tokens, "tokens to generate (-1: until the context is full)")
+      ->check(CLI::Range(-1, 1 << 24))
+      ->capture_default_str();
+  command.add_option("--temp", args.sampling.temperature, "temperature (0: greedy)")->capture_default_str();
+  command.add_option("--top-k", args.sampling.top_k, "top-k sampling (0: off)")->capture_default_str();
+  command.add_option("--top-p", args.sampling.top_p, "top-p sampling (1: off)")->capture_default_str();
+  command.add_option("--min-p", args.sampling.min_p, "min-p sampling (0: off)")->capture_default_str();
+  command.add_option("--repeat-penalty", args.sampling.repeat_penalty, "repetition penalty (1: off)")
+      ->capture_default_str();
+  command.add_option("--repeat-last-n", args.sampling.repeat_last_n, "tokens the penalty looks back over")
+      ->capture_default_str();
+  command.add_option("-s,--seed", args.sampling.seed, "random seed (default: random)");
+  command.add_option("-r,--reverse-prompt,--stop", args.stop, "stop when this text is generated (repeatable)");
+}
+
+GenerationOptions generation_options(const GenerationArguments& args) {
+  GenerationOptions options;
+  options.max_tokens = args.max_tokens;
+  options.sampling = args.sampling;
+  options.stop_strings = args.stop;
+  return options;
+}
+
+ChatFormat resolve_chat_format(const Model& model, const std::string& override_name) {
+  if (!override_name.empty()) {
+    if (auto format = chat_format_from_name(override_name)) return *format;
+    std::string names;
+    for (auto name : chat_format_names()) names += fmt::format("{}{}", names.empty() ? "" : ", ", name);
+    throw Error(fmt::format("unknown chat template '{}'; choose one of: {}", override_name, names));
+  }
+  const std::string jinja = model.file().get_string_or("tokenizer.chat_template", "");
+  if (jinja.empty()) {
+    throw UnsupportedError(fmt::format("{} has no chat template (tokenizer.chat_template); pass --chat-template NAME",
+                                       model.file().source_name()));
+  }
+  return detect_chat_format(jinja);
 }
 
 std::string unescape_newlines(const std::string& text) {

@@ -7,6 +7,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "frugal/chat.h"
+#include "frugal/generate.h"
 #include "frugal/model.h"
 #include "frugal/tokenizer.h"
 
@@ -30,6 +32,20 @@ struct LoadedModel {
 };
 
 LoadedModel load_model(const ModelArguments& args);
+
+// Sampling and stopping options shared by `run` and `ask` (llama.cpp names).
+struct GenerationArguments {
+  int32_t max_tokens = 256;
+  SamplingParams sampling;
+  std::vector<std::string> stop;
+};
+
+void add_generation_arguments(CLI::App& command, GenerationArguments& args);
+GenerationOptions generation_options(const GenerationArguments& args);
+
+// The chat format: `override_name` when given, else detected from the
+// model's tokenizer.chat_template. Throws Error naming the choices.
+ChatFormat resolve_chat_format(const Model& model, const std::string& override_name);
 
 // Replaces the two-character sequence "\n" with a newline (prompt files and
 // -p use it, as llama.cpp's -e does).

@@ -65,7 +65,8 @@ GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cac
     return on_text ? on_text(text) : true;
   };
 
-  auto start = std::chrono::steady_clock::now();
+  const auto call_start = std::chrono::steady_clock::now();
+  auto start = call_start;
   std::vector<float> logits = prefill(model, cache, prompt, options.prompt_batch);
   result.prompt_seconds = seconds_since(start);
   start = std::chrono::steady_clock::now();
@@ -74,6 +75,7 @@ GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cac
   bool cancelled = false;
   for (int64_t step = 0; step < budget; ++step) {
     const TokenId token = sampler.sample(logits, history);
+    if (step == 0) result.first_token_seconds = seconds_since(call_start);
     result.tokens.push_back(token);
     history.push_back(token);
     if (tokenizer.is_end_of_generation(token)) {

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "frugal/atomic_file.h"
 #include "frugal/error.h"
 #include "frugal/gguf.h"
 
@@ -190,48 +191,7 @@ std::vector<uint8_t> GgufWriter::to_bytes() const {
 }
 
 void GgufWriter::write(const std::filesystem::path& path) const {
-  // A unique temporary name in the target directory, so the final rename is
-  // atomic and concurrent writers never share a temporary file.
-  std::string temp = path.string() + ".tmp-XXXXXX";
-  const int fd = ::mkstemp(temp.data());
-  if (fd < 0) throw Error(fmt::format("{}: cannot create a file next to it: {}", path.string(), std::strerror(errno)));
-  auto fail = [&](const char* what, int err) {
-    ::unlink(temp.c_str());
-    throw Error(fmt::format("{}: {}: {}", path.string(), what, std::strerror(err)));
-  };
-  auto write_all = [&](std::span<const uint8_t> bytes) {
-    size_t written = 0;
-    while (written < bytes.size()) {
-      const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        throw Error(fmt::format("{}: write failed: {}", path.string(), std::strerror(errno)));
-      }
-      written += static_cast<size_t>(n);
-    }
-  };
-  try {
-    emit(write_all);
-  } catch (...) {
-    // A failed write or row source leaves no partial file behind.
-    ::close(fd);
-    ::unlink(temp.c_str());
-    throw;
-  }
-  if (::fchmod(fd, 0644) != 0 || ::fsync(fd) != 0) {
-    const int err = errno;
-    ::close(fd);
-    fail("cannot flush to disk", err);
-  }
-  if (::close(fd) != 0) fail("cannot close", errno);
-  if (::rename(temp.c_str(), path.c_str()) != 0) fail("cannot move the new file into place", errno);
-  // Make the rename itself durable.
-  const std::string directory = path.has_parent_path() ? path.parent_path().string() : ".";
-  const int dir_fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
+  write_file_atomically(path, [&](const AtomicFileSink& sink) { emit(sink); });
 }
 
 }  // namespace frugal

@@ -1,4 +1,11 @@
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <new>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -6,6 +13,57 @@
 #include "frugal/model.h"
 
 namespace frugal {
+
+namespace {
+
+size_t page_size() {
+  static const size_t size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+size_t round_up_to_page(size_t bytes) {
+  const size_t page = page_size();
+  return (bytes + page - 1) / page * page;
+}
+
+// pread until done: a regular file may still return short reads.
+void read_exactly(int fd, uint8_t* out, size_t bytes, uint64_t offset) {
+  while (bytes > 0) {
+    const ssize_t got = ::pread(fd, out, bytes, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      throw Error(fmt::format("cannot read KV rows at file offset {}: {}", offset,
+                              got < 0 ? std::strerror(errno) : "the file ends early"));
+    }
+    out += got;
+    bytes -= static_cast<size_t>(got);
+    offset += static_cast<uint64_t>(got);
+  }
+}
+
+}  // namespace
+
+KvCache::Region::Region(size_t bytes) : size_(round_up_to_page(bytes == 0 ? 1 : bytes)) {
+  void* memory = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) throw std::bad_alloc();
+  data_ = static_cast<uint8_t*>(memory);
+}
+
+KvCache::Region::Region(Region&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+KvCache::Region& KvCache::Region::operator=(Region&& other) noexcept {
+  if (this != &other) {
+    if (data_) ::munmap(data_, size_);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+KvCache::Region::~Region() {
+  if (data_) ::munmap(data_, size_);
+}
 
 KvCache::KvCache(const ModelConfig& config, int64_t context_size, KvPrecision precision)
     : capacity_(context_size),
@@ -22,8 +80,10 @@ KvCache::KvCache(const ModelConfig& config, int64_t context_size, KvPrecision pr
   const double total_gib = 2.0 * static_cast<double>(layer_bytes) * static_cast<double>(config.layer_count) /
                            static_cast<double>(1ull << 30);
   try {
-    keys_.assign(static_cast<size_t>(config.layer_count), std::vector<uint8_t>(layer_bytes));
-    values_.assign(static_cast<size_t>(config.layer_count), std::vector<uint8_t>(layer_bytes));
+    for (int64_t layer = 0; layer < config.layer_count; ++layer) {
+      keys_.emplace_back(layer_bytes);
+      values_.emplace_back(layer_bytes);
+    }
   } catch (const std::bad_alloc&) {
     throw Error(fmt::format("not enough memory for a KV cache of {} tokens ({:.2f} GiB); use a smaller -c or "
                             "--cache-type f16", context_size, total_gib));
@@ -38,10 +98,7 @@ void KvCache::truncate(int64_t position) {
 }
 
 size_t KvCache::bytes() const {
-  size_t total = 0;
-  for (const auto& layer : keys_) total += layer.size();
-  for (const auto& layer : values_) total += layer.size();
-  return total;
+  return 2 * keys_.size() * static_cast<size_t>(capacity_) * row_bytes();
 }
 
 KvCache KvCache::clone() const {
@@ -51,19 +108,16 @@ KvCache KvCache::clone() const {
   copy.row_elements_ = row_elements_;
   copy.element_bytes_ = element_bytes_;
   copy.precision_ = precision_;
+  const size_t layer_bytes = static_cast<size_t>(capacity_ * row_elements_) * element_bytes_;
   const size_t filled = static_cast<size_t>(size_ * row_elements_) * element_bytes_;
-  auto copy_layers = [&](const std::vector<std::vector<uint8_t>>& from, std::vector<std::vector<uint8_t>>& to) {
-    to.resize(from.size());
-    for (size_t layer = 0; layer < from.size(); ++layer) {
-      // Only the filled part is copied; the rest is zeroed as a new cache's is.
-      to[layer].reserve(from[layer].size());
-      to[layer].assign(from[layer].begin(), from[layer].begin() + static_cast<std::ptrdiff_t>(filled));
-      to[layer].resize(from[layer].size());
-    }
-  };
   try {
-    copy_layers(keys_, copy.keys_);
-    copy_layers(values_, copy.values_);
+    for (size_t layer = 0; layer < keys_.size(); ++layer) {
+      // Only the filled part is copied: the rest stays untouched zero pages.
+      copy.keys_.emplace_back(layer_bytes);
+      copy.values_.emplace_back(layer_bytes);
+      std::memcpy(copy.keys_.back().data(), keys_[layer].data(), filled);
+      std::memcpy(copy.values_.back().data(), values_[layer].data(), filled);
+    }
   } catch (const std::bad_alloc&) {
     throw Error(fmt::format("not enough memory to copy a KV cache of {} tokens ({} bytes)", capacity_, bytes()));
   }
@@ -80,6 +134,60 @@ void* KvCache::key_row(int64_t layer, int64_t position) {
 
 void* KvCache::value_row(int64_t layer, int64_t position) {
   return values_[static_cast<size_t>(layer)].data() + static_cast<size_t>(position * row_elements_) * element_bytes_;
+}
+
+const void* KvCache::key_row(int64_t layer, int64_t position) const {
+  return const_cast<KvCache*>(this)->key_row(layer, position);
+}
+
+const void* KvCache::value_row(int64_t layer, int64_t position) const {
+  return const_cast<KvCache*>(this)->value_row(layer, position);
+}
+
+bool KvCache::map_prefix(int fd, int64_t tokens, std::span<const uint64_t> key_offsets,
+                         std::span<const uint64_t> value_offsets) {
+  if (tokens < 0 || tokens > capacity_) {
+    throw Error(fmt::format("{} stored KV positions do not fit a cache of {} tokens; use a larger -c", tokens,
+                            capacity_));
+  }
+  if (key_offsets.size() != keys_.size() || value_offsets.size() != values_.size()) {
+    throw Error(fmt::format("stored KV rows are for {} layers, the model has {}", key_offsets.size(), keys_.size()));
+  }
+  const size_t bytes = static_cast<size_t>(tokens) * row_bytes();
+  // Mapping needs page-aligned offsets, and whole pages inside the file: a
+  // page past its end would fault (SIGBUS) when the cache writes to it.
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) throw Error(fmt::format("cannot read the KV file: {}", std::strerror(errno)));
+  const uint64_t file_size = static_cast<uint64_t>(info.st_size);
+  auto mappable = [&](uint64_t offset) {
+    return offset % page_size() == 0 && offset + round_up_to_page(bytes) <= file_size;
+  };
+  bool aligned = true;
+  for (size_t layer = 0; layer < keys_.size(); ++layer) {
+    aligned = aligned && mappable(key_offsets[layer]) && mappable(value_offsets[layer]);
+  }
+  size_ = 0;
+  if (bytes == 0) return true;
+  auto place = [&](Region& region, uint64_t offset) {
+    if (aligned) {
+      // MAP_FIXED replaces the anonymous pages in place; the whole pages past
+      // `bytes` hold whatever follows in the file and are overwritten (copied
+      // on write) before they are ever read as cache rows.
+      void* mapped = ::mmap(region.data(), round_up_to_page(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+                            fd, static_cast<off_t>(offset));
+      if (mapped == MAP_FAILED) {
+        throw Error(fmt::format("cannot map KV rows at file offset {}: {}", offset, std::strerror(errno)));
+      }
+    } else {
+      read_exactly(fd, region.data(), bytes, offset);
+    }
+  };
+  for (size_t layer = 0; layer < keys_.size(); ++layer) {
+    place(keys_[layer], key_offsets[layer]);
+    place(values_[layer], value_offsets[layer]);
+  }
+  size_ = tokens;
+  return aligned;
 }
 
 }  // namespace frugal

@@ -390,6 +390,40 @@ std::vector<TokenId> VocabTokenizer::encode(std::string_view text, bool add_spec
   return out;
 }
 
+std::vector<TokenId> VocabTokenizer::encode_parts(std::span<const TextPart> parts, bool add_special) const {
+  // Partition each part on its own terms, then join neighbouring plain runs
+  // (they may come from different parts) before tokenizing them.
+  struct Run {
+    TokenId token = -1;
+    std::string text;
+  };
+  std::vector<Run> runs;
+  for (const TextPart& part : parts) {
+    for (const Fragment& fragment : partition(part.text, part.parse_special)) {
+      if (fragment.token < 0 && !runs.empty() && runs.back().token < 0) {
+        runs.back().text += fragment.text;
+      } else {
+        runs.push_back({fragment.token, std::string(fragment.text)});
+      }
+    }
+  }
+  std::vector<TokenId> out;
+  if (add_special && add_bos_) out.push_back(bos_);
+  bool after_special = true;
+  for (const Run& run : runs) {
+    if (run.token >= 0) {
+      out.push_back(run.token);
+      after_special = true;
+    } else {
+      tokenize_text(run.text, after_special, out);
+      after_special = false;
+    }
+  }
+  if (add_special && add_eos_) out.push_back(eos_);
+  if (add_special && add_sep_ && model_name_ == "bert") out.push_back(sep_);
+  return out;
+}
+
 std::string VocabTokenizer::token_to_piece(TokenId id, bool render_special) const {
   if (id < 0 || static_cast<size_t>(id) >= tokens_.size()) {
     throw Error("token id " + std::to_string(id) + " is out of range (vocabulary of " +

@@ -50,6 +50,7 @@ class VocabTokenizer : public Tokenizer {
  public:
   std::vector<TokenId> encode(std::string_view text, bool add_special,
                               bool parse_special) const override;
+  std::vector<TokenId> encode_parts(std::span<const TextPart> parts, bool add_special) const override;
   std::string token_to_piece(TokenId id, bool render_special = false) const override;
   std::string decode(std::span<const TokenId> tokens, bool render_special = false) const override;
 

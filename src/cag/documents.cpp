@@ -1,0 +1,139 @@
+// Reading a corpus: folders and files of text or Markdown, or JSON Lines.
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <xxhash.h>
+
+#include "frugal/error.h"
+#include "frugal/knowledge.h"
+
+namespace frugal {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+bool is_text_file(const fs::path& path) {
+  const std::string extension = path.extension().string();
+  return extension == ".txt" || extension == ".md" || extension == ".markdown";
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("{}: cannot read the document", path.string()));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string trim(std::string_view text) {
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return {};
+  const auto last = text.find_last_not_of(" \t\r\n");
+  return std::string(text.substr(first, last - first + 1));
+}
+
+// A Markdown file's first line "# Title" becomes the title.
+Document text_document(const fs::path& path) {
+  Document document;
+  document.id = path.stem().string();
+  std::string text = read_file(path);
+  const std::string start = trim(text);
+  if (start.rfind("# ", 0) == 0) {
+    const size_t end = start.find('\n');
+    document.title = trim(start.substr(2, end == std::string::npos ? std::string::npos : end - 2));
+    document.text = end == std::string::npos ? std::string() : trim(start.substr(end + 1));
+  } else {
+    document.title = document.id;
+    document.text = start;
+  }
+  return document;
+}
+
+void read_jsonl(const fs::path& path, std::vector<Document>& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("{}: cannot read the document file", path.string()));
+  std::string line;
+  size_t line_number = 0;
+  while (std::getline(in, line)) {
+    ++line_number;
+    if (trim(line).empty()) continue;
+    const auto where = [&] { return fmt::format("{}:{}", path.string(), line_number); };
+    nlohmann::json object;
+    try {
+      object = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw Error(fmt::format("{}: not valid JSON ({})", where(), e.what()));
+    }
+    if (!object.is_object() || !object.contains("text") || !object["text"].is_string()) {
+      throw Error(fmt::format("{}: expected an object {{\"id\", \"title\", \"text\"}} with a string \"text\"", where()));
+    }
+    Document document;
+    document.text = trim(object["text"].get<std::string>());
+    for (const char* key : {"id", "title"}) {
+      if (!object.contains(key)) continue;
+      const auto& value = object[key];
+      if (!value.is_string() && !value.is_number_integer()) {
+        throw Error(fmt::format("{}: \"{}\" must be a string or an integer", where(), key));
+      }
+      (std::string_view(key) == "id" ? document.id : document.title) =
+          value.is_string() ? value.get<std::string>() : std::to_string(value.get<int64_t>());
+    }
+    if (document.id.empty()) document.id = fmt::format("{}-{}", path.stem().string(), line_number);
+    if (document.title.empty()) document.title = document.id;
+    out.push_back(std::move(document));
+  }
+}
+
+}  // namespace
+
+std::vector<Document> read_documents(std::span<const fs::path> paths) {
+  std::vector<Document> documents;
+  for (const fs::path& path : paths) {
+    std::error_code error;
+    if (fs::is_directory(path, error)) {
+      std::vector<fs::path> files;
+      for (const auto& entry : fs::directory_iterator(path)) {
+        if (entry.is_regular_file() && is_text_file(entry.path())) files.push_back(entry.path());
+      }
+      std::sort(files.begin(), files.end());
+      if (files.empty()) throw Error(fmt::format("{}: the folder has no .txt or .md files", path.string()));
+      for (const auto& file : files) documents.push_back(text_document(file));
+    } else if (!fs::exists(path, error)) {
+      throw Error(fmt::format("{}: no such file or folder", path.string()));
+    } else if (path.extension() == ".jsonl") {
+      read_jsonl(path, documents);
+    } else {
+      documents.push_back(text_document(path));
+    }
+  }
+  std::set<std::string> ids;
+  for (const Document& document : documents) {
+    if (document.id.empty()) throw Error("a document has an empty id");
+    if (!ids.insert(document.id).second) {
+      throw Error(fmt::format("two documents have the id '{}'; ids must be unique (rename one file or fix the "
+                              "\"id\" in the JSONL)", document.id));
+    }
+  }
+  return documents;
+}
+
+uint64_t document_hash(const Document& document) {
+  XXH3_state_t* state = XXH3_createState();
+  if (state == nullptr) throw std::bad_alloc();
+  XXH3_64bits_reset(state);
+  for (const std::string* part : {&document.id, &document.title, &document.text}) {
+    const uint64_t size = part->size();
+    XXH3_64bits_update(state, &size, sizeof size);  // lengths keep ("ab","c") apart from ("a","bc")
+    XXH3_64bits_update(state, part->data(), part->size());
+  }
+  const uint64_t hash = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  return hash;
+}
+
+}  // namespace frugal

@@ -1,0 +1,134 @@
+// Knowledge prompt layouts and their segment-by-segment tokenization.
+#include <fstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "frugal/error.h"
+#include "frugal/knowledge.h"
+
+namespace frugal {
+
+namespace {
+
+constexpr std::string_view kDefaultSystem =
+    "Answer the question using only the documents below. If they do not contain the answer, answer \"unknown\".";
+constexpr std::string_view kDocument = "Document [{id}] {title}\n{text}\n\n";
+
+struct Placeholder {
+  std::string_view name;
+  std::string_view value;
+};
+
+// Splits `pattern` at its placeholders: template text may hold control
+// tokens, placeholder values are plain text. Braces that name no placeholder
+// stay literal.
+std::vector<TokenId> render(const Tokenizer& tokenizer, std::string_view pattern,
+                            std::initializer_list<Placeholder> values) {
+  std::vector<Tokenizer::TextPart> parts;
+  size_t literal_start = 0;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] != '{') continue;
+    for (const Placeholder& placeholder : values) {
+      const size_t length = placeholder.name.size() + 2;
+      if (pattern.compare(i + 1, placeholder.name.size(), placeholder.name) != 0 ||
+          i + length > pattern.size() || pattern[i + length - 1] != '}') {
+        continue;
+      }
+      parts.push_back({pattern.substr(literal_start, i - literal_start), true});
+      parts.push_back({placeholder.value, false});
+      literal_start = i + length;
+      i = literal_start - 1;
+      break;
+    }
+  }
+  parts.push_back({pattern.substr(literal_start), true});
+  return tokenizer.encode_parts(parts, false);
+}
+
+}  // namespace
+
+PromptTemplate plain_prompt_template() {
+  PromptTemplate prompt;
+  prompt.name = "plain";
+  prompt.header = "{system}\n\n";
+  prompt.document = std::string(kDocument);
+  prompt.question = "Question: {question}\nAnswer:";
+  prompt.default_system = std::string(kDefaultSystem);
+  return prompt;
+}
+
+PromptTemplate chat_prompt_template(ChatFormat format, std::string_view bos_text, std::string_view eos_text) {
+  // Render one user turn around two markers and cut the text there: what
+  // comes before the first marker opens the knowledge, what follows the
+  // second closes the question and opens the assistant's answer.
+  constexpr std::string_view kStart = "\x1e", kEnd = "\x1f";
+  const ChatMessage turn[] = {{"user", std::string(kStart) + std::string(kEnd)}};
+  const std::string rendered = apply_chat_template(format, turn, true, bos_text, eos_text);
+  const size_t start = rendered.find(kStart), end = rendered.find(kEnd);
+  if (start == std::string::npos || end == std::string::npos || end < start) {
+    throw Error(fmt::format("the {} chat format does not keep the user's text in place", chat_format_name(format)));
+  }
+  PromptTemplate prompt;
+  prompt.name = fmt::format("chat:{}", chat_format_name(format));
+  prompt.header = rendered.substr(0, start) + "{system}\n\n";
+  prompt.document = std::string(kDocument);
+  prompt.question = "Question: {question}" + rendered.substr(end + kEnd.size());
+  prompt.default_system = std::string(kDefaultSystem);
+  return prompt;
+}
+
+PromptTemplate read_prompt_template(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("{}: cannot read the prompt template", path.string()));
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error(fmt::format("{}: not valid JSON ({})", path.string(), e.what()));
+  }
+  PromptTemplate prompt;
+  prompt.name = path.filename().string();
+  auto take = [&](const char* key, std::string& out, bool required, std::string_view placeholder) {
+    if (!json.is_object() || !json.contains(key)) {
+      if (required) {
+        throw Error(fmt::format("{}: missing \"{}\"; a template has \"header\", \"document\" and \"question\"",
+                                path.string(), key));
+      }
+      return;
+    }
+    if (!json[key].is_string()) throw Error(fmt::format("{}: \"{}\" must be a string", path.string(), key));
+    out = json[key].get<std::string>();
+    if (!placeholder.empty() && out.find(placeholder) == std::string::npos) {
+      throw Error(fmt::format("{}: \"{}\" must contain {}", path.string(), key, placeholder));
+    }
+  };
+  take("header", prompt.header, true, "");
+  take("document", prompt.document, true, "{text}");
+  take("question", prompt.question, true, "{question}");
+  prompt.default_system = std::string(kDefaultSystem);
+  take("system", prompt.default_system, false, "");
+  return prompt;
+}
+
+std::vector<TokenId> encode_header(const Tokenizer& tokenizer, const PromptTemplate& prompt, std::string_view system) {
+  // BOS only: an EOS that some vocabularies append would end the prompt.
+  std::vector<TokenId> tokens;
+  if (tokenizer.add_bos() && tokenizer.bos() >= 0) tokens.push_back(tokenizer.bos());
+  const auto text = render(tokenizer, prompt.header, {{"system", system}});
+  tokens.insert(tokens.end(), text.begin(), text.end());
+  return tokens;
+}
+
+std::vector<TokenId> encode_document(const Tokenizer& tokenizer, const PromptTemplate& prompt,
+                                     const Document& document) {
+  return render(tokenizer, prompt.document,
+                {{"id", document.id}, {"title", document.title}, {"text", document.text}});
+}
+
+std::vector<TokenId> encode_question(const Tokenizer& tokenizer, const PromptTemplate& prompt,
+                                     std::string_view question) {
+  return render(tokenizer, prompt.question, {{"question", question}});
+}
+
+}  // namespace frugal

@@ -1,0 +1,150 @@
+// `frugal ask`: answer questions over a knowledge cache (Cache-Augmented
+// Generation), or, with --no-cache, from the same prompt prefilled from
+// scratch (the baseline the cache is measured against).
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/model_options.h"
+#include "frugal/error.h"
+#include "frugal/knowledge_cache.h"
+
+namespace frugal::cli {
+
+namespace {
+
+struct AskArguments {
+  ModelArguments model;
+  std::string cache;
+  std::string question;
+  GenerationArguments generation;
+  bool interactive = false;
+  bool no_cache = false;
+  bool json = false;
+  bool no_verify = false;
+  bool quiet = false;
+};
+
+double milliseconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+class Asker {
+ public:
+  Asker(const AskArguments& args, LoadedModel& loaded, KnowledgeCache& cache, double load_ms)
+      : args_(args), loaded_(loaded), cache_(cache), load_ms_(load_ms), options_(generation_options(args.generation)) {}
+
+  void answer(const std::string& question) {
+    const auto start = std::chrono::steady_clock::now();
+    auto print = [&](std::string_view text) {
+      if (!args_.json) {
+        fmt::print("{}", text);
+        std::fflush(stdout);
+      }
+      return true;
+    };
+    GenerationResult result;
+    size_t prompt_tokens = 0;
+    if (args_.no_cache) {
+      // The baseline: the whole prompt (knowledge and question) from scratch.
+      const auto tokens = cache_.prompt_tokens(question);
+      prompt_tokens = tokens.size();
+      KvCache fresh(loaded_.model->config(), cache_.cache().capacity(), cache_.precision());
+      result = generate(*loaded_.model, *loaded_.tokenizer, fresh, tokens, options_, print);
+    } else {
+      result = cache_.ask(question, options_, print);
+      prompt_tokens = result.prompt_tokens;
+    }
+    const double total_ms = milliseconds_since(start);
+    const double ttft_ms = result.first_token_seconds * 1000.0;
+    if (args_.json) {
+      nlohmann::json out = {{"question", question},
+                            {"answer", result.text},
+                            {"tokens", result.tokens.size()},
+                            {"token_ids", result.tokens},
+                            {"prompt_tokens", prompt_tokens},
+                            {"mode", args_.no_cache ? "no-cache" : "cache"},
+                            {"stop", stop_reason_name(result.stop_reason)},
+                            {"load_ms", load_ms_},
+                            {"ttft_ms", ttft_ms},
+                            {"total_ms", total_ms}};
+      if (args_.generation.sampling.temperature > 0) out["seed"] = result.seed;
+      fmt::print("{}\n", out.dump());
+    } else {
+      fmt::print("\n");
+      if (!args_.quiet) {
+        fmt::print(stderr, "[{} | load {:.1f} ms | prompt {} tokens | first token {:.1f} ms | {} tokens in {:.1f} ms "
+                           "| stop: {}]\n", args_.no_cache ? "no cache" : "cache", load_ms_, prompt_tokens, ttft_ms,
+                   result.tokens.size(), total_ms, stop_reason_name(result.stop_reason));
+      }
+    }
+    std::fflush(stdout);
+    load_ms_ = 0;  // loading happens once; later questions report 0
+  }
+
+ private:
+  const AskArguments& args_;
+  LoadedModel& loaded_;
+  KnowledgeCache& cache_;
+  double load_ms_;
+  GenerationOptions options_;
+};
+
+void ask(const AskArguments& args) {
+  LoadedModel loaded = load_model(args.model);
+  const auto start = std::chrono::steady_clock::now();
+  KnowledgeLoadOptions load;
+  load.verify_checksum = !args.no_verify;
+  load.context = args.model.context;
+  KnowledgeCache cache = KnowledgeCache::load(args.cache, *loaded.model, *loaded.tokenizer, load);
+  const double load_ms = milliseconds_since(start);
+  if (!args.quiet && !args.json) {
+    fmt::print(stderr, "{}: {} documents, {} tokens, loaded in {:.1f} ms{}\n", args.cache, cache.documents().size(),
+               cache.tokens().size(), load_ms, cache.mapped() ? " (mapped, not copied)" : "");
+  }
+  Asker asker(args, loaded, cache, load_ms);
+  if (!args.question.empty()) asker.answer(args.question);
+  if (!args.interactive) return;
+  const bool terminal = ::isatty(STDIN_FILENO) != 0;
+  std::string line;
+  while (true) {
+    if (terminal) {
+      fmt::print(stderr, "> ");
+      std::fflush(stderr);
+    }
+    if (!std::getline(std::cin, line)) break;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    asker.answer(line);
+  }
+}
+
+}  // namespace
+
+void add_ask_command(CLI::App& app) {
+  auto args = std::make_shared<AskArguments>();
+  CLI::App* command = app.add_subcommand("ask", "Answer questions over a knowledge cache (Cache-Augmented Generation)");
+  add_model_arguments(*command, args->model);
+  command->add_option("--kb", args->cache, "knowledge cache (.fkv) from `frugal kb build`")
+      ->required()
+      ->check(CLI::ExistingFile);
+  command->add_option("question", args->question, "the question");
+  add_generation_arguments(*command, args->generation);
+  command->add_flag("-i,--interactive", args->interactive, "then read questions from stdin, one per line");
+  command->add_flag("--no-cache", args->no_cache,
+                    "baseline: prefill the knowledge and question from scratch for every question");
+  command->add_flag("--json", args->json, "print one JSON object per answer (answer, tokens, timings)");
+  command->add_flag("--no-verify", args->no_verify, "skip the checksum of the cache file (faster load)");
+  command->add_flag("-q,--quiet", args->quiet, "no timing summary on stderr");
+  command->callback([args] {
+    if (args->question.empty() && !args->interactive) throw Error("give a question, or --interactive to read them");
+    ask(*args);
+  });
+}
+
+}  // namespace frugal::cli
