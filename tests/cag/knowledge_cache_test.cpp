@@ -1,0 +1,205 @@
+// Knowledge caches answer exactly as the same prompt prefilled from scratch,
+// survive a save/load round trip, and edits equal a rebuild.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "cag_test_support.h"
+#include "frugal/error.h"
+
+namespace frugal::test {
+namespace {
+
+const char* kQuestions[] = {"Who directs the Harlow Clinic?", "How many pupils does the Brook School have?",
+                            "When does the town office open?"};
+
+class KnowledgeCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override { loaded_ = load_test_model(); }
+
+  KnowledgeCache build(std::vector<Document> docs, KvPrecision precision = KvPrecision::F32) {
+    KnowledgeBuildOptions options;
+    options.precision = precision;
+    options.context = 1024;
+    options.batch = 32;  // several batches, crossing document boundaries
+    return KnowledgeCache::build(*loaded_.model, *loaded_.tokenizer, std::move(docs), options);
+  }
+
+  KnowledgeCache load(const std::filesystem::path& path, bool verify = true) {
+    KnowledgeLoadOptions options;
+    options.context = 1024;
+    options.verify_checksum = verify;
+    return KnowledgeCache::load(path, *loaded_.model, *loaded_.tokenizer, options);
+  }
+
+  // Every question answered from the cache equals the no-cache answer, token
+  // for token.
+  void expect_answers_match_no_cache(KnowledgeCache& cache) {
+    for (const char* question : kQuestions) {
+      const auto expected = answer_without_cache(*loaded_.model, *loaded_.tokenizer, cache.prompt_tokens(question));
+      const auto answer = cache.ask(question, greedy());
+      EXPECT_EQ(answer.tokens, expected) << question;
+      EXPECT_EQ(answer.prompt_tokens, cache.prompt_tokens(question).size() - cache.tokens().size());
+      EXPECT_EQ(cache.cache().size(), static_cast<int64_t>(cache.tokens().size())) << "not truncated back";
+    }
+  }
+
+  // Largest difference between the keys/values of two caches' prefixes.
+  static float max_kv_difference(KnowledgeCache& a, KnowledgeCache& b) {
+    EXPECT_EQ(a.tokens().size(), b.tokens().size());
+    float worst = 0;
+    KvCache& x = a.cache();
+    KvCache& y = b.cache();
+    for (int64_t layer = 0; layer < x.layer_count(); ++layer) {
+      for (int64_t position = 0; position < static_cast<int64_t>(a.tokens().size()); ++position) {
+        for (bool keys : {true, false}) {
+          const auto* p = static_cast<const float*>(keys ? x.key_row(layer, position) : x.value_row(layer, position));
+          const auto* q = static_cast<const float*>(keys ? y.key_row(layer, position) : y.value_row(layer, position));
+          for (size_t i = 0; i < x.row_elements(); ++i) worst = std::max(worst, std::fabs(p[i] - q[i]));
+        }
+      }
+    }
+    return worst;
+  }
+
+  LoadedTestModel loaded_;
+};
+
+TEST_F(KnowledgeCacheTest, AnswersEqualThePromptPrefilledFromScratch) {
+  auto cache = build(small_corpus());
+  expect_answers_match_no_cache(cache);
+  // Asking again gives the same answer: the question was truncated away.
+  EXPECT_EQ(cache.ask(kQuestions[0], greedy()).tokens, cache.ask(kQuestions[0], greedy()).tokens);
+}
+
+TEST_F(KnowledgeCacheTest, LogitsAfterTheQuestionMatchTheFullPrompt) {
+  auto cache = build(small_corpus());
+  const auto full = cache.prompt_tokens(kQuestions[1]);
+  const std::vector<TokenId> question(full.begin() + static_cast<std::ptrdiff_t>(cache.tokens().size()), full.end());
+  const auto cached = loaded_.model->forward(question, cache.cache());
+  KvCache fresh(loaded_.model->config(), 1024);
+  const auto reference = prefill(*loaded_.model, fresh, full, 512);
+  ASSERT_EQ(cached.size(), reference.size());
+  float worst = 0;
+  for (size_t i = 0; i < cached.size(); ++i) worst = std::max(worst, std::fabs(cached[i] - reference[i]));
+  EXPECT_LT(worst, 1e-3f);
+}
+
+TEST_F(KnowledgeCacheTest, SaveLoadRoundTripMapsTheFileAndAnswersTheSame) {
+  const auto dir = scratch_dir("cag-roundtrip");
+  auto built = build(small_corpus());
+  built.save(dir / "kb.fkv");
+  auto loaded = load(dir / "kb.fkv");
+  EXPECT_TRUE(loaded.mapped());
+  EXPECT_EQ(std::vector<TokenId>(loaded.tokens().begin(), loaded.tokens().end()),
+            std::vector<TokenId>(built.tokens().begin(), built.tokens().end()));
+  ASSERT_EQ(loaded.documents().size(), 4u);
+  EXPECT_EQ(loaded.documents()[1].document.title, "Brook School");
+  EXPECT_EQ(loaded.documents()[1].hash, document_hash(small_corpus()[1]));
+  EXPECT_EQ(max_kv_difference(built, loaded), 0.0f);
+  expect_answers_match_no_cache(loaded);
+  // Without the checksum the same file loads to the same state.
+  auto fast = load(dir / "kb.fkv", false);
+  EXPECT_EQ(max_kv_difference(built, fast), 0.0f);
+}
+
+TEST_F(KnowledgeCacheTest, HalfPrecisionRoundTrip) {
+  const auto dir = scratch_dir("cag-f16");
+  auto built = build(small_corpus(), KvPrecision::F16);
+  built.save(dir / "kb.fkv");
+  auto loaded = load(dir / "kb.fkv");
+  EXPECT_EQ(loaded.precision(), KvPrecision::F16);
+  EXPECT_EQ(loaded.kv_bytes(), built.kv_bytes());
+  EXPECT_EQ(loaded.ask(kQuestions[0], greedy()).tokens, built.ask(kQuestions[0], greedy()).tokens);
+}
+
+TEST_F(KnowledgeCacheTest, UpdateRecomputesFromTheChangedDocumentAndEqualsARebuild) {
+  const auto dir = scratch_dir("cag-update");
+  build(small_corpus()).save(dir / "kb.fkv");
+  auto cache = load(dir / "kb.fkv");
+  Document changed = small_corpus()[2];
+  changed.text = "The town office opens at 7 am, closes at noon, and is shut on Fridays.";
+  const auto report = cache.update({changed});
+  auto corpus = small_corpus();
+  corpus[2] = changed;
+  auto rebuilt = build(corpus);
+  EXPECT_EQ(report.first_changed_document, 2u);
+  EXPECT_EQ(report.kept_tokens, static_cast<size_t>(rebuilt.documents()[2].first_token));
+  EXPECT_EQ(report.full_rebuild_tokens, rebuilt.tokens().size());
+  EXPECT_EQ(report.recomputed_tokens, rebuilt.tokens().size() - report.kept_tokens);
+  EXPECT_LT(max_kv_difference(cache, rebuilt), 1e-4f);
+  expect_answers_match_no_cache(cache);
+  for (const char* question : kQuestions) {
+    EXPECT_EQ(cache.ask(question, greedy()).tokens, rebuilt.ask(question, greedy()).tokens) << question;
+  }
+  // And through the file: save over the mapped original, load again.
+  cache.save(dir / "kb.fkv");
+  auto reloaded = load(dir / "kb.fkv");
+  EXPECT_LT(max_kv_difference(reloaded, rebuilt), 1e-4f);
+  EXPECT_EQ(reloaded.documents()[2].document.text, changed.text);
+}
+
+TEST_F(KnowledgeCacheTest, AddInOrderAppendOnlyAndRemoveEqualRebuilds) {
+  auto corpus = small_corpus();
+  const Document extra{"depot", "Bus Depot", "The bus depot on Mill Road has 12 buses."};
+
+  auto cache = build(corpus);
+  const auto added = cache.add({extra}, false);
+  // Inserted before the first id that sorts after "depot" ("school").
+  std::vector<std::string> ids;
+  for (const auto& doc : cache.documents()) ids.push_back(doc.document.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"clinic", "depot", "school", "office", "firm"}));
+  EXPECT_EQ(added.first_changed_document, 1u);
+  std::vector<Document> in_order = {corpus[0], extra, corpus[1], corpus[2], corpus[3]};
+  auto rebuilt = build(in_order);
+  EXPECT_LT(max_kv_difference(cache, rebuilt), 1e-4f);
+  EXPECT_EQ(cache.ask(kQuestions[2], greedy()).tokens, rebuilt.ask(kQuestions[2], greedy()).tokens);
+
+  auto appended = build(corpus);
+  const auto report = appended.add({extra}, true);
+  EXPECT_EQ(report.first_changed_document, 4u);
+  EXPECT_EQ(report.recomputed_tokens, static_cast<size_t>(appended.documents()[4].token_count));
+  auto corpus_appended = corpus;
+  corpus_appended.push_back(extra);
+  auto rebuilt_appended = build(corpus_appended);
+  EXPECT_LT(max_kv_difference(appended, rebuilt_appended), 1e-4f);
+  expect_answers_match_no_cache(appended);
+
+  const std::string remove_ids[] = {"school"};
+  const auto removed = appended.remove(remove_ids);
+  EXPECT_EQ(removed.first_changed_document, 1u);
+  auto rebuilt_removed = build({corpus[0], corpus[2], corpus[3], extra});
+  EXPECT_LT(max_kv_difference(appended, rebuilt_removed), 1e-4f);
+  EXPECT_EQ(appended.ask(kQuestions[0], greedy()).tokens, rebuilt_removed.ask(kQuestions[0], greedy()).tokens);
+}
+
+TEST_F(KnowledgeCacheTest, EditsRefuseUnknownAndDuplicateIds) {
+  auto cache = build(small_corpus());
+  EXPECT_THROW(cache.add({small_corpus()[0]}, false), Error);
+  EXPECT_THROW(cache.update({{"nope", "x", "y"}}), Error);
+  const std::string missing[] = {"nope"};
+  EXPECT_THROW(cache.remove(missing), Error);
+  // Nothing changed: nothing recomputed.
+  const auto report = cache.update({small_corpus()[1]});
+  EXPECT_EQ(report.recomputed_tokens, 0u);
+  EXPECT_EQ(report.first_changed_document, 4u);
+}
+
+TEST_F(KnowledgeCacheTest, CorpusOverTheContextSaysByHowMuchPerDocument) {
+  KnowledgeBuildOptions options;
+  options.context = 96;
+  options.reserve = 16;
+  try {
+    KnowledgeCache::build(*loaded_.model, *loaded_.tokenizer, small_corpus(), options);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("too many"), std::string::npos) << message;
+    EXPECT_NE(message.find("school ("), std::string::npos) << message;
+    EXPECT_NE(message.find("context of 96"), std::string::npos) << message;
+  }
+}
+
+}  // namespace
+}  // namespace frugal::test
