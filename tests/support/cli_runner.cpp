@@ -22,11 +22,16 @@ std::string quote(const std::string& arg) {
 
 }  // namespace
 
-CommandResult run_frugal(const std::vector<std::string>& args) {
+CommandResult run_frugal(const std::vector<std::string>& args, const std::string& input) {
   const auto dir = scratch_dir("cli");
   std::string command = quote(frugal_binary().string());
   for (const auto& a : args) command += " " + quote(a);
-  command += " 2>" + quote((dir / "stderr").string()) + " </dev/null";
+  std::string stdin_path = "/dev/null";
+  if (!input.empty()) {
+    stdin_path = (dir / "stdin").string();
+    std::ofstream(stdin_path, std::ios::binary) << input;
+  }
+  command += " 2>" + quote((dir / "stderr").string()) + " <" + quote(stdin_path);
   CommandResult result;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return result;

@@ -13,6 +13,7 @@ struct CommandResult {
   std::string err;
 };
 
-CommandResult run_frugal(const std::vector<std::string>& args);
+// `input` is fed to the command's stdin (empty: /dev/null).
+CommandResult run_frugal(const std::vector<std::string>& args, const std::string& input = "");
 
 }  // namespace frugal::test
