@@ -48,6 +48,15 @@ using TextCallback = std::function<bool(std::string_view)>;
 GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cache, std::span<const TokenId> prompt,
                           const GenerationOptions& options, const TextCallback& on_text = {});
 
+// Runs tokens through some model state (a KvCache, a KvTrie branch...) and
+// returns the logits of the last one.
+using TokenFeed = std::function<std::vector<float>(std::span<const TokenId> tokens)>;
+
+// The same loop over any state: `feed` gets the prompt once, then each
+// sampled token but the last; `room` is how many tokens it can take in all.
+GenerationResult generate(const TokenFeed& feed, const Tokenizer& tokenizer, std::span<const TokenId> prompt,
+                          int64_t room, const GenerationOptions& options, const TextCallback& on_text = {});
+
 // Throws FormatError when the tokenizer's vocabulary does not match the
 // model's embedding (a vocabulary file paired with the wrong model).
 void check_tokenizer_matches(const Model& model, const Tokenizer& tokenizer);

@@ -47,11 +47,28 @@ void check_tokenizer_matches(const Model& model, const Tokenizer& tokenizer) {
 GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cache, std::span<const TokenId> prompt,
                           const GenerationOptions& options, const TextCallback& on_text) {
   check_tokenizer_matches(model, tokenizer);
-  GenerationResult result;
-  result.prompt_tokens = prompt.size();
   if (cache.size() + static_cast<int64_t>(prompt.size()) >= cache.capacity()) {
     throw Error(fmt::format("the prompt ({} tokens) does not fit in the context of {} tokens; use a larger -c",
                             cache.size() + static_cast<int64_t>(prompt.size()), cache.capacity()));
+  }
+  bool prompt_done = false;
+  const TokenFeed feed = [&](std::span<const TokenId> tokens) {
+    if (!prompt_done) {
+      prompt_done = true;
+      return prefill(model, cache, tokens, options.prompt_batch);
+    }
+    return model.forward(tokens, cache, false);
+  };
+  return generate(feed, tokenizer, prompt, cache.capacity() - cache.size(), options, on_text);
+}
+
+GenerationResult generate(const TokenFeed& feed, const Tokenizer& tokenizer, std::span<const TokenId> prompt,
+                          int64_t room, const GenerationOptions& options, const TextCallback& on_text) {
+  GenerationResult result;
+  result.prompt_tokens = prompt.size();
+  if (static_cast<int64_t>(prompt.size()) >= room) {
+    throw Error(fmt::format("the prompt ({} tokens) does not fit in the {} tokens of context left; use a larger -c",
+                            prompt.size(), room));
   }
   Sampler sampler(options.sampling);
   result.seed = sampler.seed_used();
@@ -67,11 +84,12 @@ GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cac
 
   const auto call_start = std::chrono::steady_clock::now();
   auto start = call_start;
-  std::vector<float> logits = prefill(model, cache, prompt, options.prompt_batch);
+  std::vector<float> logits = feed(prompt);
+  int64_t fed = static_cast<int64_t>(prompt.size());
   result.prompt_seconds = seconds_since(start);
   start = std::chrono::steady_clock::now();
 
-  const int64_t budget = options.max_tokens < 0 ? cache.capacity() : options.max_tokens;
+  const int64_t budget = options.max_tokens < 0 ? room : options.max_tokens;
   bool cancelled = false;
   for (int64_t step = 0; step < budget; ++step) {
     const TokenId token = sampler.sample(logits, history);
@@ -94,12 +112,13 @@ GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cac
     }
     // The last token is never fed back: nobody would read its logits.
     if (step + 1 == budget) break;
-    if (cache.size() >= cache.capacity()) {
+    if (fed >= room) {
       result.stop_reason = StopReason::ContextFull;
       break;
     }
     const TokenId next[1] = {token};
-    logits = model.forward(next, cache, false);
+    logits = feed(next);
+    ++fed;
   }
   if (!cancelled && !stops.stopped()) emit(stops.push(utf8.flush()).text + stops.flush());
   result.generation_seconds = seconds_since(start);

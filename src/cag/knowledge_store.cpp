@@ -1,0 +1,123 @@
+#include "frugal/knowledge_store.h"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "frugal/error.h"
+#include "frugal/quant.h"
+
+namespace frugal {
+
+KnowledgeStore::KnowledgeStore(Model& model, const Tokenizer& tokenizer, size_t budget_bytes)
+    : model_(model), tokenizer_(tokenizer), trie_(model.kv_layout(), {.budget_bytes = budget_bytes}) {}
+
+size_t KnowledgeStore::add(const std::string& name, const std::filesystem::path& path,
+                           const KnowledgeLoadOptions& options) {
+  if (entries_.count(name)) throw Error(fmt::format("a knowledge cache named '{}' is already loaded", name));
+  KnowledgeCache cache = KnowledgeCache::load(path, model_, tokenizer_, options);
+  KvCache& rows = cache.cache();
+  const KvLayout& layout = trie_.layout();
+  const auto tokens = cache.tokens();
+  KvNode node = KvTrie::kRoot;
+  size_t shared = 0;
+  for (size_t position = 0; position < tokens.size(); ++position) {
+    bool created = false;
+    node = trie_.extend(node, tokens[position], &created);
+    if (!created) {
+      ++shared;  // computed for an earlier cache with the same beginning
+      continue;
+    }
+    const KvSlot slot = trie_.slot(node);
+    for (int64_t layer = 0; layer < layout.layers; ++layer) {
+      const auto* key = rows.key_row(layer, static_cast<int64_t>(position));
+      const auto* value = rows.value_row(layer, static_cast<int64_t>(position));
+      if (rows.precision() == KvPrecision::F32) {
+        std::memcpy(trie_.key_row(layer, slot), key, layout.row_bytes());
+        std::memcpy(trie_.value_row(layer, slot), value, layout.row_bytes());
+      } else {  // the trie holds F32 rows
+        dequantize_row(TensorType::F16, key, reinterpret_cast<float*>(trie_.key_row(layer, slot)),
+                       static_cast<size_t>(layout.row_elements));
+        dequantize_row(TensorType::F16, value, reinterpret_cast<float*>(trie_.value_row(layer, slot)),
+                       static_cast<size_t>(layout.row_elements));
+      }
+    }
+  }
+  trie_.retain(node);
+  entries_[name] = Entry{node, std::vector<TokenId>(tokens.begin(), tokens.end()), cache.prompt()};
+  return shared;
+}
+
+void KnowledgeStore::remove(const std::string& name) {
+  const Entry& e = entry(name);
+  trie_.release(e.leaf, false);
+  entries_.erase(name);
+}
+
+bool KnowledgeStore::contains(const std::string& name) const { return entries_.count(name) > 0; }
+
+std::vector<std::string> KnowledgeStore::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, _] : entries_) out.push_back(name);
+  return out;
+}
+
+const KnowledgeStore::Entry& KnowledgeStore::entry(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) {
+    std::string known;
+    for (const auto& [n, _] : entries_) known += fmt::format("{}{}", known.empty() ? "" : ", ", n);
+    throw Error(fmt::format("no knowledge cache named '{}' (loaded: {})", name, known.empty() ? "none" : known));
+  }
+  return it->second;
+}
+
+std::vector<TokenId> KnowledgeStore::prompt_tokens(const std::string& name, std::string_view question) const {
+  const Entry& e = entry(name);
+  std::vector<TokenId> tokens = e.tokens;
+  const auto q = encode_question(tokenizer_, e.prompt, question);
+  tokens.insert(tokens.end(), q.begin(), q.end());
+  return tokens;
+}
+
+GenerationResult KnowledgeStore::ask(const std::string& name, std::string_view question,
+                                     const GenerationOptions& options, const TextCallback& on_text) {
+  check_tokenizer_matches(model_, tokenizer_);
+  const Entry& e = entry(name);
+  const auto q = encode_question(tokenizer_, e.prompt, question);
+  // The question and answer grow one branch; a handle on its tip keeps it
+  // alive and is moved along as tokens are added.
+  KvNode tip = e.leaf;
+  trie_.retain(tip);
+  const TokenFeed feed = [&](std::span<const TokenId> tokens) {
+    std::vector<TrieBatchEntry> entries;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const KvNode next = trie_.extend(tip, tokens[i]);
+      // A node that already exists (another live branch asked the same) is
+      // computed again all the same: the same context gives the same rows,
+      // and the last token's logits are needed.
+      entries.push_back({next, i + 1 == tokens.size()});
+      trie_.retain(next);
+      trie_.release(tip, false);
+      tip = next;
+    }
+    return model_.forward(entries, trie_);
+  };
+  const int64_t room = model_.config().training_context - static_cast<int64_t>(e.tokens.size());
+  try {
+    GenerationResult result = generate(feed, tokenizer_, q, room, options, on_text);
+    trie_.release(tip, false);
+    return result;
+  } catch (...) {
+    trie_.release(tip, false);
+    throw;
+  }
+}
+
+size_t KnowledgeStore::unshared_bytes() const {
+  size_t tokens = 0;
+  for (const auto& [_, e] : entries_) tokens += e.tokens.size();
+  return tokens * trie_.layout().slot_bytes();
+}
+
+}  // namespace frugal
