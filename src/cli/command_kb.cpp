@@ -95,7 +95,7 @@ void edit(const EditArguments& args, Edit kind) {
   cache.save(output);
   if (!args.quiet) {
     fmt::print(stderr,
-               "recomputed {} tokens from document {} on (kept {}); a full rebuild computes {} ({:.0f}% saved)\n",
+               "recomputed {} tokens from document {} on (kept {}); a full rebuild computes {} ({:.1f}% saved)\n",
                report.recomputed_tokens, report.first_changed_document + 1, report.kept_tokens,
                report.full_rebuild_tokens,
                report.full_rebuild_tokens > 0
