@@ -21,6 +21,10 @@ struct GenerationOptions {
   std::vector<std::string> stop_strings;
   bool render_special = false;   // print control tokens as text
   size_t prompt_batch = 512;     // tokens per forward pass while reading the prompt
+  // Tokens already in the cache before the prompt (e.g. a knowledge prefix):
+  // the repetition penalty looks back over them as over the prompt, so a
+  // continued cache samples as the same prompt processed from scratch would.
+  std::vector<TokenId> preceding_tokens;
 };
 
 enum class StopReason { EndOfGeneration, StopString, MaxTokens, ContextFull, Cancelled };

@@ -110,7 +110,9 @@ class KnowledgeCache {
   // update: replaces documents with the same ids (unknown ids are an error).
   KnowledgeEditReport update(std::vector<Document> documents, const PrefillProgress& progress = {});
   KnowledgeEditReport remove(std::span<const std::string> ids, const PrefillProgress& progress = {});
-  // Replaces the whole list (the three above end here).
+  // Replaces the whole list (the three above end here). If the prefill
+  // fails (or `progress` throws to cancel), the cache is left holding the
+  // documents before the first change, and the exception propagates.
   KnowledgeEditReport set_documents(std::vector<Document> documents, const PrefillProgress& progress = {});
 
   const std::vector<KnowledgeDocument>& documents() const;

@@ -143,6 +143,10 @@ class KvCache {
 struct TrieBatchEntry {
   KvNode node = KvTrie::kRoot;
   bool want_logits = false;
+  // false: the node's slot already holds its keys and values (computed for
+  // another sequence on the same path); they are used as they are, not
+  // rewritten. For a token whose logits are needed again.
+  bool store_kv = true;
 };
 
 struct ModelOptions {

@@ -40,10 +40,10 @@ class Tokenizer {
   // control token instead of being split as plain text.
   virtual std::vector<TokenId> encode(std::string_view text, bool add_special,
                                       bool parse_special) const = 0;
-  // Text made of parts of two kinds: template text, whose control-token
-  // texts ("<|im_start|>") become control tokens, and user text, which is
-  // always plain text so that a document or question cannot inject control
-  // tokens. Plain runs that meet across parts are tokenized as one text, so
+  // Text made of parts of two kinds: template text, whose special-token
+  // texts ("<|im_start|>") become those tokens, and user text, which is
+  // always literal text (no control or user-defined token is matched in it)
+  // so that a document or question cannot inject turns. Plain runs that meet across parts are tokenized as one text, so
   // the result equals encode(whole text) wherever the user text holds no
   // control-token text.
   struct TextPart {

@@ -204,11 +204,31 @@ CacheFile open_cache_file(const std::filesystem::path& path, bool verify_checksu
   h.head_size = get<uint32_t>(raw, 44);
   h.token_count = get<uint64_t>(raw, 48);
   h.manifest_bytes = get<uint64_t>(raw, 64);
-  // Bounds first, so the layout arithmetic below cannot overflow.
+  // Plausible dimensions (the layout itself is checked below).
   if (h.layer_count > 4096 || h.kv_head_count > 4096 || h.head_size > 65536 || h.token_count > (uint64_t{1} << 32) ||
       h.manifest_bytes > file_size) {
     throw corrupt(fmt::format("implausible sizes ({} layers, {} KV heads of {}, {} tokens, manifest {} bytes)",
                               h.layer_count, h.kv_head_count, h.head_size, h.token_count, h.manifest_bytes));
+  }
+  // The whole layout in 128 bits first: huge counts cannot wrap around and
+  // pass the offset checks, and nothing is allocated for a file that cannot
+  // hold what its header claims.
+  {
+    using Wide = unsigned __int128;
+    const auto align = [](Wide v, Wide a) { return (v + a - 1) / a * a; };
+    const Wide row = Wide{h.kv_head_count} * h.head_size * (h.precision == KvPrecision::F32 ? 4 : 2);
+    const Wide tokens_end = align(Wide{kHeaderBytes} + h.manifest_bytes, 8) + Wide{h.token_count} * 4;
+    const Wide total = align(tokens_end, kBlockAlignment) +
+                       2 * Wide{h.layer_count} * align(Wide{h.token_count} * row, kBlockAlignment) + 8;
+    if (total > file_size) {
+      if (total > (Wide{1} << 62)) {
+        throw corrupt(fmt::format("its header claims an impossible size ({} tokens, {} layers, {} KV heads of {})",
+                                  h.token_count, h.layer_count, h.kv_head_count, h.head_size));
+      }
+      throw FormatError(fmt::format("{}: the file is truncated: {} bytes, expected {} for {} tokens; it was cut off "
+                                    "while being copied or written. Rebuild it with `frugal kb build`",
+                                    name, file_size, static_cast<uint64_t>(total), h.token_count));
+    }
   }
   CacheFileHeader expected = h;
   lay_out(expected);
@@ -245,7 +265,7 @@ CacheFile open_cache_file(const std::filesystem::path& path, bool verify_checksu
   read_exactly(file.fd, manifest_text.data(), manifest_text.size(), h.manifest_offset, name);
   try {
     file.manifest = nlohmann::json::parse(manifest_text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw corrupt(fmt::format("the manifest at offset {} is not valid JSON ({})", h.manifest_offset, e.what()));
   }
   file.tokens.resize(h.token_count);

@@ -66,7 +66,7 @@ void read_jsonl(const fs::path& path, std::vector<Document>& out) {
     nlohmann::json object;
     try {
       object = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       throw Error(fmt::format("{}: not valid JSON ({})", where(), e.what()));
     }
     if (!object.is_object() || !object.contains("text") || !object["text"].is_string()) {
@@ -89,6 +89,36 @@ void read_jsonl(const fs::path& path, std::vector<Document>& out) {
   }
 }
 
+// The byte offset of the first invalid UTF-8 sequence, or npos.
+size_t invalid_utf8_at(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t length = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (length == 0 || i + length > s.size()) return i;
+    uint32_t code = length == 1 ? c : c & (0x7F >> length);
+    for (size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(s[i + k]);
+      if ((next & 0xC0) != 0x80) return i;
+      code = (code << 6) | (next & 0x3F);
+    }
+    const bool overlong = (length == 2 && code < 0x80) || (length == 3 && code < 0x800) || (length == 4 && code < 0x10000);
+    if (overlong || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return i;
+    i += length;
+  }
+  return std::string_view::npos;
+}
+
+void check_utf8(const Document& document, const std::string& source) {
+  for (const std::string* field : {&document.id, &document.title, &document.text}) {
+    if (const size_t at = invalid_utf8_at(*field); at != std::string_view::npos) {
+      throw Error(fmt::format("{}: document '{}' is not valid UTF-8 (byte {} of its {}); convert the file to UTF-8, "
+                              "e.g. with iconv -f latin1 -t utf-8", source, document.id, at,
+                              field == &document.text ? "text" : field == &document.title ? "title" : "id"));
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<Document> read_documents(std::span<const fs::path> paths) {
@@ -100,15 +130,22 @@ std::vector<Document> read_documents(std::span<const fs::path> paths) {
       for (const auto& entry : fs::directory_iterator(path)) {
         if (entry.is_regular_file() && is_text_file(entry.path())) files.push_back(entry.path());
       }
-      std::sort(files.begin(), files.end());
+      // By id (the name without extension), the order `kb add` keeps.
+      std::sort(files.begin(), files.end(), [](const fs::path& a, const fs::path& b) {
+        return std::pair(a.stem().string(), a.string()) < std::pair(b.stem().string(), b.string());
+      });
       if (files.empty()) throw Error(fmt::format("{}: the folder has no .txt or .md files", path.string()));
-      for (const auto& file : files) documents.push_back(text_document(file));
+      for (const auto& file : files) {
+        documents.push_back(text_document(file));
+        check_utf8(documents.back(), file.string());
+      }
     } else if (!fs::exists(path, error)) {
       throw Error(fmt::format("{}: no such file or folder", path.string()));
     } else if (path.extension() == ".jsonl") {
-      read_jsonl(path, documents);
+      read_jsonl(path, documents);  // the JSON parser rejects invalid UTF-8 itself
     } else {
       documents.push_back(text_document(path));
+      check_utf8(documents.back(), path.string());
     }
   }
   std::set<std::string> ids;

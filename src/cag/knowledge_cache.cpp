@@ -65,9 +65,13 @@ Manifest read_manifest(const CacheFile& file, const std::string& name) {
       entry.first_token = doc.at("first_token").get<int64_t>();
       entry.token_count = doc.at("token_count").get<int64_t>();
       entry.hash = std::stoull(doc.at("hash").get<std::string>(), nullptr, 16);
-      if (entry.first_token != next || entry.token_count < 0) {
+      if (entry.first_token != next) {
         throw FormatError(fmt::format("document '{}' starts at token {}, expected {}", entry.document.id,
                                       entry.first_token, next));
+      }
+      if (entry.token_count < 0 || entry.token_count > static_cast<int64_t>(file.header.token_count) - next) {
+        throw FormatError(fmt::format("document '{}' has {} tokens, more than the file holds", entry.document.id,
+                                      entry.token_count));
       }
       next += entry.token_count;
       out.documents.push_back(std::move(entry));
@@ -243,6 +247,9 @@ KnowledgeCache KnowledgeCache::load(const std::filesystem::path& path, Model& mo
   if (h.model_fingerprint != identity.model_fingerprint) throw mismatch("model", "model", identity.model);
   if (h.tokenizer_fingerprint != identity.tokenizer_fingerprint) throw mismatch("tokenizer", "tokenizer", identity.tokenizer);
 
+  if (h.token_count == 0) {
+    throw FormatError(fmt::format("{}: the knowledge cache is empty (0 tokens); rebuild it with documents", name));
+  }
   const int64_t context = context_for(model, options.context);
   if (static_cast<int64_t>(h.token_count) >= context) {
     throw Error(fmt::format("{}: the knowledge holds {} tokens, the context is {}; use a larger -c", name,
@@ -278,9 +285,11 @@ GenerationResult KnowledgeCache::ask(std::string_view question, const Generation
   const int64_t prefix = static_cast<int64_t>(s.tokens.size());
   s.cache.truncate(prefix);
   const auto q = encode_question(*s.tokenizer, s.prompt, question);
+  GenerationOptions with_prefix = options;
+  with_prefix.preceding_tokens = s.tokens;  // the penalty window may reach into the knowledge
   GenerationResult result;
   try {
-    result = generate(*s.model, *s.tokenizer, s.cache, q, options, on_text);
+    result = generate(*s.model, *s.tokenizer, s.cache, q, with_prefix, on_text);
   } catch (...) {
     s.cache.truncate(prefix);
     throw;

@@ -37,12 +37,24 @@ KnowledgeEditReport KnowledgeCache::set_documents(std::vector<Document> document
   report.kept_tokens = kept;
   report.recomputed_tokens = tokens.size() - kept;
   report.full_rebuild_tokens = tokens.size();
-  if (first == laid_out.size() && tokens.size() == s.tokens.size()) return report;  // nothing changed
+  if (first == laid_out.size() && laid_out.size() == s.documents.size() && tokens.size() == s.tokens.size()) {
+    return report;  // nothing changed
+  }
 
   s.cache.truncate(static_cast<int64_t>(kept));
+  std::vector<KnowledgeDocument> unchanged(s.documents.begin(), s.documents.begin() + static_cast<std::ptrdiff_t>(first));
   s.tokens = std::move(tokens);
   s.documents = std::move(laid_out);
-  if (s.tokens.size() > kept) s.prefill_from(kept, progress);
+  try {
+    if (s.tokens.size() > kept) s.prefill_from(kept, progress);
+  } catch (...) {
+    // Keys and values past `kept` are gone: fall back to the consistent
+    // state of the documents before the first change.
+    s.tokens.resize(kept);
+    s.documents = std::move(unchanged);
+    s.cache.truncate(static_cast<int64_t>(kept));
+    throw;
+  }
   return report;
 }
 

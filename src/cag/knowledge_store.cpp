@@ -92,11 +92,13 @@ GenerationResult KnowledgeStore::ask(const std::string& name, std::string_view q
   const TokenFeed feed = [&](std::span<const TokenId> tokens) {
     std::vector<TrieBatchEntry> entries;
     for (size_t i = 0; i < tokens.size(); ++i) {
-      const KvNode next = trie_.extend(tip, tokens[i]);
-      // A node that already exists (another live branch asked the same) is
-      // computed again all the same: the same context gives the same rows,
-      // and the last token's logits are needed.
-      entries.push_back({next, i + 1 == tokens.size()});
+      bool created = false;
+      const KvNode next = trie_.extend(tip, tokens[i], &created);
+      // A node that already exists (the same path is another cache's prefix
+      // or a live question) keeps its rows; only the last token is run
+      // again, for its logits, without rewriting them.
+      const bool last = i + 1 == tokens.size();
+      if (created || last) entries.push_back({next, last, created});
       trie_.retain(next);
       trie_.release(tip, false);
       tip = next;
@@ -105,7 +107,9 @@ GenerationResult KnowledgeStore::ask(const std::string& name, std::string_view q
   };
   const int64_t room = model_.config().training_context - static_cast<int64_t>(e.tokens.size());
   try {
-    GenerationResult result = generate(feed, tokenizer_, q, room, options, on_text);
+    GenerationOptions with_prefix = options;
+    with_prefix.preceding_tokens = e.tokens;
+    GenerationResult result = generate(feed, tokenizer_, q, room, with_prefix, on_text);
     trie_.release(tip, false);
     return result;
   } catch (...) {

@@ -129,7 +129,8 @@ std::vector<std::string> describe_differences(const nlohmann::json& stored, cons
   std::vector<std::string> lines;
   if (!stored.is_object() || !current.is_object()) return lines;
   for (const auto& [key, value] : current.items()) {
-    if (!stored.contains(key) || stored[key] == value) continue;
+    // The name is shown in summaries but is not part of the fingerprint.
+    if (key == "name" || !stored.contains(key) || stored[key] == value) continue;
     auto show = [](const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
     lines.push_back(fmt::format("{}: {} (cache) vs {} (model)", key, show(stored[key]), show(value)));
   }

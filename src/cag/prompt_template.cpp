@@ -84,7 +84,7 @@ PromptTemplate read_prompt_template(const std::filesystem::path& path) {
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("{}: not valid JSON ({})", path.string(), e.what()));
   }
   PromptTemplate prompt;

@@ -75,7 +75,7 @@ class Asker {
                             {"ttft_ms", ttft_ms},
                             {"total_ms", total_ms}};
       if (args_.generation.sampling.temperature > 0) out["seed"] = result.seed;
-      fmt::print("{}\n", out.dump());
+      fmt::print("{}\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     } else {
       fmt::print("\n");
       if (!args_.quiet) {
@@ -119,8 +119,20 @@ void ask(const AskArguments& args) {
       std::fflush(stderr);
     }
     if (!std::getline(std::cin, line)) break;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    asker.answer(line);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    // One bad question (too long for the context...) does not end the session.
+    try {
+      asker.answer(line);
+    } catch (const Error& e) {
+      if (args.json) {
+        fmt::print("{}\n", nlohmann::json{{"question", line}, {"error", e.what()}}.dump(
+                                -1, ' ', false, nlohmann::json::error_handler_t::replace));
+      } else {
+        fmt::print(stderr, "error: {}\n", e.what());
+      }
+      std::fflush(stdout);
+    }
   }
 }
 

@@ -92,6 +92,11 @@ void edit(const EditArguments& args, Edit kind) {
     case Edit::Remove: report = cache.remove(args.ids, progress); break;
   }
   const std::string output = args.output.empty() ? args.cache : args.output;
+  if (report.first_changed_document == cache.documents().size() && report.recomputed_tokens == 0 &&
+      output == args.cache) {
+    if (!args.quiet) fmt::print(stderr, "{}: nothing changed; the file is left as it was\n", output);
+    return;
+  }
   cache.save(output);
   if (!args.quiet) {
     fmt::print(stderr,

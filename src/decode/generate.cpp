@@ -74,7 +74,8 @@ GenerationResult generate(const TokenFeed& feed, const Tokenizer& tokenizer, std
   result.seed = sampler.seed_used();
   StopStringMatcher stops(options.stop_strings);
   Utf8StreamBuffer utf8;
-  std::vector<TokenId> history(prompt.begin(), prompt.end());
+  std::vector<TokenId> history(options.preceding_tokens);
+  history.insert(history.end(), prompt.begin(), prompt.end());
 
   auto emit = [&](const std::string& text) {
     if (text.empty()) return true;

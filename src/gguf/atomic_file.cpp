@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <string>
 
 #include <fmt/format.h>
@@ -14,11 +15,26 @@
 
 namespace frugal {
 
+namespace {
+
+// The process umask without changing it (umask(2) can only set it, which
+// would race with other threads creating files).
+mode_t current_umask() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Umask:", 0) == 0) return static_cast<mode_t>(std::stoul(line.substr(6), nullptr, 8));
+  }
+  return 022;
+}
+
+}  // namespace
+
 void write_file_atomically(const std::filesystem::path& path, const std::function<void(const AtomicFileSink&)>& produce) {
   // A unique temporary name in the target directory, so the final rename is
   // atomic and concurrent writers never share a temporary file.
   std::string temp = path.string() + ".tmp-XXXXXX";
-  const int fd = ::mkstemp(temp.data());
+  const int fd = ::mkostemp(temp.data(), O_CLOEXEC);
   if (fd < 0) throw Error(fmt::format("{}: cannot create a file next to it: {}", path.string(), std::strerror(errno)));
   auto fail = [&](const char* what, int err) {
     ::unlink(temp.c_str());
@@ -43,7 +59,11 @@ void write_file_atomically(const std::filesystem::path& path, const std::functio
     ::unlink(temp.c_str());
     throw;
   }
-  if (::fchmod(fd, 0644) != 0 || ::fsync(fd) != 0) {
+  // A replaced file keeps its permissions; a new one gets the usual
+  // 0666 & ~umask (mkstemp's 0600 would hide it from other users).
+  struct stat existing {};
+  const mode_t mode = ::stat(path.c_str(), &existing) == 0 ? (existing.st_mode & 07777) : (0666 & ~current_umask());
+  if (::fchmod(fd, mode) != 0 || ::fsync(fd) != 0) {
     const int err = errno;
     ::close(fd);
     fail("cannot flush to disk", err);

@@ -44,7 +44,9 @@ void read_exactly(int fd, uint8_t* out, size_t bytes, uint64_t offset) {
 }  // namespace
 
 KvCache::Region::Region(size_t bytes) : size_(round_up_to_page(bytes == 0 ? 1 : bytes)) {
-  void* memory = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  // MAP_NORESERVE: a long context reserves address space, not memory; pages
+  // are committed as they are written.
+  void* memory = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (memory == MAP_FAILED) throw std::bad_alloc();
   data_ = static_cast<uint8_t*>(memory);
 }

@@ -53,6 +53,7 @@ class TrieBackend final : public KvBackend {
   int64_t position(size_t t) const override { return static_cast<int64_t>(trie_.depth(entries_[t].node)) - 1; }
 
   void store(int64_t layer, size_t t, const float* key, const float* value) override {
+    if (!entries_[t].store_kv) return;  // the slot already holds this token's keys and values
     const KvSlot slot = trie_.slot(entries_[t].node);
     const size_t bytes = trie_.layout().row_bytes();
     std::memcpy(trie_.key_row(layer, slot), key, bytes);

@@ -399,7 +399,12 @@ std::vector<TokenId> VocabTokenizer::encode_parts(std::span<const TextPart> part
   };
   std::vector<Run> runs;
   for (const TextPart& part : parts) {
-    for (const Fragment& fragment : partition(part.text, part.parse_special)) {
+    // User text is literal: not even user-defined tokens ("<think>") are
+    // matched in it, so it cannot open or close a turn.
+    const std::vector<Fragment> fragments =
+        part.parse_special ? partition(part.text, true) : std::vector<Fragment>{{-1, part.text}};
+    for (const Fragment& fragment : fragments) {
+      if (fragment.text.empty() && fragment.token < 0) continue;
       if (fragment.token < 0 && !runs.empty() && runs.back().token < 0) {
         runs.back().text += fragment.text;
       } else {

@@ -113,6 +113,30 @@ TEST_F(CacheFileTest, NewerVersionAndForeignFilesAreRefused) {
   EXPECT_NE(load_error(offsets).find("KV offset"), std::string::npos);
 }
 
+TEST_F(CacheFileTest, HeaderCountsThatWouldOverflowTheLayoutAreRefused) {
+  // Counts whose layout wraps around 64 bits to exactly this file's size
+  // (F16, 2979 layers, 1661 KV heads of 217, 2^32 tokens, 8-byte manifest):
+  // refused before anything is allocated for them.
+  std::vector<uint8_t> hostile(4104, 0);
+  std::memcpy(hostile.data(), "FRUGALKV", 8);
+  auto put32 = [&](size_t at, uint32_t v) { std::memcpy(&hostile[at], &v, 4); };
+  auto put64 = [&](size_t at, uint64_t v) { std::memcpy(&hostile[at], &v, 8); };
+  put32(8, 1);
+  put32(12, 128);
+  put32(32, 1);
+  put32(36, 2979);
+  put32(40, 1661);
+  put32(44, 217);
+  put64(48, uint64_t{1} << 32);
+  put64(56, 128);
+  put64(64, 8);
+  std::memcpy(&hostile[128], "{}      ", 8);
+  put64(72, 136);
+  put64(80, uint64_t{136} + (uint64_t{4} << 32) + 4096 - (uint64_t{136} + (uint64_t{4} << 32)) % 4096);
+  const std::string message = load_error(hostile, nullptr, nullptr, false);
+  EXPECT_NE(message.find("impossible size"), std::string::npos) << message;
+}
+
 TEST_F(CacheFileTest, AnotherModelOfOtherDimensionsIsRefused) {
   auto other = load_test_model("models/tiny-llama-spm.gguf");
   const std::string message = load_error(bytes_, other.model.get(), other.tokenizer.get());

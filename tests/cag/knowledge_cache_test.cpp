@@ -186,6 +186,32 @@ TEST_F(KnowledgeCacheTest, EditsRefuseUnknownAndDuplicateIds) {
   EXPECT_EQ(report.first_changed_document, 4u);
 }
 
+TEST_F(KnowledgeCacheTest, RepetitionPenaltySeesTheKnowledgeAsTheBaselineDoes) {
+  auto cache = build(small_corpus());
+  GenerationOptions options = greedy(16);
+  options.sampling.repeat_penalty = 1.5f;
+  options.sampling.repeat_last_n = 64;  // reaches back into the documents
+  const auto prompt = cache.prompt_tokens(kQuestions[0]);
+  KvCache fresh(loaded_.model->config(), 1024);
+  const auto expected = generate(*loaded_.model, *loaded_.tokenizer, fresh, prompt, options).tokens;
+  EXPECT_EQ(cache.ask(kQuestions[0], options).tokens, expected);
+}
+
+TEST_F(KnowledgeCacheTest, AFailedEditLeavesTheDocumentsBeforeTheChange) {
+  auto cache = build(small_corpus());
+  Document changed = small_corpus()[2];
+  changed.text = "Changed.";
+  const PrefillProgress cancel = [](size_t done, size_t) {
+    if (done > 0) throw Error("cancelled");
+  };
+  EXPECT_THROW(cache.update({changed}, cancel), Error);
+  ASSERT_EQ(cache.documents().size(), 2u);
+  EXPECT_EQ(cache.tokens().size(), static_cast<size_t>(cache.documents()[1].first_token +
+                                                       cache.documents()[1].token_count));
+  auto rebuilt = build({small_corpus()[0], small_corpus()[1]});
+  EXPECT_EQ(cache.ask(kQuestions[0], greedy()).tokens, rebuilt.ask(kQuestions[0], greedy()).tokens);
+}
+
 TEST_F(KnowledgeCacheTest, CorpusOverTheContextSaysByHowMuchPerDocument) {
   KnowledgeBuildOptions options;
   options.context = 96;

@@ -63,6 +63,19 @@ TEST(ReadDocuments, ErrorsNameTheFileAndLine) {
   EXPECT_NE(error_of({dir / "empty"}).find("no .txt or .md"), std::string::npos);
 }
 
+TEST(ReadDocuments, FoldersSortByIdAndRejectInvalidUtf8) {
+  const auto dir = scratch_dir("cag-docs-order");
+  write_text(dir / "faq.md", "one");
+  write_text(dir / "faq-2.md", "two");  // as a path "faq-2.md" < "faq.md"; as an id "faq" < "faq-2"
+  const auto docs = read_documents(std::vector<fs::path>{dir});
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_EQ(docs[0].id, "faq");
+  EXPECT_EQ(docs[1].id, "faq-2");
+  write_text(dir / "latin1.txt", "caf\xe9");
+  const std::string message = error_of({dir / "latin1.txt"});
+  EXPECT_NE(message.find("not valid UTF-8 (byte 3"), std::string::npos) << message;
+}
+
 TEST(PromptLayout, PlainSegmentsDecodeToTheDocumentedText) {
   auto loaded = load_test_model("models/tiny-qwen2-gpt2.gguf");  // byte-level BPE: decoding is exact
   const PromptTemplate prompt = plain_prompt_template();
