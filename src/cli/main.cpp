@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   frugal::cli::add_bench_command(app);
   frugal::cli::add_kb_command(app);
   frugal::cli::add_ask_command(app);
+  frugal::cli::add_quantize_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
