@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake ninja-build pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev nlohmann-json3-dev libfmt-dev libpcre2-dev libxxhash-dev
+  libcli11-dev nlohmann-json3-dev libfmt-dev libpcre2-dev libxxhash-dev libsqlite3-dev
   clang   # for the libFuzzer target (optional but installed by default)
+  chromium  # renders the OAE report in a test (headless)
 )
 
 if [[ "${FRUGAL_SKIP_APT:-0}" != "1" ]]; then

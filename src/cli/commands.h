@@ -17,5 +17,6 @@ void add_bench_command(CLI::App& app);
 void add_kb_command(CLI::App& app);
 void add_ask_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
+void add_oae_command(CLI::App& app);
 
 }  // namespace frugal::cli

@@ -1,0 +1,253 @@
+// Running the OAE methods over one dataset on one model.
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "frugal/bm25_index.h"
+#include "frugal/error.h"
+#include "frugal/generate.h"
+#include "frugal/knowledge_cache.h"
+#include "frugal/oae.h"
+
+namespace frugal {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string cpu_description() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line, model = "unknown CPU";
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  return fmt::format("{}, {} hardware threads", model, std::thread::hardware_concurrency());
+}
+
+std::string today() {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%d", &utc);
+  return buffer;
+}
+
+MovingParts moving_parts_of(const std::string& method) {
+  if (method == "cag") return {1, 2, 0, 0, {"context size", "answer length"}};
+  if (method == "rag-bm25") {
+    return {1, 3, 1, 0, {"top-k", "passage splitting", "query formulation", "context size", "answer length"}};
+  }
+  if (method == "long") return {1, 2, 0, 0, {"context size", "answer length"}};
+  return {1, 1, 0, 0, {"answer length"}};
+}
+
+std::string description_of(const std::string& method, size_t k) {
+  if (method == "cag") return "Cache-Augmented Generation: corpus prefilled once into a knowledge cache file";
+  if (method == "rag-bm25") return fmt::format("RAG: top {} passages by BM25 (SQLite FTS5 index), then generation", k);
+  if (method == "long") return "Long context: the whole corpus prefilled with every question";
+  return "Closed book: the question alone";
+}
+
+class Runner {
+ public:
+  Runner(Model& model, const Tokenizer& tokenizer, const QaDataset& dataset, const OaeOptions& options,
+         const OaeProgress& progress)
+      : model_(model), tokenizer_(tokenizer), dataset_(dataset), options_(options), progress_(progress),
+        meter_(options.energy) {
+    const bool chat = !model.file().get_string_or("tokenizer.chat_template", "").empty();
+    if (chat) {
+      const TokenId bos = tokenizer.bos(), eos = tokenizer.eos();
+      prompt_ = chat_prompt_template(detect_chat_format(model.file().get_string("tokenizer.chat_template")),
+                                     bos >= 0 ? tokenizer.token_text(bos) : "", eos >= 0 ? tokenizer.token_text(eos) : "");
+    }
+    header_ = encode_header(tokenizer, prompt_, prompt_.default_system);
+    for (const auto& passage : dataset.passages) passage_tokens_.push_back(encode_document(tokenizer, prompt_, passage));
+    generation_.max_tokens = options.max_tokens;
+    generation_.sampling.temperature = 0;
+    generation_.stop_strings = {"\n"};
+  }
+
+  size_t corpus_tokens() const {
+    size_t n = header_.size();
+    for (const auto& p : passage_tokens_) n += p.size();
+    return n;
+  }
+  std::string energy_source() const { return meter_.description(); }
+  bool energy_measured() const { return meter_.measured(); }
+
+  MethodResult run(const std::string& method) {
+    MethodResult result;
+    result.name = method;
+    result.description = description_of(method, options_.top_k);
+    result.moving_parts = moving_parts_of(method);
+    result.model_load_seconds = options_.model_load_seconds;
+    result.setup_seconds = options_.model_load_seconds;
+    result.setup_joules = options_.model_load_joules;
+    reset_peak_rss();
+    if (method == "cag") {
+      run_cag(result);
+    } else if (method == "rag-bm25") {
+      run_rag(result);
+    } else if (method == "long" || method == "closed") {
+      run_plain(result, method == "long");
+    } else {
+      throw Error(fmt::format("unknown OAE method '{}'; choose from cag, rag-bm25, long, closed", method));
+    }
+    result.peak_rss_bytes = peak_rss_bytes();
+    return result;
+  }
+
+ private:
+  std::vector<TokenId> question_prompt(std::vector<TokenId> tokens, const QaQuestion& q) const {
+    const auto question = encode_question(tokenizer_, prompt_, q.question);
+    tokens.insert(tokens.end(), question.begin(), question.end());
+    return tokens;
+  }
+
+  void score(QuestionResult& r, const QaQuestion& q, const GenerationResult& g) const {
+    r.id = q.id;
+    r.question = q.question;
+    r.answer = g.text;
+    const auto first = r.answer.find_first_not_of(" \t\n");
+    r.answer = first == std::string::npos ? "" : r.answer.substr(first, r.answer.find_last_not_of(" \t\n") - first + 1);
+    r.exact_match = exact_match(r.answer, q.answers);
+    r.f1 = f1_score(r.answer, q.answers);
+    r.decoded_tokens = g.tokens.size();
+  }
+
+  // Prefills `tokens` from scratch and answers.
+  GenerationResult answer_from_scratch(const std::vector<TokenId>& tokens) {
+    const int64_t context = std::min<int64_t>(model_.config().training_context,
+                                              static_cast<int64_t>(tokens.size()) + options_.max_tokens + 8);
+    KvCache cache(model_.config(), context);
+    return generate(model_, tokenizer_, cache, tokens, generation_);
+  }
+
+  void each_question(MethodResult& result, const std::function<void(const QaQuestion&, QuestionResult&)>& body) {
+    for (size_t i = 0; i < dataset_.questions.size(); ++i) {
+      const QaQuestion& q = dataset_.questions[i];
+      QuestionResult r;
+      const auto mark = meter_.mark();
+      const auto start = Clock::now();
+      body(q, r);
+      r.total_seconds = seconds_since(start);
+      r.joules = meter_.joules_since(mark);
+      result.questions.push_back(std::move(r));
+      if (progress_) progress_(result.name, i + 1, dataset_.questions.size());
+    }
+  }
+
+  void run_cag(MethodResult& result) {
+    const auto mark = meter_.mark();
+    const auto start = Clock::now();
+    const auto path = options_.work_dir / "knowledge.fkv";
+    {
+      KnowledgeBuildOptions build;
+      build.prompt = prompt_;
+      build.reserve = options_.max_tokens + 128;
+      KnowledgeCache::build(model_, tokenizer_, dataset_.passages, build).save(path);
+    }
+    KnowledgeCache cache = KnowledgeCache::load(path, model_, tokenizer_);
+    result.setup_seconds += seconds_since(start);
+    result.setup_joules += meter_.joules_since(mark);
+    result.disk_bytes = std::filesystem::file_size(path);
+    result.kv_bytes = cache.kv_bytes();
+    each_question(result, [&](const QaQuestion& q, QuestionResult& r) {
+      const GenerationResult g = cache.ask(q.question, generation_);
+      r.ttft_seconds = g.first_token_seconds;
+      r.prefilled_tokens = g.prompt_tokens;
+      score(r, q, g);
+      r.gold_retrieved = true;  // every passage is in the context
+    });
+  }
+
+  void run_rag(MethodResult& result) {
+    const auto mark = meter_.mark();
+    const auto start = Clock::now();
+    const auto path = options_.work_dir / "bm25.sqlite";
+    { Bm25Index::build(path, dataset_.passages); }
+    Bm25Index index = Bm25Index::open(path);
+    result.setup_seconds += seconds_since(start);
+    result.setup_joules += meter_.joules_since(mark);
+    result.disk_bytes = std::filesystem::file_size(path);
+    each_question(result, [&](const QaQuestion& q, QuestionResult& r) {
+      const auto start_query = Clock::now();
+      const auto hits = index.search(q.question, options_.top_k);
+      std::vector<TokenId> tokens = header_;
+      std::vector<bool> retrieved(dataset_.passages.size(), false);
+      for (const auto& hit : hits) {
+        retrieved[hit.index] = true;
+        tokens.insert(tokens.end(), passage_tokens_[hit.index].begin(), passage_tokens_[hit.index].end());
+      }
+      const double retrieval = seconds_since(start_query);
+      const auto prompt = question_prompt(std::move(tokens), q);
+      const GenerationResult g = answer_from_scratch(prompt);
+      r.ttft_seconds = retrieval + g.first_token_seconds;
+      r.prefilled_tokens = prompt.size();
+      score(r, q, g);
+      r.gold_retrieved = !q.gold_passages.empty();
+      for (size_t p : q.gold_passages) r.gold_retrieved = r.gold_retrieved && retrieved[p];
+    });
+  }
+
+  void run_plain(MethodResult& result, bool with_corpus) {
+    std::vector<TokenId> base = header_;
+    if (with_corpus) {
+      for (const auto& p : passage_tokens_) base.insert(base.end(), p.begin(), p.end());
+    }
+    each_question(result, [&](const QaQuestion& q, QuestionResult& r) {
+      const auto prompt = question_prompt(base, q);
+      const GenerationResult g = answer_from_scratch(prompt);
+      r.ttft_seconds = g.first_token_seconds;
+      r.prefilled_tokens = prompt.size();
+      score(r, q, g);
+      r.gold_retrieved = with_corpus;
+    });
+  }
+
+  Model& model_;
+  const Tokenizer& tokenizer_;
+  const QaDataset& dataset_;
+  const OaeOptions& options_;
+  const OaeProgress& progress_;
+  EnergyMeter meter_;
+  PromptTemplate prompt_ = plain_prompt_template();
+  std::vector<TokenId> header_;
+  std::vector<std::vector<TokenId>> passage_tokens_;
+  GenerationOptions generation_;
+};
+
+}  // namespace
+
+OaeReport run_oae(Model& model, const Tokenizer& tokenizer, const QaDataset& dataset, const OaeOptions& options,
+                  const OaeProgress& progress) {
+  if (dataset.questions.empty()) throw Error("the dataset sample has no questions");
+  std::filesystem::create_directories(options.work_dir);
+  Runner runner(model, tokenizer, dataset, options, progress);
+  OaeReport report;
+  report.model = fmt::format("{} ({}, {} layers, embedding {})", model.file().source_name(),
+                             model.config().architecture, model.config().layer_count, model.config().embedding_size);
+  report.dataset = dataset.name;
+  report.passages = dataset.passages.size();
+  report.corpus_tokens = runner.corpus_tokens();
+  report.energy_source = runner.energy_source();
+  report.energy_measured = runner.energy_measured();
+  report.options = options;
+  report.machine = cpu_description();
+  report.date = today();
+  for (const auto& method : options.methods) report.methods.push_back(runner.run(method));
+  return report;
+}
+
+}  // namespace frugal

@@ -1,0 +1,125 @@
+// `frugal oae run` end to end on the tiny shared model (its answers are
+// nonsense: the pipeline is what is tested), and the HTML report rendered by
+// headless Chromium.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "support/cli_runner.h"
+#include "support/test_paths.h"
+
+namespace frugal {
+namespace {
+
+using test::run_frugal;
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string shell(const std::string& command) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return out;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, n);
+  pclose(pipe);
+  return out;
+}
+
+class OaeCliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = test::scratch_dir("oae-cli");
+    const auto result = run_frugal({"oae", "run", "-m", test::shared_path("models/tiny-llama-spm.gguf").string(), "-t",
+                                    "2", "--dataset", test::shared_path("data/squad-dev-v1.1-super-bowl-50.json").string(),
+                                    "--n-questions", "4", "--size", "small", "-n", "6", "--estimate-energy", "--out",
+                                    dir_.string()});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+  }
+  static std::filesystem::path dir_;
+};
+std::filesystem::path OaeCliTest::dir_;
+
+TEST_F(OaeCliTest, JsonHasEveryMethodAndConsistentAmortisedCosts) {
+  const auto report = nlohmann::json::parse(read_file(dir_ / "report.json"));
+  EXPECT_EQ(report["energy"]["measured"], false);
+  EXPECT_NE(report["energy"]["source"].get<std::string>().find("estimated"), std::string::npos);
+  EXPECT_LE(report["dataset"]["corpus_tokens"].get<int>(), 1100);
+  ASSERT_EQ(report["methods"].size(), 4u);
+  std::vector<std::string> names;
+  for (const auto& m : report["methods"]) {
+    names.push_back(m["name"]);
+    EXPECT_EQ(m["questions"].size(), 4u);
+    const auto& joules = m["amortised"]["joules"];
+    const double setup = joules["setup"], per_query = joules["per_query"];
+    EXPECT_NEAR(joules["per_query_at_n"]["10"].get<double>(), (setup + 10 * per_query) / 10, 1e-9);
+    EXPECT_GT(m["setup"]["seconds"].get<double>(), 0.0);
+    for (const auto& q : m["questions"]) {
+      EXPECT_GE(q["ttft_s"].get<double>(), 0.0);
+      EXPECT_LE(q["decoded_tokens"].get<int>(), 6);
+    }
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"cag", "rag-bm25", "long", "closed"}));
+  // CAG prefills only the question; long context prefills everything each time.
+  const auto& cag = report["methods"][0];
+  const auto& longer = report["methods"][2];
+  EXPECT_LT(cag["per_query"]["prefilled_tokens_mean"].get<double>(),
+            longer["per_query"]["prefilled_tokens_mean"].get<double>() / 5);
+  EXPECT_GT(cag["memory"]["disk_bytes"].get<double>(), 0.0);
+  EXPECT_GT(report["methods"][1]["memory"]["disk_bytes"].get<double>(), 0.0);  // the BM25 index file
+  EXPECT_TRUE(report["methods"][1]["quality"]["recall_at_k"].is_number());
+  EXPECT_EQ(report["break_even"].size(), 12u);
+}
+
+TEST_F(OaeCliTest, MarkdownHasTheTables) {
+  const std::string md = read_file(dir_ / "report.md");
+  for (const char* heading : {"## Findings", "## Quality and cost per query", "## One-time setup",
+                              "## Cost per query with the setup amortised", "## OAE score"}) {
+    EXPECT_NE(md.find(heading), std::string::npos) << heading;
+  }
+  EXPECT_NE(md.find("| cag |"), std::string::npos);
+}
+
+TEST_F(OaeCliTest, HtmlRendersInHeadlessChromium) {
+  const std::string chromium = shell("command -v chromium chromium-browser 2>/dev/null | head -n 1");
+  ASSERT_FALSE(chromium.empty()) << "chromium is needed to render the report (scripts/setup.sh installs it)";
+  const std::string binary = chromium.substr(0, chromium.find('\n'));
+  const std::string url = "file://" + std::filesystem::absolute(dir_ / "report.html").string();
+  const std::string flags = " --headless=new --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir=" +
+                            (dir_ / "chromium-profile").string();
+  // The DOM after parsing: tables and the three charts are there.
+  const std::string dom = shell(binary + flags + " --dump-dom '" + url + "' 2>/dev/null");
+  EXPECT_NE(dom.find("<h1>OAE report"), std::string::npos) << dom.substr(0, 300);
+  size_t charts = 0;
+  for (size_t at = dom.find("<svg"); at != std::string::npos; at = dom.find("<svg", at + 1)) ++charts;
+  EXPECT_EQ(charts, 3u);
+  EXPECT_NE(dom.find("<polyline"), std::string::npos);
+  // And it paints: a screenshot of the page.
+  const auto png = dir_ / "report.png";
+  shell(binary + flags + " --window-size=1000,2400 --screenshot=" + png.string() + " '" + url + "' 2>/dev/null");
+  ASSERT_TRUE(std::filesystem::exists(png));
+  EXPECT_GT(std::filesystem::file_size(png), 20000u);
+}
+
+TEST(OaeCli, BadArgumentsAreClearErrors) {
+  const std::string model = test::shared_path("models/tiny-llama-spm.gguf").string();
+  const std::string data = test::shared_path("data/squad-dev-v1.1-super-bowl-50.json").string();
+  auto result = run_frugal({"oae", "run", "-m", model, "--dataset", data, "--methods", "cag,magic"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("unknown method 'magic'"), std::string::npos) << result.err;
+  result = run_frugal({"oae", "run", "-m", model, "--dataset", model});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("not valid JSON"), std::string::npos) << result.err;
+}
+
+}  // namespace
+}  // namespace frugal
