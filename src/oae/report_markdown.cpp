@@ -139,7 +139,7 @@ std::string oae_report_markdown(const OaeReport& r) {
       std::string row = "| " + m.name + " |";
       for (uint64_t n : r.options.query_counts) {
         const double v = cost_per_query(energy ? m.energy() : m.time(), static_cast<double>(n));
-        row += " " + (energy ? joules(v) : milliseconds(v)) + " |";
+        row += fmt::format(" {} |", energy ? joules(v) : milliseconds(v));
       }
       line(row);
     }
