@@ -11,9 +11,10 @@
 namespace frugal {
 
 // RAPL energy counters under a powercap tree (/sys/class/powercap): every
-// package domain (intel-rapl:N) and every DRAM subdomain (intel-rapl:N:M
-// named "dram"). Core and uncore subdomains are inside the package figure
-// and are not added again.
+// package domain (intel-rapl:N named package-*) and every DRAM subdomain
+// (intel-rapl:N:M named "dram"). Core and uncore subdomains are inside the
+// package figure, and psys (the whole platform) contains it: neither is
+// added again.
 class RaplReader {
  public:
   struct Domain {
@@ -26,10 +27,14 @@ class RaplReader {
   // Whether any domain's counter could be read.
   bool available() const { return !domains_.empty(); }
   const std::vector<Domain>& domains() const { return domains_; }
-  // Current counter of each domain, in domain order.
+  static constexpr uint64_t kUnreadable = ~uint64_t{0};
+  // Current counter of each domain, in domain order (kUnreadable where the
+  // read failed).
   std::vector<uint64_t> read() const;
-  // Joules between two readings, each counter's wrap-around undone (at most
-  // one wrap per domain between readings).
+  // Joules between two readings, each counter's wrap-around undone. At most
+  // one wrap per domain can be told apart: readings must be closer than the
+  // counter's range takes to fill (about 5 minutes for 65 kJ at 200 W).
+  // Domains with a failed read count 0.
   double joules_between(const std::vector<uint64_t>& before, const std::vector<uint64_t>& after) const;
 
  private:

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "frugal/energy.h"
+#include "frugal/knowledge.h"
 #include "frugal/model.h"
 #include "frugal/qa_dataset.h"
 #include "frugal/tokenizer.h"
@@ -90,7 +91,8 @@ struct OaeOptions {
   int32_t max_tokens = 24;       // per answer (greedy)
   double grid_grams_per_kwh = 481;  // Ember, world average 2023 (docs/oae.md)
   std::vector<uint64_t> query_counts = {1, 10, 100, 1000, 10000};  // N for the report's tables
-  std::filesystem::path work_dir;  // where the index and the cache are written
+  std::filesystem::path work_dir;  // where the index and the cache are written (empty: a temporary folder)
+  KvPrecision precision = KvPrecision::F32;  // of the knowledge cache and every method's KV cache
   double model_load_seconds = 0;   // measured by the caller, charged to every method's setup
   double model_load_joules = 0;
   EnergyOptions energy;
@@ -114,6 +116,10 @@ struct OaeReport {
 
 // Called after each question: method, questions done, questions in all.
 using OaeProgress = std::function<void(const std::string& method, size_t done, size_t total)>;
+
+// The prompt layout every method uses: the model's chat format when it has
+// one, else the plain layout (knowledge.h).
+PromptTemplate oae_prompt_template(const Model& model, const Tokenizer& tokenizer);
 
 // Runs every method over `dataset` (already sampled) with `model`.
 OaeReport run_oae(Model& model, const Tokenizer& tokenizer, const QaDataset& dataset, const OaeOptions& options,

@@ -3,6 +3,7 @@
 #include "cag/knowledge_state.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include <fmt/format.h>
 
@@ -284,7 +285,9 @@ GenerationResult KnowledgeCache::ask(std::string_view question, const Generation
   State& s = *state_;
   const int64_t prefix = static_cast<int64_t>(s.tokens.size());
   s.cache.truncate(prefix);
+  const auto start = std::chrono::steady_clock::now();
   const auto q = encode_question(*s.tokenizer, s.prompt, question);
+  const double encode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   GenerationOptions with_prefix = options;
   with_prefix.preceding_tokens = s.tokens;  // the penalty window may reach into the knowledge
   GenerationResult result;
@@ -295,6 +298,7 @@ GenerationResult KnowledgeCache::ask(std::string_view question, const Generation
     throw;
   }
   s.cache.truncate(prefix);  // the next question starts from the knowledge alone
+  result.first_token_seconds += encode_seconds;  // from the question, not from its tokens
   return result;
 }
 

@@ -1,6 +1,7 @@
 // `frugal oae run`: the overhead-aware efficiency benchmark (docs/oae.md).
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <sstream>
 
@@ -42,6 +43,9 @@ std::vector<std::string> split_methods(const std::string& text) {
     if (item != "cag" && item != "rag-bm25" && item != "long" && item != "closed") {
       throw Error(fmt::format("unknown method '{}' in --methods; choose from cag, rag-bm25, long, closed", item));
     }
+    if (std::find(out.begin(), out.end(), item) != out.end()) {
+      throw Error(fmt::format("method '{}' is named twice in --methods", item));
+    }
     out.push_back(item);
   }
   if (out.empty()) throw Error("--methods names no method");
@@ -59,21 +63,31 @@ void run(const OaeArguments& args) {
   options.energy.powercap_root = args.powercap;
   options.work_dir = std::filesystem::path(args.out) / "work";
 
-  // Model load is part of every method's setup: measure it once.
+  const QaDataset full = load_qa_dataset(args.dataset);  // a bad file is reported before the model loads
+
+  // Model load is part of every method's setup: measure it once. The weights
+  // are mapped lazily, so a short forward pass inside the span reads them in;
+  // otherwise the first method run would pay for it.
   const EnergyMeter meter(options.energy);
   const auto mark = meter.mark();
   const auto start = std::chrono::steady_clock::now();
   LoadedModel loaded = load_model(args.model);
+  {
+    KvCache warm(loaded.model->config(), 8, loaded.cache_precision);
+    const std::vector<TokenId> tokens(4, loaded.tokenizer->bos() >= 0 ? loaded.tokenizer->bos() : 0);
+    loaded.model->forward(tokens, warm);
+  }
   options.model_load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   options.model_load_joules = meter.joules_since(mark);
+  options.precision = loaded.cache_precision;
 
-  const QaDataset full = load_qa_dataset(args.dataset);
   // The knowledge must fit the context with room for a question and answer.
-  const int64_t context = loaded.model->config().training_context;
+  const int64_t context = args.model.context > 0 ? std::min(args.model.context, loaded.model->config().training_context)
+                                                 : loaded.model->config().training_context;
   const size_t room = static_cast<size_t>(std::max<int64_t>(context - args.max_tokens - 256, 64));
   const size_t budget = std::min(args.corpus_tokens > 0 ? args.corpus_tokens : corpus_preset_tokens(args.size), room);
   const Tokenizer& tokenizer = *loaded.tokenizer;
-  const PromptTemplate prompt = plain_prompt_template();
+  const PromptTemplate prompt = oae_prompt_template(*loaded.model, tokenizer);  // as the methods will lay it out
   const QaDataset dataset = sample_qa_dataset(full, budget, args.questions, args.seed, [&](const Document& d) {
     return encode_document(tokenizer, prompt, d).size();
   });
@@ -104,23 +118,33 @@ void add_oae_command(CLI::App& app) {
   oae->require_subcommand(1);
   auto args = std::make_shared<OaeArguments>();
   CLI::App* run_command = oae->add_subcommand("run", "Run the methods on a QA dataset and write the reports");
-  add_model_arguments(*run_command, args->model);
+  add_model_arguments(*run_command, args->model, true);
   run_command->add_option("--dataset", args->dataset, "SQuAD v1.1/v2.0 or HotpotQA JSON")
       ->required()
       ->check(CLI::ExistingFile);
   run_command->add_option("--methods", args->methods, "comma-separated: cag, rag-bm25, long, closed")
       ->capture_default_str();
-  run_command->add_option("--n-questions", args->questions, "questions to ask (at most)")->capture_default_str();
+  run_command->add_option("--n-questions", args->questions, "questions to ask (at most)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
+      ->capture_default_str();
   run_command->add_option("--size", args->size, "corpus size: small (1000 tokens), medium (3500), large (7000)")
       ->check(CLI::IsMember({"small", "medium", "large"}))
       ->capture_default_str();
-  run_command->add_option("--corpus-tokens", args->corpus_tokens, "corpus size in tokens (overrides --size)");
+  run_command->add_option("--corpus-tokens", args->corpus_tokens, "corpus size in tokens (overrides --size)")
+      ->check(CLI::Range(size_t{16}, size_t{1} << 24));
   run_command->add_option("--seed", args->seed, "sampling seed for passages and questions")->capture_default_str();
-  run_command->add_option("--top-k", args->top_k, "passages RAG puts in the prompt")->capture_default_str();
-  run_command->add_option("-n,--n-predict", args->max_tokens, "answer tokens at most (greedy)")->capture_default_str();
+  run_command->add_option("--top-k", args->top_k, "passages RAG puts in the prompt")
+      ->check(CLI::Range(size_t{1}, size_t{100}))
+      ->capture_default_str();
+  run_command->add_option("-n,--n-predict", args->max_tokens, "answer tokens at most (greedy)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
   run_command->add_option("--out", args->out, "report folder")->capture_default_str();
-  run_command->add_option("--grid-intensity", args->grid, "grams CO2e per kWh of the grid")->capture_default_str();
+  run_command->add_option("--grid-intensity", args->grid, "grams CO2e per kWh of the grid")
+      ->check(CLI::Range(0.0, 5000.0))
+      ->capture_default_str();
   run_command->add_option("--watts-per-core", args->watts_per_core, "for estimated energy: W per busy core")
+      ->check(CLI::Range(0.01, 1000.0))
       ->capture_default_str();
   run_command->add_flag("--estimate-energy", args->estimate, "estimate energy even when RAPL is readable");
   run_command->add_option("--powercap", args->powercap, "powercap tree to read RAPL counters from")

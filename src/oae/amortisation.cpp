@@ -1,6 +1,7 @@
 // Setup amortised over N queries, break-even points, per-method statistics.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "frugal/oae.h"
 
@@ -12,6 +13,9 @@ double cost_per_query(const CostModel& cost, double n) {
 }
 
 std::optional<uint64_t> break_even(const CostModel& a, const CostModel& b) {
+  for (double v : {a.setup, a.per_query, b.setup, b.per_query}) {
+    if (!std::isfinite(v)) return std::nullopt;
+  }
   // cost_a(n) - cost_b(n) = (Sa - Sb) / n + (ma - mb)
   const double setup_extra = a.setup - b.setup;
   const double saving = b.per_query - a.per_query;
@@ -19,8 +23,13 @@ std::optional<uint64_t> break_even(const CostModel& a, const CostModel& b) {
   if (setup_extra <= 0) return 1;
   if (saving == 0) return std::nullopt;
   const double n = std::ceil(setup_extra / saving);
-  if (n > 1e18) return std::nullopt;
-  return std::max<uint64_t>(1, static_cast<uint64_t>(n));
+  if (n > 1e18) return std::nullopt;  // beyond any deployment
+  // The division may round either way: settle on the exact smallest N.
+  uint64_t whole = std::max<uint64_t>(1, static_cast<uint64_t>(n));
+  const auto fits = [&](uint64_t k) { return a.setup + k * a.per_query <= b.setup + k * b.per_query; };
+  while (whole > 1 && fits(whole - 1)) --whole;
+  while (!fits(whole)) ++whole;
+  return whole;
 }
 
 double MethodResult::mean(double QuestionResult::*field) const {
@@ -65,7 +74,9 @@ const MethodResult* OaeReport::find(std::string_view name) const {
 
 double oae_score(const MethodResult& method, double n) {
   const double joules = cost_per_query(method.energy(), n);
-  return joules > 0 ? method.mean(&QuestionResult::f1) / joules : 0;
+  const double f1 = method.mean(&QuestionResult::f1);
+  if (joules > 0) return f1 / joules;
+  return f1 > 0 ? std::numeric_limits<double>::infinity() : 0;  // free and useful beats everything
 }
 
 }  // namespace frugal

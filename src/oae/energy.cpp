@@ -40,7 +40,9 @@ RaplReader::RaplReader(const fs::path& root) {
     const std::string id = zone.filename().string();
     const bool subdomain = std::count(id.begin(), id.end(), ':') == 2;
     const std::string name = read_line(zone / "name");
-    if (subdomain && name != "dram") continue;  // core/uncore are part of the package figure
+    // Packages and their DRAM: core/uncore are inside the package figure, and
+    // psys (the whole platform, on client machines) contains the package.
+    if (subdomain ? name != "dram" : name.rfind("package", 0) != 0) continue;
     Domain domain{name.empty() ? id : name, zone / "energy_uj", 0};
     uint64_t value = 0;
     if (!read_number(domain.counter, value)) continue;  // not readable (root-only since 2020 kernels)
@@ -53,8 +55,7 @@ std::vector<uint64_t> RaplReader::read() const {
   std::vector<uint64_t> values;
   for (const Domain& d : domains_) {
     uint64_t v = 0;
-    read_number(d.counter, v);
-    values.push_back(v);
+    values.push_back(read_number(d.counter, v) ? v : kUnreadable);
   }
   return values;
 }
@@ -62,6 +63,7 @@ std::vector<uint64_t> RaplReader::read() const {
 double RaplReader::joules_between(const std::vector<uint64_t>& before, const std::vector<uint64_t>& after) const {
   double joules = 0;
   for (size_t i = 0; i < domains_.size() && i < before.size() && i < after.size(); ++i) {
+    if (before[i] == kUnreadable || after[i] == kUnreadable) continue;  // not a wrap: a failed read
     uint64_t delta = after[i] - before[i];
     if (after[i] < before[i]) {
       // The counter wrapped: it ran up to range_uj, restarted at 0.

@@ -46,7 +46,8 @@ QaDataset load_squad(const json& root, const std::string& source) {
       }
     }
   }
-  const std::string version = root.value("version", "1.1");
+  std::string version = root.value("version", "1.1");
+  if (!version.empty() && version[0] == 'v') version.erase(0, 1);
   out.name = fmt::format("SQuAD v{}: {}{}", version, titles.empty() ? "" : titles.front(),
                          titles.size() > 1 ? fmt::format(" and {} more articles", titles.size() - 1) : "");
   return out;
@@ -104,17 +105,43 @@ QaDataset load_qa_dataset(const std::filesystem::path& path) {
 
 QaDataset sample_qa_dataset(const QaDataset& dataset, size_t max_corpus_tokens, size_t max_questions, uint64_t seed,
                             const std::function<size_t(const Document&)>& count_tokens) {
+  // Questions first, with their gold passages (for HotpotQA two passages out
+  // of tens of thousands: drawn passages would almost never hold both), then
+  // other passages, as distractors, while the budget allows.
   std::mt19937_64 rng(seed);
-  std::vector<size_t> order(dataset.passages.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<size_t> question_order(dataset.questions.size());
+  for (size_t i = 0; i < question_order.size(); ++i) question_order[i] = i;
+  std::shuffle(question_order.begin(), question_order.end(), rng);
+  std::vector<size_t> token_counts(dataset.passages.size(), SIZE_MAX);
+  auto tokens_of = [&](size_t p) {
+    if (token_counts[p] == SIZE_MAX) token_counts[p] = count_tokens(dataset.passages[p]);
+    return token_counts[p];
+  };
   std::vector<bool> taken(dataset.passages.size(), false);
   size_t tokens = 0;
-  for (size_t i : order) {
-    const size_t n = count_tokens(dataset.passages[i]);
-    if (tokens + n > max_corpus_tokens) continue;  // a smaller passage may still fit
-    tokens += n;
-    taken[i] = true;
+  std::vector<size_t> chosen;
+  for (size_t q : question_order) {
+    if (chosen.size() >= max_questions) break;
+    const auto& gold = dataset.questions[q].gold_passages;
+    if (gold.empty()) continue;
+    size_t extra = 0;
+    for (size_t p : gold) extra += taken[p] ? 0 : tokens_of(p);
+    if (tokens + extra > max_corpus_tokens) continue;
+    for (size_t p : gold) taken[p] = true;
+    tokens += extra;
+    chosen.push_back(q);
+  }
+  std::vector<size_t> passage_order(dataset.passages.size());
+  for (size_t i = 0; i < passage_order.size(); ++i) passage_order[i] = i;
+  std::shuffle(passage_order.begin(), passage_order.end(), rng);
+  for (size_t p : passage_order) {
+    if (taken[p]) continue;
+    if (tokens + tokens_of(p) > max_corpus_tokens) {
+      if (tokens + 32 > max_corpus_tokens) break;  // full: stop counting the rest
+      continue;
+    }
+    tokens += tokens_of(p);
+    taken[p] = true;
   }
   QaDataset out;
   out.name = dataset.name;
@@ -124,24 +151,15 @@ QaDataset sample_qa_dataset(const QaDataset& dataset, size_t max_corpus_tokens, 
     new_index[i] = out.passages.size();
     out.passages.push_back(dataset.passages[i]);
   }
-  std::vector<size_t> eligible;
-  for (size_t q = 0; q < dataset.questions.size(); ++q) {
-    const auto& gold = dataset.questions[q].gold_passages;
-    if (!gold.empty() && std::all_of(gold.begin(), gold.end(), [&](size_t p) { return taken[p]; })) {
-      eligible.push_back(q);
-    }
-  }
-  std::shuffle(eligible.begin(), eligible.end(), rng);
-  eligible.resize(std::min(eligible.size(), max_questions));
-  std::sort(eligible.begin(), eligible.end());
-  for (size_t q : eligible) {
+  std::sort(chosen.begin(), chosen.end());
+  for (size_t q : chosen) {
     QaQuestion question = dataset.questions[q];
     for (size_t& p : question.gold_passages) p = new_index[p];
     out.questions.push_back(std::move(question));
   }
-  if (out.passages.empty()) {
-    throw Error(fmt::format("no passage of {} fits a corpus of {} tokens; choose a larger size", dataset.name,
-                            max_corpus_tokens));
+  if (out.passages.empty() || out.questions.empty()) {
+    throw Error(fmt::format("no question of {} fits a corpus of {} tokens with its gold passages; choose a larger "
+                            "--size or --corpus-tokens", dataset.name, max_corpus_tokens));
   }
   return out;
 }

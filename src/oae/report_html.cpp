@@ -101,6 +101,7 @@ std::string cost_chart(const OaeReport& r) {
       if (v > 0) low = std::min(low, v), high = std::max(high, v);
     }
   }
+  if (high <= 0) low = 1e-3, high = 1;  // nothing measured: an empty chart, not a broken one
   const auto [y0, y1] = decades(low, high);
   const Axes a{1, std::pow(10, std::ceil(std::log10(n_max))), y0, y1, true, true};
   std::string s = svg_open("Energy per query against the number of queries");
@@ -201,7 +202,7 @@ std::string markdown_table_to_html(const std::string& markdown) {
       else if (!line.empty()) html += "<p>" + escape(line) + "</p>\n";
       continue;
     }
-    if (line.find("---") != std::string::npos) continue;
+    if (line.find_first_not_of("|-: ") == std::string::npos) continue;  // the header separator row
     if (!in_table) {
       html += "<table>\n";
       in_table = true;

@@ -52,9 +52,9 @@ std::vector<std::string> findings(const OaeReport& r) {
     out.push_back(fmt::format(
         "CAG uses less energy per query than {} {} (setup {} vs {}, then {} vs {} per query); it takes less time "
         "per query {}.",
-        other.name, energy ? break_even_text(energy) + " on" : "at no N", joules(cag->setup_joules),
+        other.name, energy ? break_even_text(energy) + " on" : "at no N from which it stays so", joules(cag->setup_joules),
         joules(other.setup_joules), joules(cag->mean(&QuestionResult::joules)),
-        joules(other.mean(&QuestionResult::joules)), time ? break_even_text(time) + " on" : "at no N"));
+        joules(other.mean(&QuestionResult::joules)), time ? break_even_text(time) + " on" : "at no N from which it stays so"));
     const double ttft_ratio = cag->mean(&QuestionResult::ttft_seconds) > 0
                                   ? other.mean(&QuestionResult::ttft_seconds) / cag->mean(&QuestionResult::ttft_seconds)
                                   : 0;
@@ -64,8 +64,8 @@ std::vector<std::string> findings(const OaeReport& r) {
   }
   for (const auto& m : r.methods) {
     if (m.name == "rag-bm25") {
-      out.push_back(fmt::format("BM25 put the gold passage in its top {} for {:.0f}% of the questions; the other "
-                                "{:.0f}% could only be answered from the model's own knowledge.",
+      out.push_back(fmt::format("BM25 put every gold passage in its top {} for {:.0f}% of the questions; for the "
+                                "other {:.0f}% the answer was not in RAG's prompt.",
                                 r.options.top_k, 100 * m.recall_at_k(), 100 * (1 - m.recall_at_k())));
     }
   }

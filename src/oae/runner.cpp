@@ -12,6 +12,8 @@
 #include "frugal/knowledge_cache.h"
 #include "frugal/oae.h"
 
+#include <memory>
+
 namespace frugal {
 
 namespace {
@@ -26,8 +28,9 @@ std::string cpu_description() {
   std::ifstream cpuinfo("/proc/cpuinfo");
   std::string line, model = "unknown CPU";
   while (std::getline(cpuinfo, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      model = line.substr(line.find(':') + 2);
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
+      model = line.substr(line.find(':') + 1);
+      model.erase(0, model.find_first_not_of(" \t"));
       break;
     }
   }
@@ -59,23 +62,28 @@ std::string description_of(const std::string& method, size_t k) {
   return "Closed book: the question alone";
 }
 
+constexpr const char* kClosedBookSystem = "Answer the question briefly.";
+
 class Runner {
  public:
   Runner(Model& model, const Tokenizer& tokenizer, const QaDataset& dataset, const OaeOptions& options,
          const OaeProgress& progress)
       : model_(model), tokenizer_(tokenizer), dataset_(dataset), options_(options), progress_(progress),
         meter_(options.energy) {
-    const bool chat = !model.file().get_string_or("tokenizer.chat_template", "").empty();
-    if (chat) {
-      const TokenId bos = tokenizer.bos(), eos = tokenizer.eos();
-      prompt_ = chat_prompt_template(detect_chat_format(model.file().get_string("tokenizer.chat_template")),
-                                     bos >= 0 ? tokenizer.token_text(bos) : "", eos >= 0 ? tokenizer.token_text(eos) : "");
-    }
+    prompt_ = oae_prompt_template(model, tokenizer);
     header_ = encode_header(tokenizer, prompt_, prompt_.default_system);
+    // Closed book has no documents: told to use "the documents below" it
+    // would answer "unknown" to everything.
+    closed_header_ = encode_header(tokenizer, prompt_, kClosedBookSystem);
+    // RAG and long context reuse these tokens: their cost is part of those
+    // methods' setup (CAG tokenizes inside its own build).
+    const auto mark = meter_.mark();
+    const auto start = Clock::now();
     for (const auto& passage : dataset.passages) passage_tokens_.push_back(encode_document(tokenizer, prompt_, passage));
+    tokenize_seconds_ = seconds_since(start);
+    tokenize_joules_ = meter_.joules_since(mark);
     generation_.max_tokens = options.max_tokens;
     generation_.sampling.temperature = 0;
-    generation_.stop_strings = {"\n"};
   }
 
   size_t corpus_tokens() const {
@@ -119,6 +127,8 @@ class Runner {
     r.id = q.id;
     r.question = q.question;
     r.answer = g.text;
+    const auto first_text = r.answer.find_first_not_of(" \t\n");
+    if (first_text != std::string::npos) r.answer = r.answer.substr(0, r.answer.find('\n', first_text));
     const auto first = r.answer.find_first_not_of(" \t\n");
     r.answer = first == std::string::npos ? "" : r.answer.substr(first, r.answer.find_last_not_of(" \t\n") - first + 1);
     r.exact_match = exact_match(r.answer, q.answers);
@@ -126,21 +136,37 @@ class Runner {
     r.decoded_tokens = g.tokens.size();
   }
 
+  // An answer is one line: generation stops at a newline that follows some
+  // text (a leading newline is skipped, not taken for an empty answer).
+  static TextCallback one_line() {
+    auto seen_text = std::make_shared<bool>(false);
+    return [seen_text](std::string_view piece) {
+      for (char c : piece) {
+        if (c == '\n' && *seen_text) return false;
+        if (c != '\n' && c != ' ' && c != '\t') *seen_text = true;
+      }
+      return true;
+    };
+  }
+
   // Prefills `tokens` from scratch and answers.
   GenerationResult answer_from_scratch(const std::vector<TokenId>& tokens) {
     const int64_t context = std::min<int64_t>(model_.config().training_context,
                                               static_cast<int64_t>(tokens.size()) + options_.max_tokens + 8);
-    KvCache cache(model_.config(), context);
-    return generate(model_, tokenizer_, cache, tokens, generation_);
+    KvCache cache(model_.config(), context, options_.precision);
+    return generate(model_, tokenizer_, cache, tokens, generation_, one_line());
   }
 
-  void each_question(MethodResult& result, const std::function<void(const QaQuestion&, QuestionResult&)>& body) {
+  // `body` gets the question's start time: time to first token counts from
+  // there (question tokenization, retrieval and cache set-up included).
+  void each_question(MethodResult& result,
+                     const std::function<void(const QaQuestion&, QuestionResult&, Clock::time_point)>& body) {
     for (size_t i = 0; i < dataset_.questions.size(); ++i) {
       const QaQuestion& q = dataset_.questions[i];
       QuestionResult r;
       const auto mark = meter_.mark();
       const auto start = Clock::now();
-      body(q, r);
+      body(q, r, start);
       r.total_seconds = seconds_since(start);
       r.joules = meter_.joules_since(mark);
       result.questions.push_back(std::move(r));
@@ -156,6 +182,7 @@ class Runner {
       KnowledgeBuildOptions build;
       build.prompt = prompt_;
       build.reserve = options_.max_tokens + 128;
+      build.precision = options_.precision;
       KnowledgeCache::build(model_, tokenizer_, dataset_.passages, build).save(path);
     }
     KnowledgeCache cache = KnowledgeCache::load(path, model_, tokenizer_);
@@ -163,9 +190,10 @@ class Runner {
     result.setup_joules += meter_.joules_since(mark);
     result.disk_bytes = std::filesystem::file_size(path);
     result.kv_bytes = cache.kv_bytes();
-    each_question(result, [&](const QaQuestion& q, QuestionResult& r) {
-      const GenerationResult g = cache.ask(q.question, generation_);
-      r.ttft_seconds = g.first_token_seconds;
+    each_question(result, [&](const QaQuestion& q, QuestionResult& r, Clock::time_point start_query) {
+      const auto before = Clock::now();
+      const GenerationResult g = cache.ask(q.question, generation_, one_line());
+      r.ttft_seconds = std::chrono::duration<double>(before - start_query).count() + g.first_token_seconds;
       r.prefilled_tokens = g.prompt_tokens;
       score(r, q, g);
       r.gold_retrieved = true;  // every passage is in the context
@@ -180,9 +208,10 @@ class Runner {
     Bm25Index index = Bm25Index::open(path);
     result.setup_seconds += seconds_since(start);
     result.setup_joules += meter_.joules_since(mark);
+    result.setup_seconds += tokenize_seconds_;
+    result.setup_joules += tokenize_joules_;
     result.disk_bytes = std::filesystem::file_size(path);
-    each_question(result, [&](const QaQuestion& q, QuestionResult& r) {
-      const auto start_query = Clock::now();
+    each_question(result, [&](const QaQuestion& q, QuestionResult& r, Clock::time_point start_query) {
       const auto hits = index.search(q.question, options_.top_k);
       std::vector<TokenId> tokens = header_;
       std::vector<bool> retrieved(dataset_.passages.size(), false);
@@ -190,10 +219,10 @@ class Runner {
         retrieved[hit.index] = true;
         tokens.insert(tokens.end(), passage_tokens_[hit.index].begin(), passage_tokens_[hit.index].end());
       }
-      const double retrieval = seconds_since(start_query);
       const auto prompt = question_prompt(std::move(tokens), q);
+      const double before = seconds_since(start_query);
       const GenerationResult g = answer_from_scratch(prompt);
-      r.ttft_seconds = retrieval + g.first_token_seconds;
+      r.ttft_seconds = before + g.first_token_seconds;
       r.prefilled_tokens = prompt.size();
       score(r, q, g);
       r.gold_retrieved = !q.gold_passages.empty();
@@ -202,14 +231,17 @@ class Runner {
   }
 
   void run_plain(MethodResult& result, bool with_corpus) {
-    std::vector<TokenId> base = header_;
+    std::vector<TokenId> base = with_corpus ? header_ : closed_header_;
     if (with_corpus) {
+      result.setup_seconds += tokenize_seconds_;
+      result.setup_joules += tokenize_joules_;
       for (const auto& p : passage_tokens_) base.insert(base.end(), p.begin(), p.end());
     }
-    each_question(result, [&](const QaQuestion& q, QuestionResult& r) {
+    each_question(result, [&](const QaQuestion& q, QuestionResult& r, Clock::time_point start_query) {
       const auto prompt = question_prompt(base, q);
+      const double before = seconds_since(start_query);
       const GenerationResult g = answer_from_scratch(prompt);
-      r.ttft_seconds = g.first_token_seconds;
+      r.ttft_seconds = before + g.first_token_seconds;
       r.prefilled_tokens = prompt.size();
       score(r, q, g);
       r.gold_retrieved = with_corpus;
@@ -223,16 +255,34 @@ class Runner {
   const OaeProgress& progress_;
   EnergyMeter meter_;
   PromptTemplate prompt_ = plain_prompt_template();
-  std::vector<TokenId> header_;
+  std::vector<TokenId> header_, closed_header_;
   std::vector<std::vector<TokenId>> passage_tokens_;
+  double tokenize_seconds_ = 0, tokenize_joules_ = 0;
   GenerationOptions generation_;
 };
 
 }  // namespace
 
-OaeReport run_oae(Model& model, const Tokenizer& tokenizer, const QaDataset& dataset, const OaeOptions& options,
+PromptTemplate oae_prompt_template(const Model& model, const Tokenizer& tokenizer) {
+  const std::string jinja = model.file().get_string_or("tokenizer.chat_template", "");
+  if (jinja.empty()) return plain_prompt_template();
+  const TokenId bos = tokenizer.bos(), eos = tokenizer.eos();
+  return chat_prompt_template(detect_chat_format(jinja), bos >= 0 ? tokenizer.token_text(bos) : "",
+                              eos >= 0 ? tokenizer.token_text(eos) : "");
+}
+
+OaeReport run_oae(Model& model, const Tokenizer& tokenizer, const QaDataset& dataset, const OaeOptions& options_in,
                   const OaeProgress& progress) {
   if (dataset.questions.empty()) throw Error("the dataset sample has no questions");
+  OaeOptions options = options_in;
+  if (options.work_dir.empty()) options.work_dir = std::filesystem::temp_directory_path() / "frugal-oae";
+  for (size_t i = 0; i < options.methods.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (options.methods[i] == options.methods[j]) {
+        throw Error(fmt::format("method '{}' is named twice", options.methods[i]));
+      }
+    }
+  }
   std::filesystem::create_directories(options.work_dir);
   Runner runner(model, tokenizer, dataset, options, progress);
   OaeReport report;

@@ -4,6 +4,8 @@
 
 #include <fstream>
 
+#include <fmt/format.h>
+
 #include "frugal/bm25_index.h"
 #include "frugal/energy.h"
 #include "frugal/error.h"
@@ -67,6 +69,8 @@ TEST(Rapl, ReadsPackagesAndDramAndUndoesWrapAround) {
   write(root / "intel-rapl:0:1" / "name", "dram\n");
   write(root / "intel-rapl:0:1" / "energy_uj", "65000000\n");
   write(root / "intel-rapl:0:1" / "max_energy_range_uj", "65532610987\n");
+  write(root / "intel-rapl:1" / "name", "psys\n");  // the whole platform: would count the package twice
+  write(root / "intel-rapl:1" / "energy_uj", "7\n");
   const RaplReader reader(root);
   ASSERT_TRUE(reader.available());
   ASSERT_EQ(reader.domains().size(), 2u);
@@ -88,6 +92,11 @@ TEST(Rapl, ReadsPackagesAndDramAndUndoesWrapAround) {
   write(root / "intel-rapl:0" / "energy_uj", "4500000\n");
   write(root / "intel-rapl:0:1" / "energy_uj", "2000\n");
   EXPECT_NEAR(meter.joules_since(mark), 1.0 + 1000e-6, 1e-9);
+  // A counter that cannot be read is not taken for a wrap-around.
+  std::filesystem::remove(root / "intel-rapl:0:1" / "energy_uj");
+  const auto broken = reader.read();
+  EXPECT_EQ(broken[1], RaplReader::kUnreadable);
+  EXPECT_NEAR(reader.joules_between(after, broken), (4500000 - 3500000) * 1e-6, 1e-9);
 }
 
 TEST(Rapl, NoReadableCountersMeansAnEstimate) {
@@ -131,7 +140,7 @@ TEST(QaDatasets, SquadV2AndHotpotQa) {
   const QaDataset v2 = load_qa_dataset(dir / "v2.json");
   ASSERT_EQ(v2.questions.size(), 2u);
   EXPECT_TRUE(v2.questions[1].answers.empty());
-  EXPECT_EQ(v2.name, "SQuAD vv2.0: T");
+  EXPECT_EQ(v2.name, "SQuAD v2.0: T");
   write(dir / "hotpot.json", R"([{"_id": "h1", "question": "Which city is Ann's employer in?", "answer": "Oslo",
         "supporting_facts": [["Ann", 0], ["Acme", 0]],
         "context": [["Ann", ["Ann works at Acme. ", "She likes tea."]], ["Acme", ["Acme is in Oslo."]],
@@ -143,6 +152,26 @@ TEST(QaDatasets, SquadV2AndHotpotQa) {
   EXPECT_EQ(hotpot.passages[0].text, "Ann works at Acme. She likes tea.");
   EXPECT_EQ(hotpot.questions[0].gold_passages, (std::vector<size_t>{0, 1}));
   EXPECT_EQ(hotpot.questions[1].gold_passages, std::vector<size_t>{2});
+  // Questions come first: with many distractor passages each sampled question
+  // still has all its gold passages in the corpus.
+  std::string many = "[";
+  for (int i = 0; i < 300; ++i) {
+    many += fmt::format(R"({}{{"_id": "q{}", "question": "Q{}?", "answer": "a", "supporting_facts": [["A{}", 0], ["B{}", 0]],
+        "context": [["A{}", ["alpha {}."]], ["B{}", ["beta {}."]], ["C{}", ["gamma {}."]]]}})",
+                        i ? "," : "", i, i, i, i, i, i, i, i, i, i);
+  }
+  write(dir / "many.json", many + "]");
+  const QaDataset big = load_qa_dataset(dir / "many.json");
+  EXPECT_EQ(big.passages.size(), 900u);
+  // 60 tokens of 4-token passages: 7 questions with their 2 gold passages each (56), then 1 distractor.
+  const QaDataset sample = sample_qa_dataset(big, 60, 10, 3, [](const Document&) { return size_t{4}; });
+  EXPECT_EQ(sample.questions.size(), 7u);
+  EXPECT_EQ(sample.passages.size(), 15u);
+  for (const auto& q : sample.questions) {
+    ASSERT_EQ(q.gold_passages.size(), 2u);
+    EXPECT_EQ(sample.passages.at(q.gold_passages[0]).id, fmt::format("A{}", q.id.substr(1)));
+    EXPECT_EQ(sample.passages.at(q.gold_passages[1]).id, fmt::format("B{}", q.id.substr(1)));
+  }
   write(dir / "other.json", R"({"rows": []})");
   EXPECT_THROW(load_qa_dataset(dir / "other.json"), Error);
 }
