@@ -22,6 +22,7 @@ namespace {
 struct AskArguments {
   ModelArguments model;
   std::string cache;
+  std::vector<std::string> docs;  // instead of --kb: build the knowledge in memory
   std::string question;
   GenerationArguments generation;
   bool interactive = false;
@@ -96,17 +97,36 @@ class Asker {
   GenerationOptions options_;
 };
 
+// --docs: the knowledge is laid out and prefilled here, not saved (for a
+// quick question; `frugal kb build` keeps it for the next time).
+KnowledgeCache build_in_memory(const AskArguments& args, const LoadedModel& loaded) {
+  std::vector<std::filesystem::path> paths(args.docs.begin(), args.docs.end());
+  KnowledgeBuildOptions options;
+  if (!loaded.model->file().get_string_or("tokenizer.chat_template", "").empty()) {
+    const Tokenizer& tokenizer = *loaded.tokenizer;
+    const TokenId bos = tokenizer.bos(), eos = tokenizer.eos();
+    options.prompt = chat_prompt_template(resolve_chat_format(*loaded.model, ""),
+                                          bos >= 0 ? tokenizer.token_text(bos) : "",
+                                          eos >= 0 ? tokenizer.token_text(eos) : "");
+  }
+  options.precision = loaded.cache_precision;
+  options.context = args.model.context;
+  return KnowledgeCache::build(*loaded.model, *loaded.tokenizer, read_documents(paths), options);
+}
+
 void ask(const AskArguments& args) {
   LoadedModel loaded = load_model(args.model);
   const auto start = std::chrono::steady_clock::now();
   KnowledgeLoadOptions load;
   load.verify_checksum = !args.no_verify;
   load.context = args.model.context;
-  KnowledgeCache cache = KnowledgeCache::load(args.cache, *loaded.model, *loaded.tokenizer, load);
+  KnowledgeCache cache = args.docs.empty() ? KnowledgeCache::load(args.cache, *loaded.model, *loaded.tokenizer, load)
+                                            : build_in_memory(args, loaded);
   const double load_ms = milliseconds_since(start);
   if (!args.quiet && !args.json) {
-    fmt::print(stderr, "{}: {} documents, {} tokens, loaded in {:.1f} ms{}\n", args.cache, cache.documents().size(),
-               cache.tokens().size(), load_ms, cache.mapped() ? " (mapped, not copied)" : "");
+    fmt::print(stderr, "{}: {} documents, {} tokens, {} in {:.1f} ms{}\n",
+               args.docs.empty() ? args.cache : "knowledge", cache.documents().size(), cache.tokens().size(),
+               args.docs.empty() ? "loaded" : "prefilled", load_ms, cache.mapped() ? " (mapped, not copied)" : "");
   }
   Asker asker(args, loaded, cache, load_ms);
   if (!args.question.empty()) asker.answer(args.question);
@@ -141,10 +161,15 @@ void ask(const AskArguments& args) {
 void add_ask_command(CLI::App& app) {
   auto args = std::make_shared<AskArguments>();
   CLI::App* command = app.add_subcommand("ask", "Answer questions over a knowledge cache (Cache-Augmented Generation)");
-  add_model_arguments(*command, args->model);
-  command->add_option("--kb", args->cache, "knowledge cache (.fkv) from `frugal kb build`")
-      ->required()
-      ->check(CLI::ExistingFile);
+  add_model_arguments(*command, args->model, true);
+  auto* kb = command->add_option("--kb", args->cache, "knowledge cache (.fkv) from `frugal kb build`")
+                 ->check(CLI::ExistingFile);
+  // One path per --docs (repeat it for more), so the question that follows
+  // is not taken for a path.
+  auto* docs = command->add_option("--docs", args->docs,
+                                   "or: a folder, .txt/.md or .jsonl file to prefill now, not saved (repeatable)")
+                   ->allow_extra_args(false);
+  kb->excludes(docs);
   command->add_option("question", args->question, "the question");
   add_generation_arguments(*command, args->generation);
   command->add_flag("-i,--interactive", args->interactive, "then read questions from stdin, one per line");
@@ -155,6 +180,7 @@ void add_ask_command(CLI::App& app) {
   command->add_flag("-q,--quiet", args->quiet, "no timing summary on stderr");
   command->callback([args] {
     if (args->question.empty() && !args->interactive) throw Error("give a question, or --interactive to read them");
+    if (args->cache.empty() && args->docs.empty()) throw Error("give the knowledge: --kb FILE.fkv or --docs PATH...");
     ask(*args);
   });
 }

@@ -130,7 +130,7 @@ void info(const std::string& path, bool verify) {
 }
 
 void add_edit_options(CLI::App& command, EditArguments& args) {
-  add_model_arguments(command, args.model);
+  add_model_arguments(command, args.model, true);
   command.add_option("cache", args.cache, "knowledge cache (.fkv)")->required()->check(CLI::ExistingFile);
   command.add_option("-o,--output", args.output, "write the result here instead of replacing the cache");
   command.add_flag("-q,--quiet", args.quiet, "no progress or summary on stderr");
@@ -144,7 +144,7 @@ void add_kb_command(CLI::App& app) {
 
   auto build_args = std::make_shared<BuildArguments>();
   CLI::App* build_command = kb->add_subcommand("build", "Prefill documents once and save their keys and values");
-  add_model_arguments(*build_command, build_args->model);
+  add_model_arguments(*build_command, build_args->model, true);
   build_command->add_option("--docs", build_args->docs, "folders, .txt/.md files or .jsonl files")
       ->required()
       ->expected(1, -1);

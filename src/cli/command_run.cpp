@@ -83,7 +83,7 @@ void run(const RunArguments& args) {
 void add_run_command(CLI::App& app) {
   auto args = std::make_shared<RunArguments>();
   CLI::App* command = app.add_subcommand("run", "Generate text from a prompt");
-  add_model_arguments(*command, args->model);
+  add_model_arguments(*command, args->model, true);
   auto* prompt = command->add_option("-p,--prompt", args->prompt, "prompt text (\\n means a newline)");
   auto* file = command->add_option("-f,--file", args->prompt_file, "read the prompt from a file");
   prompt->excludes(file);

@@ -1,6 +1,9 @@
 #include "cli/model_options.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -10,14 +13,45 @@
 
 namespace frugal::cli {
 
-void add_model_arguments(CLI::App& command, ModelArguments& args) {
-  command.add_option("-m,--model", args.model_path, "GGUF model file")->required()->check(CLI::ExistingFile);
+void add_model_arguments(CLI::App& command, ModelArguments& args, bool demo_by_default) {
+  auto* model = command.add_option("-m,--model", args.model_path,
+                                    demo_by_default ? "GGUF model file (default: the built-in demo model)"
+                                                    : "GGUF model file");
+  model->check(CLI::ExistingFile);
+  if (!demo_by_default) model->required();
   command.add_option("-t,--threads", args.threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1024));
   command.add_flag("--pin-threads", args.pin_threads, "bind compute thread i to CPU i");
-  command.add_option("-c,--ctx-size", args.context, "context size in tokens (default: the model's, at most 4096)")
+  command.add_option("-c,--ctx-size", args.context,
+                     "context size in tokens (default: the model's; run, logits and beam use at most 4096)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   command.add_option("--cache-type", args.cache_type, "KV cache precision (keys and values): f32 or f16")
       ->check(CLI::IsMember({"f32", "f16"}));
+}
+
+std::string demo_model_path() {
+  if (const char* env = std::getenv("FRUGAL_DEFAULT_MODEL"); env && *env) {
+    if (!std::filesystem::exists(env)) {
+      throw Error(fmt::format("FRUGAL_DEFAULT_MODEL names {}, which does not exist", env));
+    }
+    return env;
+  }
+  constexpr const char* kName = "frugal-demo-qa-q8_0.gguf";
+  std::error_code error;
+  const auto executable = std::filesystem::read_symlink("/proc/self/exe", error);
+  std::vector<std::filesystem::path> tried;
+  if (!error) {
+    const auto dir = executable.parent_path();
+    // build/frugal -> models/ of the source tree; bin/frugal -> share/frugal/models/
+    tried = {dir.parent_path() / "models" / kName, dir / "models" / kName,
+             dir.parent_path() / "share" / "frugal" / "models" / kName};
+  }
+  for (const auto& path : tried) {
+    if (std::filesystem::exists(path, error)) return path.lexically_normal().string();
+  }
+  std::string places;
+  for (const auto& path : tried) places += "\n  " + path.lexically_normal().string();
+  throw Error(fmt::format("no model given (-m) and the built-in demo model {} is not in any of:{}\n"
+                          "pass -m MODEL.gguf, or set FRUGAL_DEFAULT_MODEL", kName, places));
 }
 
 LoadedModel load_model(const ModelArguments& args) {
@@ -25,7 +59,12 @@ LoadedModel load_model(const ModelArguments& args) {
   ModelOptions options;
   options.threads = static_cast<size_t>(args.threads);
   options.pin_threads = args.pin_threads;
-  loaded.model = Model::load(args.model_path, options);
+  std::string path = args.model_path;
+  if (path.empty()) {
+    path = demo_model_path();
+    fmt::print(stderr, "using the built-in demo model: {}\n", path);
+  }
+  loaded.model = Model::load(path, options);
   loaded.tokenizer = Tokenizer::from_gguf(loaded.model->file());
   check_tokenizer_matches(*loaded.model, *loaded.tokenizer);
   const auto& config = loaded.model->config();

@@ -22,7 +22,14 @@ struct ModelArguments {
   std::string cache_type = "f32";
 };
 
-void add_model_arguments(CLI::App& command, ModelArguments& args);
+// With `demo_by_default`, -m may be left out: the built-in demo model is
+// used (demo_model_path()) and stderr says so.
+void add_model_arguments(CLI::App& command, ModelArguments& args, bool demo_by_default = false);
+
+// Where the built-in demo model is: $FRUGAL_DEFAULT_MODEL if set, else
+// models/frugal-demo-qa-q8_0.gguf beside the build folder or the install
+// prefix of this executable. Throws Error listing the places tried.
+std::string demo_model_path();
 
 struct LoadedModel {
   std::unique_ptr<Model> model;

@@ -1,6 +1,7 @@
 // End-to-end: `frugal kb` and `frugal ask` on the shared mini model.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -101,6 +102,31 @@ TEST_F(KbCliTest, UpdateAddRemoveAndInfo) {
   // The edited file answers like the baseline.
   const auto cached = ask_json("How many buses?", false);
   EXPECT_EQ(cached["token_ids"], ask_json("How many buses?", true)["token_ids"]);
+}
+
+TEST_F(KbCliTest, AskWithDocsPrefillsInMemoryAndAnswersAsTheSavedCache) {
+  const auto result = run_frugal({"ask", "-m", model_, "-t", "2", "--docs", (dir_ / "docs").string(),
+                                  "Who directs the Harlow Clinic?", "-n", "10", "--temp", "0", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(nlohmann::json::parse(result.out)["token_ids"], ask_json("Who directs the Harlow Clinic?", false)["token_ids"]);
+  const auto neither = run_frugal({"ask", "-m", model_, "Who?"});
+  EXPECT_EQ(neither.exit_code, 1);
+  EXPECT_NE(neither.err.find("--kb FILE.fkv or --docs"), std::string::npos) << neither.err;
+}
+
+TEST(DefaultModel, UsedWhenNoModelIsGivenAndSaidSo) {
+  ::setenv("FRUGAL_DEFAULT_MODEL", test::shared_path("models/tiny-llama-spm.gguf").c_str(), 1);
+  auto result = run_frugal({"run", "-p", "Hello", "-n", "2", "--temp", "0", "-q"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.err.find("using the built-in demo model"), std::string::npos) << result.err;
+  ::setenv("FRUGAL_DEFAULT_MODEL", "/nonexistent/demo.gguf", 1);
+  result = run_frugal({"run", "-p", "Hello", "-n", "2"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("FRUGAL_DEFAULT_MODEL names /nonexistent/demo.gguf"), std::string::npos) << result.err;
+  ::unsetenv("FRUGAL_DEFAULT_MODEL");
+  // Commands that need a particular model still require -m.
+  result = run_frugal({"logits", "-f", "/dev/null"});
+  EXPECT_NE(result.exit_code, 0);
 }
 
 TEST_F(KbCliTest, WrongModelAndMissingQuestionAreClearErrors) {
