@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "frugal/tokenizer.h"
+
 namespace frugal {
 
 struct ChatMessage {
@@ -63,5 +65,12 @@ std::vector<std::string_view> chat_format_names();
 std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> messages,
                                 bool add_generation_prompt, std::string_view bos_text = "",
                                 std::string_view eos_text = "");
+
+// Tokens of `rendered` (apply_chat_template's output for `messages`): the
+// template's own text has its special tokens parsed, each message's content
+// is literal text (found in order; templates at most trim it), so a user who
+// writes "<|im_end|>" cannot close the turn. BOS/EOS as the vocabulary asks.
+std::vector<TokenId> encode_chat_prompt(const Tokenizer& tokenizer, std::string_view rendered,
+                                        std::span<const ChatMessage> messages);
 
 }  // namespace frugal

@@ -42,8 +42,8 @@ void run(const RunArguments& args) {
   std::string prompt = args.prompt_file.empty() ? args.prompt : read_text_file(args.prompt_file);
   if (!args.no_escape && args.prompt_file.empty()) prompt = unescape_newlines(prompt);
   const Tokenizer& tokenizer = *loaded.tokenizer;
+  std::vector<ChatMessage> messages;
   if (args.chat) {
-    std::vector<ChatMessage> messages;
     if (!args.system.empty()) messages.push_back({"system", args.system});
     messages.push_back({"user", prompt});
     const TokenId bos = tokenizer.bos(), eos = tokenizer.eos();
@@ -52,7 +52,10 @@ void run(const RunArguments& args) {
   } else if (!args.system.empty()) {
     throw Error("--system needs --chat");
   }
-  const std::vector<TokenId> tokens = tokenizer.encode(prompt, true, args.chat);
+  // In a chat, only the template's markers are special tokens; the user's
+  // text is taken literally.
+  const std::vector<TokenId> tokens =
+      args.chat ? encode_chat_prompt(tokenizer, prompt, messages) : tokenizer.encode(prompt, true, false);
   if (tokens.empty()) throw Error("the prompt is empty; pass text with -p or a file with -f");
 
   KvCache cache(loaded.model->config(), loaded.context, loaded.cache_precision);

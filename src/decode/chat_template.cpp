@@ -377,4 +377,23 @@ std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> 
   throw Error("unknown chat format");
 }
 
+std::vector<TokenId> encode_chat_prompt(const Tokenizer& tokenizer, std::string_view rendered,
+                                        std::span<const ChatMessage> messages) {
+  std::vector<Tokenizer::TextPart> parts;
+  size_t position = 0;
+  for (const ChatMessage& message : messages) {
+    std::string_view content = message.content;
+    const size_t first = content.find_first_not_of(" \t\r\n");
+    if (first == std::string_view::npos) continue;
+    content = content.substr(first, content.find_last_not_of(" \t\r\n") - first + 1);
+    const size_t at = rendered.find(content, position);
+    if (at == std::string_view::npos) continue;  // not kept verbatim by this format: stays template text
+    parts.push_back({rendered.substr(position, at - position), true});
+    parts.push_back({content, false});
+    position = at + content.size();
+  }
+  parts.push_back({rendered.substr(position), true});
+  return tokenizer.encode_parts(parts, true);
+}
+
 }  // namespace frugal
