@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake ninja-build pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev nlohmann-json3-dev libfmt-dev libpcre2-dev libxxhash-dev libsqlite3-dev
+  libcli11-dev nlohmann-json3-dev libfmt-dev libpcre2-dev libxxhash-dev libsqlite3-dev libcpp-httplib-dev
   clang   # for the libFuzzer target (optional but installed by default)
   chromium  # renders the OAE report in a test (headless)
+  nodejs  # the server is tested with the official `openai` npm package
 )
 
 if [[ "${FRUGAL_SKIP_APT:-0}" != "1" ]]; then
@@ -22,13 +23,25 @@ if [[ "${FRUGAL_SKIP_APT:-0}" != "1" ]]; then
   for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  sudo_cmd=()
+  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
   if ((${#missing[@]})); then
-    sudo_cmd=()
-    [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
     echo "setup: installing ${missing[*]}"
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
+fi
+
+# npm: Debian's package, unless the installed Node.js brings its own (NodeSource's
+# nodejs contains npm and conflicts with Debian's npm package).
+if [[ "${FRUGAL_SKIP_APT:-0}" != "1" ]] && ! command -v npm >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends npm
+fi
+# The official `openai` client for the server's integration test (pinned in
+# tests/server/openai_js/package.json).
+if command -v npm >/dev/null; then
+  npm install --prefix tests/server/openai_js --no-audit --no-fund --silent ||
+    echo "setup: warning: npm install failed (offline?); the test server_openai_js will fail" >&2
 fi
 
 build_dir="${FRUGAL_BUILD_DIR:-build}"

@@ -18,5 +18,6 @@ void add_kb_command(CLI::App& app);
 void add_ask_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
 void add_oae_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace frugal::cli

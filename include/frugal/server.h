@@ -1,0 +1,54 @@
+// `frugal serve`: an OpenAI-compatible HTTP API over one model, with
+// knowledge caches as extra models ("MODEL@KB") and Prometheus metrics.
+// First version: requests are answered one at a time in arrival order, with
+// a bounded queue (429 when full); continuous batching across requests is
+// issue #6's next step.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "frugal/model.h"
+#include "frugal/tokenizer.h"
+
+namespace frugal {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;               // 0: any free port (see Server::port)
+  std::string api_key;           // empty: no authentication
+  std::string model_name;        // id in /v1/models (default: the file's stem)
+  std::vector<std::pair<std::string, std::filesystem::path>> knowledge;  // NAME=FILE.fkv
+  size_t queue_limit = 16;       // requests waiting beyond the one running; more get 429
+  size_t max_body_bytes = 1 << 20;
+  int64_t context = 0;           // per request; 0: the model's training context, at most 4096
+  KvPrecision precision = KvPrecision::F32;
+  std::string chat_template;     // format name overriding the model's template
+};
+
+class Server {
+ public:
+  Server(Model& model, const Tokenizer& tokenizer, const ServerOptions& options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds (throws Error when the address is taken), then serves until stop().
+  void run();
+  // Binds and returns; serve() then blocks. For tests: bind to port 0, read
+  // port(), serve on a thread.
+  void bind();
+  void serve();
+  int port() const;
+  // Stops accepting; requests in flight are cancelled at their next token.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace frugal

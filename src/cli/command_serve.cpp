@@ -1,0 +1,90 @@
+// `frugal serve`: the OpenAI-compatible HTTP server (include/frugal/server.h).
+#include <pthread.h>
+#include <signal.h>
+
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "cli/model_options.h"
+#include "frugal/error.h"
+#include "frugal/server.h"
+
+namespace frugal::cli {
+
+namespace {
+
+struct ServeArguments {
+  ModelArguments model;
+  std::vector<std::string> knowledge;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::string api_key;
+  size_t queue = 16;
+  std::string name;
+  std::string chat_template;
+};
+
+void serve(const ServeArguments& args) {
+  // SIGINT/SIGTERM are taken by one thread that stops the server: requests
+  // in flight end at their next token, then the process exits.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  LoadedModel loaded = load_model(args.model);
+  ServerOptions options;
+  options.host = args.host;
+  options.port = args.port;
+  options.api_key = args.api_key;
+  options.queue_limit = args.queue;
+  options.model_name = args.name;
+  options.context = loaded.context;
+  options.precision = loaded.cache_precision;
+  options.chat_template = args.chat_template;
+  for (const auto& item : args.knowledge) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {
+      throw Error(fmt::format("--kb takes NAME=FILE.fkv, got '{}'", item));
+    }
+    options.knowledge.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+  }
+  Server server(*loaded.model, *loaded.tokenizer, options);
+  server.bind();
+  std::thread watcher([&server, signals] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    fmt::print(stderr, "\nstopping (signal {})\n", signal);
+    server.stop();
+  });
+  fmt::print(stderr, "serving on http://{}:{}/v1 (models: GET /v1/models; metrics: GET /metrics)\n", args.host,
+             server.port());
+  server.serve();
+  // Wake the watcher if the server stopped on its own.
+  pthread_kill(watcher.native_handle(), SIGTERM);
+  watcher.join();
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+  auto args = std::make_shared<ServeArguments>();
+  CLI::App* command = app.add_subcommand("serve", "OpenAI-compatible HTTP server (chat, completions, knowledge caches)");
+  add_model_arguments(*command, args->model, true);
+  command->add_option("--kb", args->knowledge, "knowledge cache served as model MODEL@NAME (NAME=FILE.fkv, repeatable)")
+      ->allow_extra_args(false);
+  command->add_option("--host", args->host, "address to listen on")->capture_default_str();
+  command->add_option("--port", args->port, "port (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
+  command->add_option("--api-key", args->api_key, "require Authorization: Bearer KEY");
+  command->add_option("--queue", args->queue, "requests that may wait; more get HTTP 429")
+      ->check(CLI::Range(size_t{0}, size_t{4096}))
+      ->capture_default_str();
+  command->add_option("--name", args->name, "model id in the API (default: the file name without .gguf)");
+  command->add_option("--chat-template", args->chat_template, "chat format name, overriding the model's template");
+  command->callback([args] { serve(*args); });
+}
+
+}  // namespace frugal::cli

@@ -1,0 +1,173 @@
+#include "server/openai_api.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+namespace frugal::server {
+
+using nlohmann::json;
+
+ApiError invalid_request(std::string message, std::string param) {
+  return ApiError(400, "invalid_request_error", std::move(message), std::move(param));
+}
+
+std::string error_body(const ApiError& error) {
+  const json body = {{"error",
+                      {{"message", error.what()},
+                       {"type", error.type},
+                       {"param", error.param.empty() ? json(nullptr) : json(error.param)},
+                       {"code", error.code.empty() ? json(nullptr) : json(error.code)}}}};
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+namespace {
+
+std::string content_text(const json& content, size_t index) {
+  if (content.is_string()) return content.get<std::string>();
+  // The array form: [{"type": "text", "text": "..."}]; other parts are refused.
+  if (content.is_array()) {
+    std::string text;
+    for (const auto& part : content) {
+      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+        throw invalid_request("only text content parts are supported", fmt::format("messages[{}].content", index));
+      }
+      text += part["text"].get<std::string>();
+    }
+    return text;
+  }
+  throw invalid_request("content must be a string or an array of text parts", fmt::format("messages[{}].content", index));
+}
+
+template <typename T>
+T number(const json& body, const char* key, T low, T high, T fallback) {
+  if (!body.contains(key) || body[key].is_null()) return fallback;
+  const json& v = body[key];
+  if (!v.is_number()) throw invalid_request(fmt::format("{} must be a number", key), key);
+  const double d = v.get<double>();
+  if (!std::isfinite(d) || d < static_cast<double>(low) || d > static_cast<double>(high)) {
+    throw invalid_request(fmt::format("{} must be between {} and {}", key, low, high), key);
+  }
+  if constexpr (std::is_integral_v<T>) {
+    if (!v.is_number_integer()) throw invalid_request(fmt::format("{} must be an integer", key), key);
+    return static_cast<T>(v.get<int64_t>());
+  } else {
+    return static_cast<T>(d);
+  }
+}
+
+}  // namespace
+
+CompletionRequest parse_completion_request(std::string_view text, bool chat) {
+  json body;
+  try {
+    body = json::parse(text);
+  } catch (const json::exception& e) {
+    throw invalid_request(fmt::format("the body is not valid JSON: {}", e.what()));
+  }
+  if (!body.is_object()) throw invalid_request("the body must be a JSON object");
+  CompletionRequest r;
+  r.chat = chat;
+  if (!body.contains("model") || !body["model"].is_string()) throw invalid_request("model must be a string", "model");
+  r.model = body["model"].get<std::string>();
+  if (chat) {
+    if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty()) {
+      throw invalid_request("messages must be a non-empty array", "messages");
+    }
+    size_t i = 0;
+    for (const auto& m : body["messages"]) {
+      if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
+        throw invalid_request("each message needs a string role", fmt::format("messages[{}].role", i));
+      }
+      const std::string role = m["role"].get<std::string>();
+      if (role != "system" && role != "user" && role != "assistant" && role != "developer") {
+        throw invalid_request(fmt::format("unsupported role '{}'", role), fmt::format("messages[{}].role", i));
+      }
+      if (!m.contains("content")) throw invalid_request("each message needs content", fmt::format("messages[{}]", i));
+      r.messages.push_back({role == "developer" ? "system" : role, content_text(m["content"], i)});
+      ++i;
+    }
+  } else {
+    if (!body.contains("prompt")) throw invalid_request("prompt is required", "prompt");
+    const json& p = body["prompt"];
+    if (p.is_string()) {
+      r.prompt = p.get<std::string>();
+    } else if (p.is_array() && p.size() == 1 && p[0].is_string()) {
+      r.prompt = p[0].get<std::string>();
+    } else {
+      throw invalid_request("prompt must be a string (or an array of one string)", "prompt");
+    }
+  }
+  const char* length_key = body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  r.max_tokens = number<int32_t>(body, length_key, 1, 1 << 20, 256);
+  r.temperature = number<float>(body, "temperature", 0.0f, 2.0f, 1.0f);
+  r.top_p = number<float>(body, "top_p", 0.0f, 1.0f, 1.0f);
+  r.n = number<int>(body, "n", 1, 8, 1);
+  if (body.contains("seed") && !body["seed"].is_null()) {
+    if (!body["seed"].is_number_integer()) throw invalid_request("seed must be an integer", "seed");
+    r.seed = static_cast<uint64_t>(body["seed"].get<int64_t>());
+  }
+  if (body.contains("stream") && !body["stream"].is_null()) {
+    if (!body["stream"].is_boolean()) throw invalid_request("stream must be true or false", "stream");
+    r.stream = body["stream"].get<bool>();
+  }
+  if (r.stream && r.n > 1) throw invalid_request("n > 1 is not supported with stream", "n");
+  if (body.contains("stop") && !body["stop"].is_null()) {
+    const json& s = body["stop"];
+    if (s.is_string()) {
+      r.stop.push_back(s.get<std::string>());
+    } else if (s.is_array() && s.size() <= 4) {
+      for (const auto& item : s) {
+        if (!item.is_string()) throw invalid_request("stop must be a string or up to 4 strings", "stop");
+        r.stop.push_back(item.get<std::string>());
+      }
+    } else {
+      throw invalid_request("stop must be a string or up to 4 strings", "stop");
+    }
+  }
+  return r;
+}
+
+json completion_response(const CompletionRequest& request, const std::string& id, int64_t created,
+                         const std::vector<Choice>& choices, size_t prompt_tokens, size_t completion_tokens) {
+  json list = json::array();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    json choice = {{"index", i}, {"finish_reason", choices[i].finish_reason}};
+    if (request.chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", choices[i].text}};
+    } else {
+      choice["text"] = choices[i].text;
+    }
+    choice["logprobs"] = nullptr;
+    list.push_back(choice);
+  }
+  return {{"id", id},
+          {"object", request.chat ? "chat.completion" : "text_completion"},
+          {"created", created},
+          {"model", request.model},
+          {"choices", list},
+          {"usage", {{"prompt_tokens", prompt_tokens},
+                     {"completion_tokens", completion_tokens},
+                     {"total_tokens", prompt_tokens + completion_tokens}}}};
+}
+
+std::string stream_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
+                         std::string_view text, std::string_view finish_reason, bool first) {
+  json choice = {{"index", 0}, {"finish_reason", finish_reason.empty() ? json(nullptr) : json(finish_reason)}};
+  if (request.chat) {
+    json delta = json::object();
+    if (first) delta["role"] = "assistant";
+    if (!text.empty() || finish_reason.empty()) delta["content"] = text;
+    choice["delta"] = delta;
+  } else {
+    choice["text"] = text;
+  }
+  const json chunk = {{"id", id},
+                      {"object", request.chat ? "chat.completion.chunk" : "text_completion"},
+                      {"created", created},
+                      {"model", request.model},
+                      {"choices", json::array({choice})}};
+  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+}
+
+}  // namespace frugal::server

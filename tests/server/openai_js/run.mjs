@@ -1,0 +1,64 @@
+// frugal serve driven by the official `openai` npm package: non-stream,
+// stream, a knowledge-cache model and errors. ctest runs it (test
+// server_openai_js); scripts/setup.sh installs the package here.
+//   node run.mjs FRUGAL_BINARY MODEL.gguf DOCS_FOLDER
+import { spawn, spawnSync } from "node:child_process";
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import OpenAI from "openai";
+
+const [frugal, model, docs] = process.argv.slice(2);
+const kb = join(mkdtempSync(join(tmpdir(), "frugal-openai-")), "town.fkv");
+const build = spawnSync(frugal, ["kb", "build", "-q", "-m", model, "-t", "2", "--docs", docs, "-o", kb, "-c", "1024"]);
+assert.equal(build.status, 0, `kb build failed: ${build.stderr}`);
+const server = spawn(frugal, ["serve", "-m", model, "--port", "0", "-t", "2", "--name", "mini", "--kb", `town=${kb}`,
+                              "--api-key", "secret"], { stdio: ["ignore", "ignore", "pipe"] });
+let timer;
+const port = await new Promise((resolve, reject) => {
+  let text = "";
+  server.stderr.on("data", (data) => {
+    text += data;
+    const match = text.match(/serving on http:\/\/127\.0\.0\.1:(\d+)/);
+    if (match) resolve(Number(match[1]));
+  });
+  server.on("exit", (code) => reject(new Error(`frugal serve exited (${code}): ${text}`)));
+  timer = setTimeout(() => reject(new Error(`no port announced: ${text}`)), 30000);
+}).finally(() => clearTimeout(timer));
+
+try {
+  const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "secret", maxRetries: 0 });
+
+  const models = await client.models.list();
+  assert.deepEqual(models.data.map((m) => m.id), ["mini", "mini@town"]);
+
+  const messages = [{ role: "user", content: "Name a colour." }];
+  const answer = await client.chat.completions.create({ model: "mini", messages, max_tokens: 10, temperature: 0 });
+  assert.equal(answer.object, "chat.completion");
+  assert.equal(answer.choices[0].message.role, "assistant");
+  assert.ok(answer.usage.prompt_tokens > 0 && answer.usage.completion_tokens > 0);
+
+  const stream = await client.chat.completions.create({ model: "mini", messages, max_tokens: 10, temperature: 0,
+                                                        stream: true });
+  let streamed = "";
+  for await (const chunk of stream) streamed += chunk.choices[0]?.delta?.content ?? "";
+  assert.equal(streamed, answer.choices[0].message.content, "stream and non-stream answers differ");
+
+  const completion = await client.completions.create({ model: "mini", prompt: "Once upon a time", max_tokens: 6,
+                                                      temperature: 0 });
+  assert.equal(completion.object, "text_completion");
+
+  const cag = await client.chat.completions.create({ model: "mini@town", max_tokens: 8, temperature: 0,
+    messages: [{ role: "user", content: "Who directs the Harlow Clinic?" }] });
+  assert.ok(cag.usage.prompt_tokens_details.cached_tokens > 0);
+
+  await assert.rejects(client.chat.completions.create({ model: "gpt-9", messages }), OpenAI.NotFoundError);
+  await assert.rejects(client.chat.completions.create({ model: "mini", messages, temperature: 7 }),
+                       OpenAI.BadRequestError);
+  const stranger = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "wrong", maxRetries: 0 });
+  await assert.rejects(stranger.models.list(), OpenAI.AuthenticationError);
+  console.log("openai client: all checks passed");
+} finally {
+  server.kill("SIGTERM");
+}

@@ -1,0 +1,287 @@
+// The OpenAI-compatible server on a loopback port, driven by an HTTP client:
+// answers equal direct generation over the same tokens, streams equal
+// non-stream answers, knowledge models answer as their cache does, and bad
+// requests get OpenAI-style errors with the right status.
+#include <gtest/gtest.h>
+
+#include <httplib.h>
+
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "frugal/chat.h"
+#include "frugal/generate.h"
+#include "frugal/knowledge_cache.h"
+#include "frugal/server.h"
+#include "server/openai_api.h"
+#include "support/test_paths.h"
+
+namespace frugal {
+namespace {
+
+using nlohmann::json;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    model_ = Model::load(test::shared_path("models/mini-llama-spm-q8_0.gguf"), {.threads = 2}).release();
+    tokenizer_ = Tokenizer::from_gguf(model_->file()).release();
+    dir_ = test::scratch_dir("server");
+    KnowledgeBuildOptions build;
+    build.context = 1024;
+    std::vector<Document> docs = {{"clinic", "Harlow Clinic", "The Harlow Clinic is directed by Dr. Mira Osei."},
+                                  {"school", "Brook School", "The Brook School has 340 pupils."}};
+    KnowledgeCache::build(*model_, *tokenizer_, docs, build).save(dir_ / "town.fkv");
+  }
+  static void TearDownTestSuite() {
+    delete tokenizer_;
+    delete model_;
+  }
+
+  void start(ServerOptions options = {}) {
+    options.port = 0;
+    options.model_name = "mini";
+    options.context = 1024;
+    options.knowledge = {{"town", dir_ / "town.fkv"}};
+    server_ = std::make_unique<Server>(*model_, *tokenizer_, options);
+    server_->bind();
+    thread_ = std::thread([this] { server_->serve(); });
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+    client_->set_read_timeout(60, 0);
+  }
+
+  void TearDown() override {
+    if (server_) server_->stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  httplib::Result post(const std::string& path, const json& body, const std::string& key = "") {
+    httplib::Headers headers;
+    if (!key.empty()) headers.emplace("Authorization", "Bearer " + key);
+    return client_->Post(path, headers, body.dump(), "application/json");
+  }
+
+  static json chat_body(const std::string& content, bool stream = false) {
+    return {{"model", "mini"}, {"messages", {{{"role", "user"}, {"content", content}}}},
+            {"max_tokens", 12}, {"temperature", 0}, {"stream", stream}};
+  }
+
+  // Concatenated text of an SSE response, checking its framing.
+  static std::string stream_text(const std::string& body, bool chat) {
+    std::string text;
+    size_t at = 0;
+    bool done = false;
+    while ((at = body.find("data: ", at)) != std::string::npos) {
+      const size_t end = body.find("\n\n", at);
+      const std::string data = body.substr(at + 6, end - at - 6);
+      at = end;
+      if (data == "[DONE]") {
+        done = true;
+        continue;
+      }
+      const json chunk = json::parse(data);
+      const json& choice = chunk["choices"][0];
+      if (chat && choice["delta"].contains("content")) text += choice["delta"]["content"].get<std::string>();
+      if (!chat) text += choice["text"].get<std::string>();
+    }
+    EXPECT_TRUE(done) << "no [DONE] event";
+    return text;
+  }
+
+  static Model* model_;
+  static Tokenizer* tokenizer_;
+  static std::filesystem::path dir_;
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+  std::unique_ptr<httplib::Client> client_;
+};
+Model* ServerTest::model_ = nullptr;
+Tokenizer* ServerTest::tokenizer_ = nullptr;
+std::filesystem::path ServerTest::dir_;
+
+TEST_F(ServerTest, HealthAndModels) {
+  start();
+  auto health = client_->Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  auto models = client_->Get("/v1/models");
+  ASSERT_TRUE(models);
+  const json list = json::parse(models->body);
+  ASSERT_EQ(list["data"].size(), 2u);
+  EXPECT_EQ(list["data"][0]["id"], "mini");
+  EXPECT_EQ(list["data"][1]["id"], "mini@town");
+}
+
+TEST_F(ServerTest, ChatAnswerEqualsDirectGenerationAndStreamEqualsNonStream) {
+  start();
+  const std::vector<ChatMessage> messages = {{"user", "Name a colour."}};
+  // Reference: the same prompt through the library (ChatML: the model has no template).
+  const std::string rendered = apply_chat_template(ChatFormat::ChatML, messages, true);
+  const auto tokens = encode_chat_prompt(*tokenizer_, rendered, messages);
+  GenerationOptions options;
+  options.max_tokens = 12;
+  options.sampling.temperature = 0;
+  KvCache cache(model_->config(), 1024);
+  const GenerationResult expected = generate(*model_, *tokenizer_, cache, tokens, options);
+
+  auto result = post("/v1/chat/completions", chat_body("Name a colour."));
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  const json body = json::parse(result->body);
+  EXPECT_EQ(body["object"], "chat.completion");
+  EXPECT_EQ(body["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(body["choices"][0]["message"]["content"], expected.text);
+  EXPECT_EQ(body["usage"]["prompt_tokens"], tokens.size());
+  EXPECT_EQ(body["usage"]["completion_tokens"], expected.tokens.size());
+  EXPECT_EQ(body["choices"][0]["finish_reason"], expected.stop_reason == StopReason::MaxTokens ? "length" : "stop");
+
+  auto streamed = post("/v1/chat/completions", chat_body("Name a colour.", true));
+  ASSERT_TRUE(streamed);
+  EXPECT_EQ(streamed->status, 200);
+  EXPECT_NE(streamed->get_header_value("Content-Type").find("text/event-stream"), std::string::npos);
+  EXPECT_EQ(stream_text(streamed->body, true), expected.text);
+
+  // Completions: plain prompt, both ways.
+  const json completion = {{"model", "mini"}, {"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}};
+  auto plain = post("/v1/completions", completion);
+  ASSERT_TRUE(plain);
+  ASSERT_EQ(plain->status, 200) << plain->body;
+  const std::string text = json::parse(plain->body)["choices"][0]["text"];
+  json streaming = completion;
+  streaming["stream"] = true;
+  auto plain_stream = post("/v1/completions", streaming);
+  ASSERT_TRUE(plain_stream);
+  EXPECT_EQ(stream_text(plain_stream->body, false), text);
+}
+
+TEST_F(ServerTest, KnowledgeModelAnswersAsItsCache) {
+  start();
+  KnowledgeLoadOptions load;
+  load.context = 1024;
+  KnowledgeCache cache = KnowledgeCache::load(dir_ / "town.fkv", *model_, *tokenizer_, load);
+  GenerationOptions options;
+  options.max_tokens = 12;
+  options.sampling.temperature = 0;
+  options.sampling.top_k = 0;
+  options.sampling.min_p = 0;
+  const GenerationResult expected = cache.ask("Who directs the Harlow Clinic?", options);
+  json body = chat_body("Who directs the Harlow Clinic?");
+  body["model"] = "mini@town";
+  auto result = post("/v1/chat/completions", body);
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  const json answer = json::parse(result->body);
+  EXPECT_EQ(answer["choices"][0]["message"]["content"], expected.text);
+  EXPECT_EQ(answer["usage"]["prompt_tokens_details"]["cached_tokens"], cache.tokens().size());
+}
+
+TEST_F(ServerTest, BadRequestsGetOpenAiErrors) {
+  ServerOptions options;
+  options.api_key = "secret";
+  options.max_body_bytes = 4096;
+  start(options);
+  auto expect_error = [&](const httplib::Result& r, int status, const std::string& fragment) {
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, status) << r->body;
+    const json body = json::parse(r->body);
+    ASSERT_TRUE(body.contains("error")) << r->body;
+    EXPECT_NE(body["error"]["message"].get<std::string>().find(fragment), std::string::npos) << r->body;
+  };
+  expect_error(post("/v1/chat/completions", chat_body("hi")), 401, "API key");
+  expect_error(post("/v1/chat/completions", chat_body("hi"), "wrong"), 401, "API key");
+  expect_error(client_->Post("/v1/chat/completions", {{"Authorization", "Bearer secret"}}, "{not json", "application/json"),
+               400, "not valid JSON");
+  json wrong_type = chat_body("hi");
+  wrong_type["temperature"] = "hot";
+  expect_error(post("/v1/chat/completions", wrong_type, "secret"), 400, "temperature");
+  json unknown = chat_body("hi");
+  unknown["model"] = "gpt-9";
+  expect_error(post("/v1/chat/completions", unknown, "secret"), 404, "does not exist");
+  json no_messages = chat_body("hi");
+  no_messages["messages"] = json::array();
+  expect_error(post("/v1/chat/completions", no_messages, "secret"), 400, "messages");
+  std::string long_text;
+  for (int i = 0; i < 1000; ++i) long_text += "word ";  // 5000 bytes: over the 4096-byte limit
+  expect_error(post("/v1/chat/completions", chat_body(long_text), "secret"), 413, "too large");
+  expect_error(client_->Get("/v1/nothing"), 404, "no route");
+  // The server is still up.
+  auto ok = post("/v1/chat/completions", chat_body("hi"), "secret");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  // Metrics count what happened.
+  const std::string metrics = client_->Get("/metrics")->body;
+  EXPECT_NE(metrics.find("frugal_requests_total{endpoint=\"/v1/chat/completions\",code=\"401\"} 2"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("frugal_time_to_first_token_seconds_count 1"), std::string::npos) << metrics;
+}
+
+TEST_F(ServerTest, PromptOverTheContextIsRefused) {
+  start();
+  std::string text;
+  for (int i = 0; i < 1200; ++i) text += "a b ";
+  auto r = post("/v1/completions", {{"model", "mini"}, {"prompt", text}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(json::parse(r->body)["error"]["code"], "context_length_exceeded");
+}
+
+TEST_F(ServerTest, AFullQueueAnswers429) {
+  ServerOptions options;
+  options.queue_limit = 0;  // nothing may wait behind a running request
+  start(options);
+  json body = chat_body("Tell a long story.", true);
+  body["max_tokens"] = 400;
+  std::thread slow([&] {
+    httplib::Client client("127.0.0.1", server_->port());
+    client.set_read_timeout(60, 0);
+    client.Post("/v1/chat/completions", body.dump(), "application/json");
+  });
+  // Wait until it generates.
+  for (int i = 0; i < 500; ++i) {
+    if (client_->Get("/metrics")->body.find("frugal_requests_running 1") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  auto refused = post("/v1/chat/completions", chat_body("hi"));
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 429);
+  EXPECT_EQ(json::parse(refused->body)["error"]["code"], "queue_full");
+  server_->stop();  // cancels the long answer at its next token
+  slow.join();
+}
+
+TEST(OpenAiRequests, ParsingAndValidation) {
+  using server::parse_completion_request;
+  const auto r = parse_completion_request(
+      R"({"model": "m", "messages": [{"role": "system", "content": "Be brief."},
+          {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]}],
+          "max_tokens": 5, "temperature": 0.5, "top_p": 0.9, "stop": ["\n", "END"], "seed": 7, "n": 2})", true);
+  ASSERT_EQ(r.messages.size(), 2u);
+  EXPECT_EQ(r.messages[1].content, "Hi there");
+  EXPECT_EQ(r.max_tokens, 5);
+  EXPECT_FLOAT_EQ(r.temperature, 0.5f);
+  EXPECT_EQ(r.stop.size(), 2u);
+  EXPECT_EQ(*r.seed, 7u);
+  EXPECT_EQ(r.n, 2);
+  auto param_of = [](const std::string& body) {
+    try {
+      server::parse_completion_request(body, true);
+    } catch (const server::ApiError& e) {
+      return e.param;
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_EQ(param_of(R"({"messages": [{"role": "user", "content": "x"}]})"), "model");
+  EXPECT_EQ(param_of(R"({"model": "m", "messages": [{"role": "robot", "content": "x"}]})"), "messages[0].role");
+  EXPECT_EQ(param_of(R"({"model": "m", "messages": [{"role": "user", "content": 3}]})"), "messages[0].content");
+  EXPECT_EQ(param_of(R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0})"), "max_tokens");
+  EXPECT_EQ(param_of(R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3})"),
+            "temperature");
+  EXPECT_EQ(param_of(R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": [1]})"), "stop");
+  EXPECT_EQ(param_of(R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2, "stream": true})"), "n");
+  EXPECT_EQ(param_of(R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1.5})"),
+            "max_tokens");
+}
+
+}  // namespace
+}  // namespace frugal
