@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <thread>
 
@@ -248,6 +251,47 @@ TEST_F(ServerTest, AFullQueueAnswers429) {
   EXPECT_EQ(json::parse(refused->body)["error"]["code"], "queue_full");
   server_->stop();  // cancels the long answer at its next token
   slow.join();
+}
+
+TEST_F(ServerTest, AClientThatGoesAwayCancelsItsAnswer) {
+  start();
+  // A raw connection: send a streaming request, read the first bytes, hang up.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(server_->port()));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  json body = chat_body("Tell a long story.", true);
+  body["max_tokens"] = 2000;
+  const std::string payload = body.dump();
+  const std::string request = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                              "application/json\r\nContent-Length: " + std::to_string(payload.size()) +
+                              "\r\n\r\n" + payload;
+  ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  char buffer[256];
+  ASSERT_GT(::recv(fd, buffer, sizeof buffer, 0), 0);  // headers and the first chunk are coming
+  ::close(fd);
+  // The generation stops at the next token it cannot deliver: far fewer than 2000.
+  std::string metrics;
+  for (int i = 0; i < 2000; ++i) {
+    metrics = client_->Get("/metrics")->body;
+    if (metrics.find("frugal_requests_running 0") != std::string::npos &&
+        metrics.find("frugal_time_to_first_token_seconds_count 1") != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_NE(metrics.find("frugal_requests_running 0"), std::string::npos) << metrics;
+  const std::string key = "\nfrugal_completion_tokens_total ";
+  const size_t at = metrics.find(key);
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_LT(std::stoul(metrics.substr(at + key.size())), 1000u) << metrics;
+  // And the server answers the next request as usual.
+  auto ok = post("/v1/chat/completions", chat_body("hi"));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
 }
 
 TEST(OpenAiRequests, ParsingAndValidation) {
