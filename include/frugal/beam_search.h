@@ -54,6 +54,10 @@ struct BeamSearchResult {
 // Throws Error for options that make no sense (beam_width < 1,
 // max_new_tokens < 1, num_return_sequences outside 1..beam_width).
 void check_beam_search_options(const BeamSearchOptions& options);
+// The checks every BeamSearch::run makes first: the options, the tokenizer
+// against the model, and a non-empty prompt.
+void check_beam_search_inputs(const Model& model, const Tokenizer& tokenizer, std::span<const TokenId> prompt,
+                              const BeamSearchOptions& options);
 
 // One beam of the next step: continues beam `parent` of the current step
 // with `token`.

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "frugal/error.h"
+#include "frugal/generate.h"
 
 namespace frugal {
 
@@ -25,6 +26,13 @@ void check_beam_search_options(const BeamSearchOptions& options) {
                             options.beam_width, options.num_return_sequences));
   }
   if (!std::isfinite(options.length_penalty)) throw Error("length_penalty must be a finite number");
+}
+
+void check_beam_search_inputs(const Model& model, const Tokenizer& tokenizer, std::span<const TokenId> prompt,
+                              const BeamSearchOptions& options) {
+  check_beam_search_options(options);
+  check_tokenizer_matches(model, tokenizer);
+  if (prompt.empty()) throw Error("the prompt is empty: beam search needs at least one token to start from");
 }
 
 namespace {

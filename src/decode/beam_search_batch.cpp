@@ -92,9 +92,7 @@ class BatchBeamSearch final : public BeamSearch {
  public:
   BeamSearchResult run(Model& model, const Tokenizer& tokenizer, std::span<const TokenId> prompt,
                        const BeamSearchOptions& options) override {
-    check_beam_search_options(options);
-    check_tokenizer_matches(model, tokenizer);
-    if (prompt.empty()) throw Error("the prompt is empty: beam search needs at least one token to start from");
+    check_beam_search_inputs(model, tokenizer, prompt, options);
     const auto start = std::chrono::steady_clock::now();
     // The last token chosen is never fed back, so this always suffices.
     const int64_t capacity = static_cast<int64_t>(prompt.size()) + options.max_new_tokens;
