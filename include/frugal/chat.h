@@ -66,6 +66,10 @@ std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> 
                                 bool add_generation_prompt, std::string_view bos_text = "",
                                 std::string_view eos_text = "");
 
+// The same with the BOS / EOS texts of `tokenizer`'s vocabulary.
+std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> messages,
+                                bool add_generation_prompt, const Tokenizer& tokenizer);
+
 // Tokens of `rendered` (apply_chat_template's output for `messages`): the
 // template's own text has its special tokens parsed, each message's content
 // is literal text (found in order; templates at most trim it), so a user who

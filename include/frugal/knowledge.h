@@ -66,6 +66,8 @@ PromptTemplate plain_prompt_template();
 // the question are the user message, the assistant turn is opened after it.
 PromptTemplate chat_prompt_template(ChatFormat format, std::string_view bos_text = "",
                                     std::string_view eos_text = "");
+// The same with the BOS / EOS texts of `tokenizer`'s vocabulary.
+PromptTemplate chat_prompt_template(ChatFormat format, const Tokenizer& tokenizer);
 
 // A template file: JSON {"header", "document", "question", "system"}
 // (system optional). Throws Error for unreadable files or missing keys.

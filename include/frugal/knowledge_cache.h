@@ -72,6 +72,11 @@ struct KnowledgeCacheSummary {
 // Throws like KnowledgeCache::load for structural damage.
 KnowledgeCacheSummary inspect_knowledge_cache(const std::filesystem::path& path, bool verify_checksum = true);
 
+// The layout a model gets unless told otherwise: the chat layout of its
+// chat template (tokenizer.chat_template) when it has one, else the plain
+// layout.
+PromptTemplate default_prompt_template(const Model& model, const Tokenizer& tokenizer);
+
 class KnowledgeCache {
  public:
   // Lays out and prefills `documents`. Throws Error when the knowledge does

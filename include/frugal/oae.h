@@ -117,10 +117,6 @@ struct OaeReport {
 // Called after each question: method, questions done, questions in all.
 using OaeProgress = std::function<void(const std::string& method, size_t done, size_t total)>;
 
-// The prompt layout every method uses: the model's chat format when it has
-// one, else the plain layout (knowledge.h).
-PromptTemplate oae_prompt_template(const Model& model, const Tokenizer& tokenizer);
-
 // Runs every method over `dataset` (already sampled) with `model`.
 OaeReport run_oae(Model& model, const Tokenizer& tokenizer, const QaDataset& dataset, const OaeOptions& options,
                   const OaeProgress& progress = {});

@@ -113,6 +113,11 @@ KnowledgeCacheSummary inspect_knowledge_cache(const std::filesystem::path& path,
   return summary;
 }
 
+PromptTemplate default_prompt_template(const Model& model, const Tokenizer& tokenizer) {
+  const std::string jinja = model.file().get_string_or("tokenizer.chat_template", "");
+  return jinja.empty() ? plain_prompt_template() : chat_prompt_template(detect_chat_format(jinja), tokenizer);
+}
+
 KnowledgeCache::KnowledgeCache(std::unique_ptr<State> state) : state_(std::move(state)) {}
 KnowledgeCache::KnowledgeCache(KnowledgeCache&&) noexcept = default;
 KnowledgeCache& KnowledgeCache::operator=(KnowledgeCache&&) noexcept = default;

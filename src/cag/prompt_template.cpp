@@ -46,6 +46,26 @@ std::vector<TokenId> render(const Tokenizer& tokenizer, std::string_view pattern
   return tokenizer.encode_parts(parts, false);
 }
 
+// The chat layout: one user turn rendered around two markers and cut there.
+// What comes before the first marker opens the knowledge, what follows the
+// second closes the question and opens the assistant's answer.
+constexpr std::string_view kStart = "\x1e", kEnd = "\x1f";
+const ChatMessage kMarkedTurn[] = {{"user", "\x1e\x1f"}};
+
+PromptTemplate cut_chat_turn(ChatFormat format, const std::string& rendered) {
+  const size_t start = rendered.find(kStart), end = rendered.find(kEnd);
+  if (start == std::string::npos || end == std::string::npos || end < start) {
+    throw Error(fmt::format("the {} chat format does not keep the user's text in place", chat_format_name(format)));
+  }
+  PromptTemplate prompt;
+  prompt.name = fmt::format("chat:{}", chat_format_name(format));
+  prompt.header = rendered.substr(0, start) + "{system}\n\n";
+  prompt.document = std::string(kDocument);
+  prompt.question = "Question: {question}" + rendered.substr(end + kEnd.size());
+  prompt.default_system = std::string(kDefaultSystem);
+  return prompt;
+}
+
 }  // namespace
 
 PromptTemplate plain_prompt_template() {
@@ -59,23 +79,11 @@ PromptTemplate plain_prompt_template() {
 }
 
 PromptTemplate chat_prompt_template(ChatFormat format, std::string_view bos_text, std::string_view eos_text) {
-  // Render one user turn around two markers and cut the text there: what
-  // comes before the first marker opens the knowledge, what follows the
-  // second closes the question and opens the assistant's answer.
-  constexpr std::string_view kStart = "\x1e", kEnd = "\x1f";
-  const ChatMessage turn[] = {{"user", std::string(kStart) + std::string(kEnd)}};
-  const std::string rendered = apply_chat_template(format, turn, true, bos_text, eos_text);
-  const size_t start = rendered.find(kStart), end = rendered.find(kEnd);
-  if (start == std::string::npos || end == std::string::npos || end < start) {
-    throw Error(fmt::format("the {} chat format does not keep the user's text in place", chat_format_name(format)));
-  }
-  PromptTemplate prompt;
-  prompt.name = fmt::format("chat:{}", chat_format_name(format));
-  prompt.header = rendered.substr(0, start) + "{system}\n\n";
-  prompt.document = std::string(kDocument);
-  prompt.question = "Question: {question}" + rendered.substr(end + kEnd.size());
-  prompt.default_system = std::string(kDefaultSystem);
-  return prompt;
+  return cut_chat_turn(format, apply_chat_template(format, kMarkedTurn, true, bos_text, eos_text));
+}
+
+PromptTemplate chat_prompt_template(ChatFormat format, const Tokenizer& tokenizer) {
+  return cut_chat_turn(format, apply_chat_template(format, kMarkedTurn, true, tokenizer));
 }
 
 PromptTemplate read_prompt_template(const std::filesystem::path& path) {

@@ -102,13 +102,7 @@ class Asker {
 KnowledgeCache build_in_memory(const AskArguments& args, const LoadedModel& loaded) {
   std::vector<std::filesystem::path> paths(args.docs.begin(), args.docs.end());
   KnowledgeBuildOptions options;
-  if (!loaded.model->file().get_string_or("tokenizer.chat_template", "").empty()) {
-    const Tokenizer& tokenizer = *loaded.tokenizer;
-    const TokenId bos = tokenizer.bos(), eos = tokenizer.eos();
-    options.prompt = chat_prompt_template(resolve_chat_format(*loaded.model, ""),
-                                          bos >= 0 ? tokenizer.token_text(bos) : "",
-                                          eos >= 0 ? tokenizer.token_text(eos) : "");
-  }
+  options.prompt = default_prompt_template(*loaded.model, *loaded.tokenizer);
   options.precision = loaded.cache_precision;
   options.context = args.model.context;
   return KnowledgeCache::build(*loaded.model, *loaded.tokenizer, read_documents(paths), options);

@@ -46,10 +46,7 @@ PromptTemplate choose_template(const BuildArguments& args, const LoadedModel& lo
   const bool has_template = !loaded.model->file().get_string_or("tokenizer.chat_template", "").empty();
   const bool chat = args.format == "chat" || (args.format == "auto" && (has_template || !args.chat_template.empty()));
   if (!chat) return plain_prompt_template();
-  const Tokenizer& tokenizer = *loaded.tokenizer;
-  const TokenId bos = tokenizer.bos(), eos = tokenizer.eos();
-  return chat_prompt_template(resolve_chat_format(*loaded.model, args.chat_template),
-                              bos >= 0 ? tokenizer.token_text(bos) : "", eos >= 0 ? tokenizer.token_text(eos) : "");
+  return chat_prompt_template(resolve_chat_format(*loaded.model, args.chat_template), *loaded.tokenizer);
 }
 
 void print_summary(const KnowledgeCache& cache, const fs::path& path) {

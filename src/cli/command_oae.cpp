@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/model_options.h"
 #include "frugal/error.h"
+#include "frugal/knowledge_cache.h"
 #include "frugal/oae.h"
 
 namespace frugal::cli {
@@ -87,7 +88,7 @@ void run(const OaeArguments& args) {
   const size_t room = static_cast<size_t>(std::max<int64_t>(context - args.max_tokens - 256, 64));
   const size_t budget = std::min(args.corpus_tokens > 0 ? args.corpus_tokens : corpus_preset_tokens(args.size), room);
   const Tokenizer& tokenizer = *loaded.tokenizer;
-  const PromptTemplate prompt = oae_prompt_template(*loaded.model, tokenizer);  // as the methods will lay it out
+  const PromptTemplate prompt = default_prompt_template(*loaded.model, tokenizer);  // as the methods will lay it out
   const QaDataset dataset = sample_qa_dataset(full, budget, args.questions, args.seed, [&](const Document& d) {
     return encode_document(tokenizer, prompt, d).size();
   });

@@ -46,9 +46,7 @@ void run(const RunArguments& args) {
   if (args.chat) {
     if (!args.system.empty()) messages.push_back({"system", args.system});
     messages.push_back({"user", prompt});
-    const TokenId bos = tokenizer.bos(), eos = tokenizer.eos();
-    prompt = apply_chat_template(resolve_chat_format(*loaded.model, args.chat_template), messages, true,
-                                 bos >= 0 ? tokenizer.token_text(bos) : "", eos >= 0 ? tokenizer.token_text(eos) : "");
+    prompt = apply_chat_template(resolve_chat_format(*loaded.model, args.chat_template), messages, true, tokenizer);
   } else if (!args.system.empty()) {
     throw Error("--system needs --chat");
   }

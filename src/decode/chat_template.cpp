@@ -377,6 +377,13 @@ std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> 
   throw Error("unknown chat format");
 }
 
+std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> messages,
+                                bool add_generation_prompt, const Tokenizer& tokenizer) {
+  const TokenId bos = tokenizer.bos(), eos = tokenizer.eos();
+  return apply_chat_template(format, messages, add_generation_prompt, bos >= 0 ? tokenizer.token_text(bos) : "",
+                             eos >= 0 ? tokenizer.token_text(eos) : "");
+}
+
 std::vector<TokenId> encode_chat_prompt(const Tokenizer& tokenizer, std::string_view rendered,
                                         std::span<const ChatMessage> messages) {
   std::vector<Tokenizer::TextPart> parts;

@@ -70,7 +70,7 @@ class Runner {
          const OaeProgress& progress)
       : model_(model), tokenizer_(tokenizer), dataset_(dataset), options_(options), progress_(progress),
         meter_(options.energy) {
-    prompt_ = oae_prompt_template(model, tokenizer);
+    prompt_ = default_prompt_template(model, tokenizer);
     header_ = encode_header(tokenizer, prompt_, prompt_.default_system);
     // Closed book has no documents: told to use "the documents below" it
     // would answer "unknown" to everything.
@@ -262,14 +262,6 @@ class Runner {
 };
 
 }  // namespace
-
-PromptTemplate oae_prompt_template(const Model& model, const Tokenizer& tokenizer) {
-  const std::string jinja = model.file().get_string_or("tokenizer.chat_template", "");
-  if (jinja.empty()) return plain_prompt_template();
-  const TokenId bos = tokenizer.bos(), eos = tokenizer.eos();
-  return chat_prompt_template(detect_chat_format(jinja), bos >= 0 ? tokenizer.token_text(bos) : "",
-                              eos >= 0 ? tokenizer.token_text(eos) : "");
-}
 
 OaeReport run_oae(Model& model, const Tokenizer& tokenizer, const QaDataset& dataset, const OaeOptions& options_in,
                   const OaeProgress& progress) {

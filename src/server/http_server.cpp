@@ -74,6 +74,18 @@ class Admission {
   std::atomic<size_t>& in_flight_;
 };
 
+// Counts a request as generating for as long as it holds the engine.
+class Running {
+ public:
+  explicit Running(std::atomic<size_t>& count) : count_(count) { ++count_; }
+  ~Running() { --count_; }
+  Running(const Running&) = delete;
+  Running& operator=(const Running&) = delete;
+
+ private:
+  std::atomic<size_t>& count_;
+};
+
 std::string finish_reason(StopReason reason) {
   return reason == StopReason::MaxTokens || reason == StopReason::ContextFull ? "length" : "stop";
 }
@@ -134,11 +146,9 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
       question = request.prompt;
     }
   } else if (chat) {
-    const TokenId bos = tokenizer.bos(), eos = tokenizer.eos();
     std::string rendered;
     try {
-      rendered = apply_chat_template(chat_format, request.messages, true, bos >= 0 ? tokenizer.token_text(bos) : "",
-                                     eos >= 0 ? tokenizer.token_text(eos) : "");
+      rendered = apply_chat_template(chat_format, request.messages, true, tokenizer);
     } catch (const Error& e) {
       throw server::invalid_request(e.what(), "messages");
     }
@@ -189,11 +199,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     size_t completion_tokens = 0;
     {
       std::lock_guard lock(engine);
-      ++running;
-      struct Done {
-        std::atomic<size_t>& r;
-        ~Done() { --r; }
-      } done{running};
+      const Running generating(running);
       for (int i = 0; i < request.n; ++i) {
         const auto began = Clock::now();
         const auto mark = meter.mark();
@@ -219,11 +225,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
       "text/event-stream",
       [this, admission, run_one, account, request, generation, id, created](size_t, httplib::DataSink& sink) {
         std::lock_guard lock(engine);
-        ++running;
-        struct Done {
-          std::atomic<size_t>& r;
-          ~Done() { --r; }
-        } done{running};
+        const Running generating(running);
         bool first = true, connected = true;
         const auto began = Clock::now();
         const auto mark = meter.mark();
