@@ -5,9 +5,10 @@ grouped-query attention, SwiGLU; exactly what frugal's engine runs) with the
 llama-spm vocabulary, trained on synthetic knowledge worlds (tools/demo/world.py)
 laid out in frugal's plain knowledge prompt (documents, question, answer).
 
-Each training sequence holds one knowledge prefix and several question/answer
-branches after it. Every branch starts at the position right after the prefix
-and sees the prefix and itself only (an attention mask and explicit positions),
+Each training sequence holds one or more knowledge prefixes, each followed by
+several question/answer branches. Every branch starts at the position right
+after its prefix and sees that prefix and itself only (an attention mask and
+explicit positions),
 so each branch is exactly a CAG prompt as `frugal ask` builds it, and one
 prefix pays for many answers. Document tokens also get a language-model loss,
 so the model is a small language model of this kind of text too.
@@ -121,19 +122,22 @@ class Model(torch.nn.Module):
         return hidden @ self.embed.weight.type_as(hidden).t()
 
 
-def branch_mask(branches):
-    """Token i sees token j when j <= i and j is in the prefix (branch 0) or in
-    i's own branch. [B, 1, T, T] booleans."""
+def branch_mask(groups, branches):
+    """Token i sees token j when j <= i, both belong to the same example
+    (group), and j is in that example's knowledge prefix (branch 0) or in i's
+    own question/answer branch. [B, 1, T, T] booleans."""
     t = branches.shape[1]
     causal = torch.ones(t, t, dtype=torch.bool, device=branches.device).tril()
-    same = (branches[:, None, :] == 0) | (branches[:, :, None] == branches[:, None, :])
-    return (causal & same)[:, None]
+    same_group = groups[:, :, None] == groups[:, None, :]
+    visible = (branches[:, None, :] == 0) | (branches[:, :, None] == branches[:, None, :])
+    return (causal & same_group & visible)[:, None]
 
 
-def branch_block_mask(branches):
+def branch_block_mask(groups, branches):
     """The same mask as branch_mask, block-sparse for flex_attention."""
     def mask_mod(b, h, q, kv):
-        return (kv <= q) & ((branches[b, kv] == 0) | (branches[b, q] == branches[b, kv]))
+        return ((kv <= q) & (groups[b, q] == groups[b, kv])
+                & ((branches[b, kv] == 0) | (branches[b, q] == branches[b, kv])))
     b, t = branches.shape
     return torch.compile(create_block_mask)(mask_mod, b, None, t, t, device=branches.device)
 
@@ -141,61 +145,91 @@ def branch_block_mask(branches):
 # ----------------------------------------------------------------------------- data
 
 class Examples(torch.utils.data.IterableDataset):
-    """Endless training sequences, each from a freshly generated world."""
+    """Endless training sequences, each from freshly generated worlds."""
 
-    def __init__(self, vocab_path, split, seed, context, max_prefix):
+    def __init__(self, vocab_path, split, seed, context, max_prefix, long_fraction):
         self.vocab_path, self.split, self.seed = vocab_path, split, seed
         self.context, self.max_prefix = context, max_prefix
+        self.long_fraction = long_fraction
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info else 0
         rng = random.Random(f"{self.seed}:{self.split}:{worker}")
-        tok, pools = SpmTokenizer(self.vocab_path), Pools(self.split)
+        tok = SpmTokenizer(self.vocab_path)
+        pools = Pools(self.split, tok.tokens)
         while True:
-            yield build_sequence(rng, tok, pools, self.context, self.max_prefix)
+            yield as_tensors(build_sequence(rng, tok, pools, self.context, self.max_prefix, self.long_fraction))
 
 
-def build_sequence(rng, tok, pools, context, max_prefix, doc_loss_fraction=0.25):
-    while True:
-        example = make_example(rng, pools, rng.randint(3, 30))
-        prefix = prefix_tokens(tok, example["documents"])
-        if len(prefix) <= max_prefix:
-            break
-    tokens, positions, branches = list(prefix), list(range(len(prefix))), [0] * len(prefix)
-    targets, weights = prefix[1:] + [0], [0.0] * len(prefix)
-    header = len(prefix_tokens(tok, []))
-    for i in range(header - 1, len(prefix) - 1):  # language-model loss on a sample of document tokens
-        if rng.random() < doc_loss_fraction:
-            weights[i] = 0.3
+def as_tensors(sequence):
+    return tuple(torch.tensor(x) for x in sequence)
+
+
+def balanced_questions(rng, example):
     # "unknown" is the easy way out: keep it to about one answer in eight.
     questions = [q for q in example["questions"] if q["kind"] != "unanswerable" or rng.random() < 0.35]
     rng.shuffle(questions)
     # Balance the kinds a little: unanswerable and two-hop are rarer.
     questions.sort(key=lambda q: {"two-hop": 0, "unanswerable": 1, "single": 2}[q["kind"]] + rng.random() * 2.5)
-    branch = 0
-    for q in questions:
-        qt, at = question_tokens(tok, q["question"]), answer_tokens(tok, q["answer"])
-        if len(tokens) + len(qt) + len(at) - 1 > context:
-            continue
-        branch += 1
-        seq = qt + at[:-1]  # the last answer token (EOS) is only a target
-        start = len(tokens)
-        tokens += seq
-        positions += range(len(prefix), len(prefix) + len(seq))
-        branches += [branch] * len(seq)
-        targets += seq[1:] + [at[-1]]
-        weights += [0.0] * len(qt[:-1]) + [1.0] * len(at)
-        assert len(tokens) == start + len(seq) == len(targets) == len(weights)
+    return questions
+
+
+def build_sequence(rng, tok, pools, context, max_prefix, long_fraction=0.4, max_questions=32,
+                   doc_loss_fraction=0.25):
+    """One training sequence of `context` tokens: knowledge examples packed
+    one after the other, each a prefix (positions from 0) and up to
+    `max_questions` question/answer branches. With probability
+    `long_fraction` the first example is long (18-32 documents, as in the
+    evaluation); the rest are short (3-14 documents), which carry many more
+    answers per token. Returns lists: tokens, positions, groups, branches,
+    targets, loss weights."""
+    tokens, positions, groups, branches, targets, weights = [], [], [], [], [], []
+    header = len(prefix_tokens(tok, []))
+    group = branch = 0
+    while context - len(tokens) > 200:
+        room = context - len(tokens)
+        long = group == 0 and rng.random() < long_fraction
+        for _ in range(20):
+            example = make_example(rng, pools, rng.randint(18, 32) if long else rng.randint(3, 14))
+            prefix = prefix_tokens(tok, example["documents"])
+            if len(prefix) <= min(max_prefix, room - 120):
+                break
+        else:
+            break
+        group += 1
+        tokens += prefix
+        positions += range(len(prefix))
+        groups += [group] * len(prefix)
+        branches += [0] * len(prefix)
+        targets += prefix[1:] + [0]
+        for i in range(len(prefix)):  # language-model loss on a sample of document tokens
+            weights.append(0.3 if header - 1 <= i < len(prefix) - 1 and rng.random() < doc_loss_fraction else 0.0)
+        used = 0
+        for q in balanced_questions(rng, example):
+            if used == max_questions:
+                break
+            qt, at = question_tokens(tok, q["question"]), answer_tokens(tok, q["answer"])
+            seq = qt + at[:-1]  # the last answer token (EOS) is only a target
+            if len(tokens) + len(seq) > context:
+                continue
+            branch += 1
+            used += 1
+            tokens += seq
+            positions += range(len(prefix), len(prefix) + len(seq))
+            groups += [group] * len(seq)
+            branches += [branch] * len(seq)
+            targets += seq[1:] + [at[-1]]
+            weights += [0.0] * len(qt[:-1]) + [1.0] * len(at)
     pad = context - len(tokens)
-    # Padding: its own branch each, no loss (a row with no visible key would be NaN).
+    # Padding: its own group and branch each, no loss (a row with no visible key would be NaN).
     tokens += [0] * pad
     positions += [0] * pad
+    groups += list(range(10_000, 10_000 + pad))
     branches += list(range(10_000, 10_000 + pad))
     targets += [0] * pad
     weights += [0.0] * pad
-    return (torch.tensor(tokens), torch.tensor(positions), torch.tensor(branches), torch.tensor(targets),
-            torch.tensor(weights))
+    return tokens, positions, groups, branches, targets, weights
 
 
 # ----------------------------------------------------------------------------- export
@@ -304,9 +338,9 @@ def evaluate(model, batch, device):
     """Teacher-forced exact answers per question kind: a branch counts when
     every answer token (and the final EOS) is the argmax, which is exactly
     when greedy decoding reproduces it."""
-    tokens, positions, branches, targets, weights = (x.to(device) for x in batch)
+    tokens, positions, groups, branches, targets, weights = (x.to(device) for x in batch)
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        h = model.hidden(tokens, positions, branch_mask(branches))
+        h = model.hidden(tokens, positions, branch_mask(groups, branches))
     pred = model.logits(h.float()).argmax(-1)
     ok = (pred == targets) | (weights < 1.0)
     correct = total = 0
@@ -333,6 +367,8 @@ def main():
     ap.add_argument("--max-prefix", type=int, default=1900)
     ap.add_argument("--init", help="continue from the weights of an F32 GGUF this script exported")
     ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--long-fraction", type=float, default=0.4,
+                    help="share of sequences that start with a long example (18-32 documents)")
     ap.add_argument("--max-minutes", type=float, default=0,
                     help="fit the step count to this training time, measured over the first 50 steps (0: off)")
     args = ap.parse_args()
@@ -347,13 +383,15 @@ def main():
     model = model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {n_params / 1e6:.2f} M", flush=True)
-    data = torch.utils.data.DataLoader(Examples(args.vocab, "train", args.seed, c["context"], args.max_prefix),
+    data = torch.utils.data.DataLoader(Examples(args.vocab, "train", args.seed, c["context"], args.max_prefix,
+                                                args.long_fraction),
                                        batch_size=args.batch, num_workers=args.workers, prefetch_factor=4,
                                        persistent_workers=True)
     val_rng = random.Random(f"{args.seed}:validation")
     tok = SpmTokenizer(args.vocab)
-    val_batch = [torch.stack(x) for x in zip(*(build_sequence(val_rng, tok, Pools("validation"), c["context"],
-                                                                args.max_prefix) for _ in range(16)))]
+    # Validation: long examples only (18-32 documents), as in the evaluation.
+    val_batch = [torch.stack(x) for x in zip(*(as_tensors(build_sequence(
+        val_rng, tok, Pools("validation"), c["context"], args.max_prefix, long_fraction=1.0)) for _ in range(24)))]
     decay = [p for p in model.parameters() if p.dim() == 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
@@ -378,7 +416,7 @@ def main():
             args.steps = fitted
         if step > args.steps:
             break
-        tokens, positions, branches, targets, weights = (x.to(device, non_blocking=True) for x in next(it))
+        tokens, positions, groups, branches, targets, weights = (x.to(device, non_blocking=True) for x in next(it))
         def train_step(mask):
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 h = model.hidden(tokens, positions, mask)
@@ -394,12 +432,12 @@ def main():
 
         if use_flex:
             try:
-                loss = train_step(branch_block_mask(branches))
+                loss = train_step(branch_block_mask(groups, branches))
             except Exception as e:  # noqa: BLE001  (compilers fail in many ways; the dense path always works)
                 print(f"flex_attention failed ({type(e).__name__}: {str(e)[:300]}); using dense masks", flush=True)
                 use_flex = False
         if not use_flex:
-            loss = train_step(branch_mask(branches))
+            loss = train_step(branch_mask(groups, branches))
         if step % 100 == 0 or step == args.steps:
             entry = {"step": step, "loss": round(loss.item(), 4), "lr": lr, "seconds": round(time.time() - start, 1)}
             if step % 500 == 0 or step == args.steps:

@@ -17,6 +17,7 @@ Names are split three ways (train / validation / test) before anything is
 generated, so the splits share no entities.
 """
 import random
+import re
 
 FIRST_NAMES = """Mira Tom Anna Lena Omar Ravi Sofia Jonas Priya Ines Kofi Elena Marek Yuki Hana Samir Nora Felix
 Amara Lucas Zara Ibrahim Clara Mateo Aisha Hugo Leila Emil Freya Tariq Greta Nikolai Asha Bruno Maya Idris Lotte
@@ -90,38 +91,111 @@ def pseudo_name(rng, syllables=(2, 3)):
     return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(*syllables))).capitalize()
 
 
+# Words of the prompt and the document templates: a made-up name must not be one of them.
+TEMPLATE_WORDS = set("""The This It Its In An A You Question Answer Document Documents Who Where When What Which How
+Based Born There Visitors Parking Appointments Local Notices Doors If They Is Of At On And Or To Dr Mr Ms Mrs Prof
+Unknown Use Using Only Below Do Not Contain Answer Year Town Since Years Old Aged Still Often Open Opens""".split())
+
+
+class NamePieces:
+    """Name-like pieces of the vocabulary: a capitalised word start ("▁Kru")
+    and lower-case continuations ("ger"). Names built from them make every
+    such token an answer the model has to copy in training, so a real name in
+    the test split ("Kruger") is spelled with tokens the model has learnt to
+    produce, without the split ever seeing that name."""
+
+    def __init__(self, vocab_tokens, excluded_words):
+        self.starts = [t[1:] for t in vocab_tokens if re.fullmatch("\u2581[A-Z][a-z]{1,11}", t)
+                       and t[1:] not in TEMPLATE_WORDS]
+        self.continuations = [t for t in vocab_tokens if re.fullmatch("[a-z]{1,6}", t)]
+        self.excluded = set(excluded_words)
+
+    def name(self, rng):
+        while True:
+            name = rng.choice(self.starts)
+            if len(name) < 4 or rng.random() < 0.5:
+                name += rng.choice(self.continuations)
+            if name not in self.excluded:
+                return name
+
+
 class Pools:
     """Names one split draws from. The training split also makes up names
-    half of the time, so that answering means copying from the documents;
-    validation and test names are real names never seen in training."""
+    (most of the time when it is given the vocabulary's name pieces), so
+    that answering means copying from the documents; validation and test
+    names are real names never seen in training."""
 
-    def __init__(self, split):
+    def __init__(self, split, vocab_tokens=None):
         self.split = split
         self._first = _split_pool(FIRST_NAMES, split)
         self._last = _split_pool(SURNAMES, split)
         self._org_stems = _split_pool(ORG_STEMS, split)
         self._town_stems = _split_pool(PLACE_STEMS, split)
+        self._pieces = None
+        if vocab_tokens is not None and split == "train":
+            held_out = [w for pool in (FIRST_NAMES, SURNAMES, ORG_STEMS, PLACE_STEMS)
+                        for other in ("validation", "test") for w in _split_pool(pool, other)]
+            self._pieces = NamePieces(vocab_tokens, held_out)
 
-    def _made_up(self, rng):
-        return self.split == "train" and rng.random() < 0.5
+    def _made_up(self, rng, syllables=(2, 3)):
+        """A made-up name, or None for a name from the pool."""
+        if self.split != "train" or rng.random() >= (0.7 if self._pieces else 0.5):
+            return None
+        if self._pieces and rng.random() < 0.6:
+            return self._pieces.name(rng)
+        return pseudo_name(rng, syllables)
 
     def first(self, rng):
-        return pseudo_name(rng) if self._made_up(rng) else rng.choice(self._first)
+        return self._made_up(rng) or rng.choice(self._first)
 
     def last(self, rng):
-        return pseudo_name(rng) if self._made_up(rng) else rng.choice(self._last)
+        return self._made_up(rng) or rng.choice(self._last)
 
     def org_stem(self, rng):
-        return pseudo_name(rng) if self._made_up(rng) else rng.choice(self._org_stems)
+        return self._made_up(rng) or rng.choice(self._org_stems)
 
     def town(self, rng):
-        stem = pseudo_name(rng, (1, 2)) if self._made_up(rng) else rng.choice(self._town_stems)
+        stem = self._made_up(rng, (1, 2)) or rng.choice(self._town_stems)
         return stem + rng.choice(PLACE_SUFFIXES)
+
+    def for_world(self, rng):
+        """The names one world draws from. Validation and test worlds draw
+        from their whole (small) pools, so their people and towns look alike
+        ("Marketby", "Marketdale"); a training world gets a small pool of its
+        own for the same reason: with every name new, copying only the first
+        piece of a name would be enough."""
+        if self.split != "train":
+            return self
+        return WorldNames(rng, self)
+
+
+class WorldNames:
+    """A few first names, surnames, organisation and town stems for one world."""
+
+    def __init__(self, rng, pools):
+        self._first = [pools.first(rng) for _ in range(rng.randint(6, 18))]
+        self._last = [pools.last(rng) for _ in range(rng.randint(6, 18))]
+        self._org_stems = [pools.org_stem(rng) for _ in range(rng.randint(6, 20))]
+        self._town_stems = [pools._made_up(rng, (1, 2)) or rng.choice(pools._town_stems)
+                            for _ in range(rng.randint(4, 14))]
+
+    def first(self, rng):
+        return rng.choice(self._first)
+
+    def last(self, rng):
+        return rng.choice(self._last)
+
+    def org_stem(self, rng):
+        return rng.choice(self._org_stems)
+
+    def town(self, rng):
+        return rng.choice(self._town_stems) + rng.choice(PLACE_SUFFIXES)
 
 
 def make_world(rng, pools, n_orgs):
     """Organisations (some with look-alike names) and people."""
     orgs, people, used_names, used_people = [], {}, set(), set()
+    pools = pools.for_world(rng)
 
     def new_person(kind):
         while True:
