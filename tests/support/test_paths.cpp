@@ -15,6 +15,10 @@ std::filesystem::path shared_path(const std::string& relative) { return shared_d
 
 std::filesystem::path frugal_binary() { return FRUGAL_BINARY; }
 
+std::filesystem::path source_path(const std::string& relative) {
+  return std::filesystem::path(FRUGAL_SOURCE_DIR) / relative;
+}
+
 std::filesystem::path scratch_dir(const std::string& tag) {
   static std::atomic<int> counter{0};
   auto dir = std::filesystem::temp_directory_path() /
