@@ -43,8 +43,14 @@ class Asker {
 
   void answer(const std::string& question) {
     const auto start = std::chrono::steady_clock::now();
+    bool started = false;  // the answer follows "Answer:", so it starts with a space not worth showing
     auto print = [&](std::string_view text) {
-      if (!args_.json) {
+      if (!started) {
+        const size_t first = text.find_first_not_of(" \t");
+        text.remove_prefix(first == std::string_view::npos ? text.size() : first);
+        started = !text.empty();
+      }
+      if (!args_.json && !text.empty()) {
         fmt::print("{}", text);
         std::fflush(stdout);
       }

@@ -129,6 +129,33 @@ TEST(DefaultModel, UsedWhenNoModelIsGivenAndSaidSo) {
   EXPECT_NE(result.exit_code, 0);
 }
 
+// The README's main command: no -m, the committed demo model beside the
+// build tree, the example documents; the answers are the documents' facts.
+TEST(DefaultModel, TheDemoModelAnswersFromTheExamples) {
+  ::unsetenv("FRUGAL_DEFAULT_MODEL");
+  const auto docs = test::source_path("examples/town").string();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"Who directs the Harlow Clinic?", "Dr. Mira Osei"},
+      {"Where was the director of the Harlow Clinic born?", "Kingsbury"},
+      {"Who owns the Mill Road Bakery?", "Mrs. Ines Costa"},
+      {"How many staff does the Westbrook Town Office have?", "18"},
+      {"When was the Zenith Observatory founded?", "unknown"},
+  };
+  std::string questions;
+  for (const auto& [question, answer] : cases) questions += question + "\n";
+  const auto result = run_frugal({"ask", "-t", "2", "--docs", docs, "-i", "--json", "--temp", "0"}, questions);
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.err.find("using the built-in demo model"), std::string::npos) << result.err;
+  std::istringstream lines(result.out);
+  std::string line;
+  for (const auto& [question, answer] : cases) {
+    ASSERT_TRUE(std::getline(lines, line)) << result.out;
+    std::string got = nlohmann::json::parse(line)["answer"];
+    got.erase(0, got.find_first_not_of(' '));
+    EXPECT_EQ(got, answer) << question;
+  }
+}
+
 TEST_F(KbCliTest, WrongModelAndMissingQuestionAreClearErrors) {
   auto result = run_frugal({"ask", "-m", test::shared_path("models/tiny-llama-spm.gguf").string(), "--kb", kb(),
                             "Who?"});
