@@ -137,6 +137,10 @@ class KvCache {
   std::vector<Region> keys_, values_;  // [layer] of capacity rows
 };
 
+// Copies the keys and values of `position` (every layer) into a trie slot,
+// widening F16 rows to the trie's F32. Throws Error when the row shapes differ.
+void copy_kv_rows(const KvCache& cache, int64_t position, KvTrie& trie, KvSlot slot);
+
 // One token of a batch over a KvTrie: the token of `node` (already created
 // with KvTrie::extend), at position depth(node) - 1. Its keys and values go
 // into the node's slot; it attends to the slots on its path.

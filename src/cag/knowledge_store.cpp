@@ -16,8 +16,7 @@ size_t KnowledgeStore::add(const std::string& name, const std::filesystem::path&
                            const KnowledgeLoadOptions& options) {
   if (entries_.count(name)) throw Error(fmt::format("a knowledge cache named '{}' is already loaded", name));
   KnowledgeCache cache = KnowledgeCache::load(path, model_, tokenizer_, options);
-  KvCache& rows = cache.cache();
-  const KvLayout& layout = trie_.layout();
+  const KvCache& rows = cache.cache();
   const auto tokens = cache.tokens();
   KvNode node = KvTrie::kRoot;
   size_t shared = 0;
@@ -28,20 +27,7 @@ size_t KnowledgeStore::add(const std::string& name, const std::filesystem::path&
       ++shared;  // computed for an earlier cache with the same beginning
       continue;
     }
-    const KvSlot slot = trie_.slot(node);
-    for (int64_t layer = 0; layer < layout.layers; ++layer) {
-      const auto* key = rows.key_row(layer, static_cast<int64_t>(position));
-      const auto* value = rows.value_row(layer, static_cast<int64_t>(position));
-      if (rows.precision() == KvPrecision::F32) {
-        std::memcpy(trie_.key_row(layer, slot), key, layout.row_bytes());
-        std::memcpy(trie_.value_row(layer, slot), value, layout.row_bytes());
-      } else {  // the trie holds F32 rows
-        dequantize_row(TensorType::F16, key, reinterpret_cast<float*>(trie_.key_row(layer, slot)),
-                       static_cast<size_t>(layout.row_elements));
-        dequantize_row(TensorType::F16, value, reinterpret_cast<float*>(trie_.value_row(layer, slot)),
-                       static_cast<size_t>(layout.row_elements));
-      }
-    }
+    copy_kv_rows(rows, static_cast<int64_t>(position), trie_, trie_.slot(node));
   }
   trie_.retain(node);
   entries_[name] = Entry{node, std::vector<TokenId>(tokens.begin(), tokens.end()), cache.prompt()};

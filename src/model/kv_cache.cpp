@@ -11,6 +11,7 @@
 
 #include "frugal/error.h"
 #include "frugal/model.h"
+#include "frugal/quant.h"
 
 namespace frugal {
 
@@ -190,6 +191,28 @@ bool KvCache::map_prefix(int fd, int64_t tokens, std::span<const uint64_t> key_o
   }
   size_ = tokens;
   return aligned;
+}
+
+void copy_kv_rows(const KvCache& cache, int64_t position, KvTrie& trie, KvSlot slot) {
+  const KvLayout& layout = trie.layout();
+  if (layout.layers != cache.layer_count() || static_cast<size_t>(layout.row_elements) != cache.row_elements() ||
+      layout.element_bytes != sizeof(float)) {
+    throw Error(fmt::format("keys and values of {} layers x {} values do not fit a store of {} layers x {} values",
+                            cache.layer_count(), cache.row_elements(), layout.layers, layout.row_elements));
+  }
+  for (int64_t layer = 0; layer < layout.layers; ++layer) {
+    const void* key = cache.key_row(layer, position);
+    const void* value = cache.value_row(layer, position);
+    if (cache.precision() == KvPrecision::F32) {
+      std::memcpy(trie.key_row(layer, slot), key, layout.row_bytes());
+      std::memcpy(trie.value_row(layer, slot), value, layout.row_bytes());
+    } else {
+      dequantize_row(TensorType::F16, key, reinterpret_cast<float*>(trie.key_row(layer, slot)),
+                     static_cast<size_t>(layout.row_elements));
+      dequantize_row(TensorType::F16, value, reinterpret_cast<float*>(trie.value_row(layer, slot)),
+                     static_cast<size_t>(layout.row_elements));
+    }
+  }
 }
 
 }  // namespace frugal

@@ -1,0 +1,333 @@
+#include "frugal/scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "frugal/error.h"
+#include "frugal/generation_text.h"
+#include "frugal/sampler.h"
+
+namespace frugal {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+}  // namespace
+
+// One job from admission to its end. Only the scheduler thread touches it
+// once it runs.
+struct GenerationScheduler::Sequence {
+  explicit Sequence(GenerationJob j)
+      : job(std::move(j)), sampler(job.options.sampling), stops(job.options.stop_strings) {}
+
+  GenerationJob job;
+  std::promise<GenerationResult> promise;
+  Sampler sampler;
+  StopStringMatcher stops;
+  Utf8StreamBuffer utf8;
+  std::vector<TokenId> history;  // prompt and answer, for the repetition penalty
+  KvNode tip = KvTrie::kRoot;    // the last token in the store; this sequence holds a handle on it
+  size_t read = 0;               // prompt tokens in the store so far
+  TokenId pending = -1;          // sampled, to be fed at the next step (-1: still reading the prompt)
+  bool finished = false;         // result or error set, handle released
+  int64_t budget = 0;            // answer tokens allowed
+  GenerationResult result;
+  Clock::time_point submitted, first_step;
+  bool started = false;
+
+  bool reading_prompt() const { return pending < 0; }
+  bool cancelled() const { return job.cancel && job.cancel->load(); }
+};
+
+GenerationScheduler::GenerationScheduler(Model& model, const Tokenizer& tokenizer, SchedulerOptions options)
+    : model_(model), tokenizer_(tokenizer), options_(std::move(options)), store_(model.kv_layout()) {
+  check_tokenizer_matches(model, tokenizer);
+  if (options_.parallel == 0) throw Error("the scheduler needs at least one parallel sequence (--parallel >= 1)");
+  if (options_.context < 2) throw Error(fmt::format("a context of {} tokens holds no answer", options_.context));
+  options_.prompt_chunk = std::max<size_t>(options_.prompt_chunk, 1);
+  thread_ = std::thread([this] { loop(); });
+}
+
+GenerationScheduler::~GenerationScheduler() {
+  stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+size_t GenerationScheduler::pin_prefix(std::span<const TokenId> tokens, const KvCache& rows) {
+  if (static_cast<int64_t>(tokens.size()) > rows.size()) {
+    throw Error(fmt::format("{} tokens to pin but only {} rows of keys and values", tokens.size(), rows.size()));
+  }
+  std::lock_guard lock(store_mutex_);
+  KvNode node = KvTrie::kRoot;
+  size_t shared = 0;
+  for (size_t position = 0; position < tokens.size(); ++position) {
+    bool created = false;
+    node = store_.extend(node, tokens[position], &created);
+    if (created) {
+      copy_kv_rows(rows, static_cast<int64_t>(position), store_, store_.slot(node));
+    } else {
+      ++shared;
+    }
+  }
+  if (node != KvTrie::kRoot) store_.retain(node);  // for good: nothing releases it
+  return shared;
+}
+
+std::future<GenerationResult> GenerationScheduler::submit(GenerationJob job) {
+  if (job.prompt.empty()) throw Error("the prompt is empty: nothing to process");
+  if (static_cast<int64_t>(job.prompt.size()) >= options_.context) {
+    throw Error(fmt::format("the prompt ({} tokens) does not fit in the context of {} tokens", job.prompt.size(),
+                            options_.context));
+  }
+  auto sequence = std::make_unique<Sequence>(std::move(job));
+  sequence->submitted = Clock::now();
+  sequence->result.prompt_tokens = sequence->job.prompt.size();
+  sequence->result.seed = sequence->sampler.seed_used();
+  const int64_t room = options_.context - static_cast<int64_t>(sequence->job.prompt.size());
+  sequence->budget = sequence->job.options.max_tokens < 0 ? room : sequence->job.options.max_tokens;
+  auto future = sequence->promise.get_future();
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) throw Error("the scheduler is stopping: no new generations");
+    waiting_.push_back(std::move(sequence));
+    stats_.waiting = waiting_.size();
+  }
+  wake_.notify_one();
+  return future;
+}
+
+SchedulerStats GenerationScheduler::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void GenerationScheduler::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+}
+
+void GenerationScheduler::loop() {
+  for (;;) {
+    std::vector<std::unique_ptr<Sequence>> incoming;
+    bool stop_now = false;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !waiting_.empty() || !running_.empty(); });
+      stop_now = stopping_;
+      if (stop_now) {
+        incoming = std::move(waiting_);
+        waiting_.clear();
+      } else {
+        const size_t free = options_.parallel - std::min(options_.parallel, running_.size());
+        const size_t take = std::min(free, waiting_.size());
+        for (size_t i = 0; i < take; ++i) incoming.push_back(std::move(waiting_[i]));
+        waiting_.erase(waiting_.begin(), waiting_.begin() + static_cast<long>(take));
+      }
+      stats_.waiting = waiting_.size();
+    }
+    if (stop_now) {
+      std::lock_guard store_lock(store_mutex_);
+      for (auto& s : incoming) finish(*s, StopReason::Cancelled);
+      for (auto& s : running_) finish(*s, StopReason::Cancelled);
+      running_.clear();
+      std::lock_guard lock(mutex_);
+      stats_.running = 0;
+      return;
+    }
+    std::lock_guard store_lock(store_mutex_);
+    admit(incoming);
+    try {
+      if (!running_.empty()) step();
+    } catch (...) {  // the store itself failed (out of memory): these sequences cannot go on
+      const auto error = std::current_exception();
+      for (auto& s : running_) fail(*s, error);
+      running_.clear();
+    }
+    trim_cache();
+    std::lock_guard lock(mutex_);
+    stats_.running = running_.size();
+    stats_.store = store_.stats();
+  }
+}
+
+// A new sequence starts after the longest prefix of its prompt already in
+// the store; if that is the whole prompt, its last token is read again for
+// its logits (without rewriting its keys and values).
+void GenerationScheduler::admit(std::vector<std::unique_ptr<Sequence>>& incoming) {
+  for (auto& s : incoming) {
+    if (s->cancelled()) {
+      finish(*s, StopReason::Cancelled);
+      continue;
+    }
+    auto [node, length] = store_.match_prefix(s->job.prompt);
+    if (length == s->job.prompt.size()) {
+      node = store_.parent(node);
+      --length;
+    }
+    s->tip = node;
+    if (node != KvTrie::kRoot) store_.retain(node);
+    s->read = length;
+    s->history = s->job.options.preceding_tokens;
+    s->history.insert(s->history.end(), s->job.prompt.begin(), s->job.prompt.end());
+    running_.push_back(std::move(s));
+  }
+}
+
+void GenerationScheduler::advance(Sequence& sequence, KvNode next) {
+  store_.retain(next);
+  if (sequence.tip != KvTrie::kRoot) store_.release(sequence.tip, true);
+  sequence.tip = next;
+}
+
+void GenerationScheduler::step() {
+  std::vector<TrieBatchEntry> entries;
+  std::vector<Sequence*> owners;  // the sequence of each logits row, in order
+  // Answers first: one token each. Then prompts, in arrival order, up to
+  // the chunk.
+  for (auto& s : running_) {
+    if (s->reading_prompt() || s->cancelled()) continue;
+    bool created = false;
+    const KvNode next = store_.extend(s->tip, s->pending, &created);
+    advance(*s, next);
+    entries.push_back({next, true, created});
+    owners.push_back(s.get());
+  }
+  size_t chunk = options_.prompt_chunk;
+  for (auto& s : running_) {
+    if (!s->reading_prompt() || s->cancelled() || chunk == 0) continue;
+    if (!s->started) {
+      s->started = true;
+      s->first_step = Clock::now();
+    }
+    const auto& prompt = s->job.prompt;
+    const size_t count = std::min(chunk, prompt.size() - s->read);
+    for (size_t i = 0; i < count; ++i) {
+      bool created = false;
+      const KvNode next = store_.extend(s->tip, prompt[s->read + i], &created);
+      advance(*s, next);
+      const bool last = s->read + i + 1 == prompt.size();
+      // A node that already exists holds its rows (or gets them from another
+      // entry of this batch: every entry's keys and values of a layer are
+      // stored before any attends); only a last token is run for its logits.
+      if (created || last) entries.push_back({next, last, created});
+      if (last) owners.push_back(s.get());
+    }
+    s->read += count;
+    chunk -= count;
+  }
+  if (!entries.empty()) {
+    std::vector<float> logits;
+    try {
+      if (options_.before_step) options_.before_step();
+      logits = model_.forward(entries, store_);
+      if (options_.after_step) options_.after_step();
+    } catch (...) {
+      const auto error = std::current_exception();
+      for (auto& s : running_) fail(*s, error);
+      running_.clear();
+      return;
+    }
+    const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
+    for (size_t row = 0; row < owners.size(); ++row) {
+      Sequence& s = *owners[row];
+      if (s.finished) continue;
+      try {
+        accept_token(s, std::span<const float>(logits).subspan(row * vocab, vocab));
+      } catch (...) {
+        fail(s, std::current_exception());
+      }
+    }
+    std::lock_guard lock(mutex_);
+    ++stats_.steps;
+    stats_.batched_tokens += entries.size();
+  }
+  for (auto& s : running_) {
+    if (s->cancelled()) finish(*s, StopReason::Cancelled);
+  }
+  std::erase_if(running_, [](const std::unique_ptr<Sequence>& s) { return s->finished; });
+}
+
+// Samples the next token of `sequence` from its logits; finishes it when
+// the answer is over. Returns whether it goes on.
+bool GenerationScheduler::accept_token(Sequence& s, std::span<const float> logits) {
+  GenerationResult& result = s.result;
+  const TokenId token = s.sampler.sample(logits, s.history);
+  if (result.tokens.empty()) {
+    result.first_token_seconds = seconds_since(s.submitted);
+    result.prompt_seconds = std::chrono::duration<double>(Clock::now() - s.first_step).count();
+  }
+  result.tokens.push_back(token);
+  s.history.push_back(token);
+  if (tokenizer_.is_end_of_generation(token)) {
+    finish(s, StopReason::EndOfGeneration);
+    return false;
+  }
+  const auto out = s.stops.push(s.utf8.push(tokenizer_.token_to_piece(token, s.job.options.render_special)));
+  if (!out.text.empty()) {
+    result.text += out.text;
+    if (s.job.on_text && !s.job.on_text(out.text)) {
+      finish(s, StopReason::Cancelled);
+      return false;
+    }
+  }
+  if (out.stopped) {
+    finish(s, StopReason::StopString);
+    return false;
+  }
+  if (static_cast<int64_t>(result.tokens.size()) >= s.budget) {
+    finish(s, StopReason::MaxTokens);
+    return false;
+  }
+  // The token would be fed at position prompt + answer - 1.
+  if (static_cast<int64_t>(s.job.prompt.size() + result.tokens.size()) >= options_.context) {
+    finish(s, StopReason::ContextFull);
+    return false;
+  }
+  s.pending = token;
+  return true;
+}
+
+void GenerationScheduler::finish(Sequence& s, StopReason reason) {
+  if (s.finished) return;
+  GenerationResult& result = s.result;
+  result.stop_reason = reason;
+  if (reason != StopReason::Cancelled && !s.stops.stopped()) {
+    const std::string tail = s.stops.push(s.utf8.flush()).text + s.stops.flush();
+    if (!tail.empty()) {
+      result.text += tail;
+      if (s.job.on_text) s.job.on_text(tail);
+    }
+  }
+  if (s.started) result.generation_seconds = seconds_since(s.first_step) - result.prompt_seconds;
+  if (s.tip != KvTrie::kRoot) store_.release(s.tip, true);
+  s.tip = KvTrie::kRoot;
+  s.finished = true;
+  if (s.job.on_finish) s.job.on_finish(&result);
+  s.promise.set_value(std::move(result));
+}
+
+void GenerationScheduler::fail(Sequence& s, std::exception_ptr error) {
+  if (s.finished) return;
+  if (s.tip != KvTrie::kRoot) store_.release(s.tip, true);
+  s.tip = KvTrie::kRoot;
+  s.finished = true;
+  if (s.job.on_finish) s.job.on_finish(nullptr);
+  s.promise.set_exception(error);
+}
+
+// Keeps at most cache_bytes of keys and values nobody uses any more.
+void GenerationScheduler::trim_cache() {
+  const KvTrieStats stats = store_.stats();
+  const size_t cached = stats.cached_nodes * store_.layout().slot_bytes();
+  if (cached > options_.cache_bytes) store_.evict_until(stats.live_bytes - (cached - options_.cache_bytes));
+}
+
+}  // namespace frugal
