@@ -1,8 +1,9 @@
 // `frugal serve`: an OpenAI-compatible HTTP API over one model, with
 // knowledge caches as extra models ("MODEL@KB") and Prometheus metrics.
-// First version: requests are answered one at a time in arrival order, with
-// a bounded queue (429 when full); continuous batching across requests is
-// issue #6's next step.
+// Requests are batched continuously (GenerationScheduler): up to `parallel`
+// answers advance together, one forward pass a step, sharing the keys and
+// values of common prompt beginnings (knowledge caches, system prompts,
+// earlier chat turns); more wait in a bounded queue (429 when full).
 #pragma once
 
 #include <filesystem>
@@ -22,10 +23,11 @@ struct ServerOptions {
   std::string api_key;           // empty: no authentication
   std::string model_name;        // id in /v1/models (default: the file's stem)
   std::vector<std::pair<std::string, std::filesystem::path>> knowledge;  // NAME=FILE.fkv
-  size_t queue_limit = 16;       // requests waiting beyond the one running; more get 429
+  size_t parallel = 4;           // answers generated at once (continuous batching)
+  size_t queue_limit = 16;       // requests waiting beyond the `parallel` running; more get 429
   size_t max_body_bytes = 1 << 20;
   int64_t context = 0;           // per request; 0: the model's training context, at most 4096
-  KvPrecision precision = KvPrecision::F32;
+  KvPrecision precision = KvPrecision::F32;  // F32 only: the batching store holds F32 rows
   std::string chat_template;     // format name overriding the model's template
 };
 

@@ -22,6 +22,7 @@ struct ServeArguments {
   int port = 8080;
   std::string api_key;
   size_t queue = 16;
+  size_t parallel = 4;
   std::string name;
   std::string chat_template;
 };
@@ -41,6 +42,7 @@ void serve(const ServeArguments& args) {
   options.port = args.port;
   options.api_key = args.api_key;
   options.queue_limit = args.queue;
+  options.parallel = args.parallel;
   options.model_name = args.name;
   options.context = loaded.context;
   options.precision = loaded.cache_precision;
@@ -79,7 +81,10 @@ void add_serve_command(CLI::App& app) {
   command->add_option("--host", args->host, "address to listen on")->capture_default_str();
   command->add_option("--port", args->port, "port (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
   command->add_option("--api-key", args->api_key, "require Authorization: Bearer KEY");
-  command->add_option("--queue", args->queue, "requests that may wait; more get HTTP 429")
+  command->add_option("--parallel", args->parallel, "answers generated at once, batched in one pass per token")
+      ->check(CLI::Range(size_t{1}, size_t{256}))
+      ->capture_default_str();
+  command->add_option("--queue", args->queue, "requests that may wait beyond --parallel; more get HTTP 429")
       ->check(CLI::Range(size_t{0}, size_t{4096}))
       ->capture_default_str();
   command->add_option("--name", args->name, "model id in the API (default: the file name without .gguf)");

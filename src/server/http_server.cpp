@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <ctime>
+#include <deque>
 #include <map>
 #include <mutex>
 
@@ -16,6 +18,7 @@
 #include "frugal/error.h"
 #include "frugal/generate.h"
 #include "frugal/knowledge_cache.h"
+#include "frugal/scheduler.h"
 #include "frugal/server.h"
 #include "server/metrics.h"
 #include "server/openai_api.h"
@@ -34,12 +37,19 @@ struct Server::Impl {
   const Tokenizer& tokenizer;
   ServerOptions options;
   httplib::Server http;
-  std::map<std::string, std::unique_ptr<KnowledgeCache>> knowledge;
+  // A knowledge model's prefix lives pinned in the scheduler's store; a
+  // question is encoded after it with the cache's layout.
+  struct Knowledge {
+    std::vector<TokenId> tokens;
+    PromptTemplate prompt;
+  };
+  std::map<std::string, Knowledge> knowledge;
   ChatFormat chat_format = ChatFormat::ChatML;
   server::Metrics metrics;
   EnergyMeter meter;
-  std::mutex engine;  // one generation at a time (the model's thread pool is shared)
-  std::atomic<size_t> in_flight{0}, running{0};  // admitted (waiting or generating), generating
+  EnergyMeter::Mark step_mark{};  // the scheduler thread's, around each batch
+  std::unique_ptr<GenerationScheduler> scheduler;
+  std::atomic<size_t> in_flight{0};  // admitted requests, waiting or generating
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> next_id{1};
   int bound_port = -1;
@@ -55,12 +65,12 @@ namespace {
 
 int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
 
-// Counts a request from admission to its end; refuses when `limit` requests
-// already wait besides the one generating.
+// Counts a request from admission to its end; refuses when `limit`
+// requests are already admitted (generating or waiting).
 class Admission {
  public:
   Admission(std::atomic<size_t>& in_flight, size_t limit) : in_flight_(in_flight) {
-    if (in_flight_.fetch_add(1) > limit) {
+    if (in_flight_.fetch_add(1) >= limit) {
       in_flight_.fetch_sub(1);
       throw ApiError(429, "rate_limit_error", "the server is busy: too many requests are waiting; retry later",
                      "", "queue_full");
@@ -74,16 +84,13 @@ class Admission {
   std::atomic<size_t>& in_flight_;
 };
 
-// Counts a request as generating for as long as it holds the engine.
-class Running {
- public:
-  explicit Running(std::atomic<size_t>& count) : count_(count) { ++count_; }
-  ~Running() { --count_; }
-  Running(const Running&) = delete;
-  Running& operator=(const Running&) = delete;
-
- private:
-  std::atomic<size_t>& count_;
+// Text of one streamed answer, handed from the scheduler thread to the
+// connection's thread (a slow client never holds up the batch).
+struct StreamChannel {
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<std::string> pieces;
+  bool finished = false;
 };
 
 std::string finish_reason(StopReason reason) {
@@ -110,9 +117,9 @@ void Server::Impl::reply_error(httplib::Response& response, const ApiError& erro
 json Server::Impl::models() const {
   json data = json::array();
   data.push_back({{"id", options.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "frugal"}});
-  for (const auto& [name, cache] : knowledge) {
+  for (const auto& [name, kb] : knowledge) {
     data.push_back({{"id", options.model_name + "@" + name}, {"object", "model"}, {"created", 0},
-                    {"owned_by", "frugal"}, {"knowledge_tokens", cache->tokens().size()}});
+                    {"owned_by", "frugal"}, {"knowledge_tokens", kb.tokens.size()}});
   }
   return {{"object", "list"}, {"data", data}};
 }
@@ -121,22 +128,22 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   const auto start = Clock::now();
   check_key(http_request);
   const CompletionRequest request = server::parse_completion_request(http_request.body, chat);
-  KnowledgeCache* cache = nullptr;
+  const Knowledge* kb = nullptr;
   if (request.model != options.model_name) {
     const auto at = request.model.find('@');
-    const auto kb = at == std::string::npos ? knowledge.end() : knowledge.find(request.model.substr(at + 1));
-    if (at == std::string::npos || request.model.substr(0, at) != options.model_name || kb == knowledge.end()) {
+    const auto found = at == std::string::npos ? knowledge.end() : knowledge.find(request.model.substr(at + 1));
+    if (at == std::string::npos || request.model.substr(0, at) != options.model_name || found == knowledge.end()) {
       throw ApiError(404, "invalid_request_error",
                      fmt::format("the model '{}' does not exist; GET /v1/models lists them", request.model), "model",
                      "model_not_found");
     }
-    cache = kb->second.get();
+    kb = &found->second;
   }
   // The prompt: a chat in the model's format, a plain prompt, or (over a
-  // knowledge cache) the question alone after the cached knowledge.
+  // knowledge cache) its knowledge and then the question.
   std::vector<TokenId> prompt;
-  std::string question;
-  if (cache) {
+  if (kb) {
+    std::string question;
     if (chat) {
       for (auto it = request.messages.rbegin(); it != request.messages.rend() && question.empty(); ++it) {
         if (it->role == "user") question = it->content;
@@ -145,6 +152,9 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     } else {
       question = request.prompt;
     }
+    prompt = kb->tokens;
+    const auto encoded = encode_question(tokenizer, kb->prompt, question);
+    prompt.insert(prompt.end(), encoded.begin(), encoded.end());
   } else if (chat) {
     std::string rendered;
     try {
@@ -156,11 +166,11 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   } else {
     prompt = tokenizer.encode(request.prompt, true, false);
   }
-  const int64_t context = options.context;
-  const size_t prompt_tokens = cache ? cache->prompt_tokens(question).size() : prompt.size();
-  if (static_cast<int64_t>(prompt_tokens) >= context || (prompt.empty() && !cache)) {
+  const size_t prompt_tokens = prompt.size();
+  if (static_cast<int64_t>(prompt_tokens) >= options.context || prompt.empty()) {
     throw ApiError(400, "invalid_request_error",
-                   fmt::format("the prompt has {} tokens; this model's context holds {}", prompt_tokens, context),
+                   fmt::format("the prompt has {} tokens; this model's context holds {}", prompt_tokens,
+                               options.context),
                    chat ? "messages" : "prompt", "context_length_exceeded");
   }
 
@@ -176,67 +186,105 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", next_id.fetch_add(1));
   const int64_t created = unix_now();
   const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
+  const size_t cached_tokens = kb ? kb->tokens.size() : 0;
 
-  // Runs one completion under the engine lock; `on_text` false cancels.
-  // Copies: a streamed answer runs after this handler has returned.
-  auto run_one = [this, cache, prompt, question, context](const GenerationOptions& settings,
-                                                           const TextCallback& on_text) {
-    auto checked = [this, &on_text](std::string_view text) { return !stopping.load() && (!on_text || on_text(text)); };
-    if (cache) return cache->ask(question, settings, checked);
-    KvCache kv(model.config(), context, options.precision);
-    return generate(model, tokenizer, kv, prompt, settings, checked);
-  };
-  auto account = [this, start, prompt_tokens](const GenerationResult& result, Clock::time_point began, double joules) {
-    metrics.tokens(prompt_tokens, result.tokens.size());
-    metrics.latency(std::chrono::duration<double>(began - start).count() + result.first_token_seconds,
+  // Every answer is counted when it ends, on the scheduler thread, whether
+  // or not its client is still there to read it.
+  const auto submitted = Clock::now();
+  auto account = [this, start, submitted, prompt_tokens](const GenerationResult* result) {
+    if (!result) return;
+    metrics.tokens(prompt_tokens, result->tokens.size());
+    metrics.latency(std::chrono::duration<double>(submitted - start).count() + result->first_token_seconds,
                     std::chrono::duration<double>(Clock::now() - start).count());
-    metrics.add_joules(joules, meter.measured());
+  };
+  auto submit = [this](GenerationJob job) {
+    if (stopping) throw ApiError(503, "server_error", "the server is shutting down");
+    try {
+      return scheduler->submit(std::move(job));
+    } catch (const Error&) {
+      if (stopping) throw ApiError(503, "server_error", "the server is shutting down");
+      throw;
+    }
   };
 
-  auto admission = std::make_shared<Admission>(in_flight, options.queue_limit);
+  auto admission = std::make_shared<Admission>(in_flight, options.queue_limit + options.parallel);
   if (!request.stream) {
+    // The n choices are n sequences of the batch, sharing the prompt's keys and values.
+    std::vector<std::future<GenerationResult>> futures;
+    for (int i = 0; i < request.n; ++i) {
+      GenerationJob job{prompt, generation};
+      job.on_finish = account;
+      futures.push_back(submit(std::move(job)));
+      if (generation.sampling.seed != SamplingParams{}.seed) ++generation.sampling.seed;  // n distinct samples
+    }
     std::vector<server::Choice> choices;
     size_t completion_tokens = 0;
-    {
-      std::lock_guard lock(engine);
-      const Running generating(running);
-      for (int i = 0; i < request.n; ++i) {
-        const auto began = Clock::now();
-        const auto mark = meter.mark();
-        const GenerationResult result = run_one(generation, {});
-        account(result, began, meter.joules_since(mark));
-        if (stopping) throw ApiError(503, "server_error", "the server is shutting down");
-        choices.push_back({result.text, finish_reason(result.stop_reason)});
-        completion_tokens += result.tokens.size();
-        if (generation.sampling.seed != SamplingParams{}.seed) ++generation.sampling.seed;  // n distinct samples
+    for (auto& future : futures) {
+      const GenerationResult result = future.get();
+      if (result.stop_reason == StopReason::Cancelled) {
+        throw ApiError(503, "server_error", "the server is shutting down");
       }
+      choices.push_back({result.text, finish_reason(result.stop_reason)});
+      completion_tokens += result.tokens.size();
     }
     json body = server::completion_response(request, id, created, choices, prompt_tokens, completion_tokens);
-    if (cache) body["usage"]["prompt_tokens_details"] = {{"cached_tokens", cache->tokens().size()}};
+    if (kb) body["usage"]["prompt_tokens_details"] = {{"cached_tokens", cached_tokens}};
     response.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
     metrics.request(endpoint, 200);
     return;
   }
-  // Streaming: headers go out now; the provider runs the generation and
-  // writes each piece as an SSE chunk. A failed write (client gone) cancels.
+  // Streaming: the scheduler thread puts each piece in a channel; this
+  // connection's thread writes it as an SSE chunk. A failed write (client
+  // gone) cancels the sequence.
+  auto channel = std::make_shared<StreamChannel>();
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  GenerationJob job{prompt, generation};
+  job.cancel = cancel;
+  job.on_text = [channel, cancel](std::string_view text) {
+    {
+      std::lock_guard lock(channel->mutex);
+      channel->pieces.emplace_back(text);
+    }
+    channel->wake.notify_one();
+    return !cancel->load();
+  };
+  job.on_finish = [channel, account](const GenerationResult* result) {
+    account(result);
+    {
+      std::lock_guard lock(channel->mutex);
+      channel->finished = true;
+    }
+    channel->wake.notify_one();
+  };
+  auto future = std::make_shared<std::future<GenerationResult>>(submit(std::move(job)));
   metrics.request(endpoint, 200);
   response.set_header("Cache-Control", "no-cache");
   response.set_chunked_content_provider(
       "text/event-stream",
-      [this, admission, run_one, account, request, generation, id, created](size_t, httplib::DataSink& sink) {
-        std::lock_guard lock(engine);
-        const Running generating(running);
-        bool first = true, connected = true;
-        const auto began = Clock::now();
-        const auto mark = meter.mark();
-        GenerationResult result;
-        try {
-          result = run_one(generation, [&](std::string_view text) {
+      [admission, channel, cancel, future, request, id, created](size_t, httplib::DataSink& sink) {
+        bool first = true;
+        for (;;) {
+          std::deque<std::string> pieces;
+          bool finished = false;
+          {
+            std::unique_lock lock(channel->mutex);
+            channel->wake.wait(lock, [&] { return channel->finished || !channel->pieces.empty(); });
+            pieces.swap(channel->pieces);
+            finished = channel->finished;
+          }
+          for (const auto& text : pieces) {
             const std::string chunk = server::stream_chunk(request, id, created, text, "", first);
             first = false;
-            connected = connected && sink.is_writable() && sink.write(chunk.data(), chunk.size());
-            return connected;
-          });
+            if (!sink.is_writable() || !sink.write(chunk.data(), chunk.size())) {
+              cancel->store(true);  // the client went away: drop the connection
+              return false;
+            }
+          }
+          if (finished) break;
+        }
+        GenerationResult result;
+        try {
+          result = future->get();
         } catch (const std::exception& e) {
           // Headers are gone: the error travels as a last event.
           const std::string event = "data: " + server::error_body(ApiError(500, "server_error", e.what())) + "\n\n";
@@ -244,17 +292,13 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
           sink.done();
           return false;
         }
-        account(result, began, meter.joules_since(mark));
-        if (connected) {
-          const std::string last = server::stream_chunk(request, id, created, "", finish_reason(result.stop_reason),
-                                                         first);
-          const std::string done = "data: [DONE]\n\n";
-          sink.write(last.data(), last.size());
-          sink.write(done.data(), done.size());
-          sink.done();
-          return true;  // complete: the connection may be kept alive
-        }
-        return false;  // the client went away: drop the connection
+        const std::string last = server::stream_chunk(request, id, created, "", finish_reason(result.stop_reason),
+                                                      first);
+        const std::string done = "data: [DONE]\n\n";
+        sink.write(last.data(), last.size());
+        sink.write(done.data(), done.size());
+        sink.done();
+        return true;  // complete: the connection may be kept alive
       });
 }
 
@@ -268,18 +312,32 @@ void Server::Impl::setup() {
   } else if (const std::string jinja = model.file().get_string_or("tokenizer.chat_template", ""); !jinja.empty()) {
     chat_format = detect_chat_format(jinja);
   }
-  uint64_t kv_bytes = 0;
+  if (options.precision != KvPrecision::F32) {
+    throw Error("frugal serve keeps keys and values in F32 (its shared-prefix store); leave out --cache-type f16");
+  }
+  SchedulerOptions batching;
+  batching.parallel = options.parallel;
+  batching.context = options.context;
+  batching.before_step = [this] { step_mark = meter.mark(); };
+  batching.after_step = [this] { metrics.add_joules(meter.joules_since(step_mark), meter.measured()); };
+  scheduler = std::make_unique<GenerationScheduler>(model, tokenizer, batching);
   for (const auto& [name, path] : options.knowledge) {
     if (name.empty() || name.find('@') != std::string::npos || knowledge.count(name)) {
       throw Error(fmt::format("knowledge cache name '{}' is empty, repeated or contains '@'", name));
     }
     KnowledgeLoadOptions load;
     load.context = std::max<int64_t>(options.context, 0);
-    auto cache = std::make_unique<KnowledgeCache>(KnowledgeCache::load(path, model, tokenizer, load));
-    kv_bytes += cache->kv_bytes();
-    knowledge.emplace(name, std::move(cache));
+    // Its keys and values go into the store for good; the file is closed again.
+    KnowledgeCache cache = KnowledgeCache::load(path, model, tokenizer, load);
+    scheduler->pin_prefix(cache.tokens(), cache.cache());
+    knowledge.emplace(name, Knowledge{std::vector<TokenId>(cache.tokens().begin(), cache.tokens().end()),
+                                      cache.prompt()});
   }
-  metrics.set_kv_bytes(kv_bytes);
+  metrics.set_kv_bytes(scheduler->stats().store.live_bytes);
+  // Connections beyond the generating and waiting requests only wait for a
+  // thread; enough threads that admitted requests never do.
+  const size_t threads = options.parallel + options.queue_limit + 4;
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http.set_payload_max_length(options.max_body_bytes);
 
   auto guarded = [this](const std::string& endpoint, auto body) {
@@ -305,8 +363,9 @@ void Server::Impl::setup() {
     metrics.request("/v1/models", 200);
   }));
   http.Get("/metrics", guarded("/metrics", [this](const httplib::Request&, httplib::Response& response) {
-    const size_t generating = running.load();
-    metrics.set_queue(in_flight.load() - std::min(in_flight.load(), generating), generating);
+    const SchedulerStats stats = scheduler->stats();
+    metrics.set_scheduler(stats.waiting, stats.running, stats.steps, stats.batched_tokens);
+    metrics.set_kv_bytes(stats.store.live_bytes);
     response.set_content(metrics.render(), "text/plain; version=0.0.4");
   }));
   http.Post("/v1/chat/completions",
@@ -361,6 +420,7 @@ int Server::port() const { return impl_->bound_port; }
 
 void Server::stop() {
   impl_->stopping = true;
+  if (impl_->scheduler) impl_->scheduler->stop();  // answers in flight end as cancelled
   impl_->http.stop();
 }
 

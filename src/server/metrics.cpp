@@ -48,10 +48,12 @@ void Metrics::set_kv_bytes(uint64_t bytes) {
   kv_bytes_ = bytes;
 }
 
-void Metrics::set_queue(size_t waiting, size_t running) {
+void Metrics::set_scheduler(size_t waiting, size_t running, uint64_t steps, uint64_t batched_tokens) {
   std::lock_guard lock(mutex_);
   waiting_ = waiting;
   running_ = running;
+  steps_ = steps;
+  batched_tokens_ = batched_tokens;
 }
 
 void Metrics::add_joules(double joules, bool measured) {
@@ -73,11 +75,16 @@ std::string Metrics::render() const {
                      "counter\nfrugal_completion_tokens_total {}\n", completion_tokens_);
   out += ttft_.render("frugal_time_to_first_token_seconds", "Time from a request's start to its first token.");
   out += total_.render("frugal_request_duration_seconds", "Time from a request's start to its last token.");
-  out += fmt::format("# HELP frugal_kv_bytes Keys and values held by loaded knowledge caches.\n# TYPE frugal_kv_bytes "
-                     "gauge\nfrugal_kv_bytes {}\n", kv_bytes_);
+  out += fmt::format("# HELP frugal_kv_bytes Keys and values in the shared-prefix store (knowledge caches, answers "
+                     "running, prefixes kept for reuse).\n# TYPE frugal_kv_bytes gauge\nfrugal_kv_bytes {}\n", kv_bytes_);
   out += fmt::format("# HELP frugal_requests_waiting Requests queued.\n# TYPE frugal_requests_waiting gauge\n"
                      "frugal_requests_waiting {}\n# HELP frugal_requests_running Requests generating.\n"
                      "# TYPE frugal_requests_running gauge\nfrugal_requests_running {}\n", waiting_, running_);
+  out += fmt::format("# HELP frugal_batch_steps_total Forward passes of the batching scheduler.\n"
+                     "# TYPE frugal_batch_steps_total counter\nfrugal_batch_steps_total {}\n"
+                     "# HELP frugal_batched_tokens_total Tokens fed through those passes (all requests together).\n"
+                     "# TYPE frugal_batched_tokens_total counter\nfrugal_batched_tokens_total {}\n",
+                     steps_, batched_tokens_);
   if (joules_measured_) {
     out += fmt::format("# HELP frugal_energy_joules_total Energy of generation, from RAPL counters.\n"
                        "# TYPE frugal_energy_joules_total counter\nfrugal_energy_joules_total {}\n", joules_);

@@ -28,7 +28,9 @@ class Metrics {
   void tokens(size_t prompt, size_t completion);
   void latency(double ttft_seconds, double total_seconds);
   void set_kv_bytes(uint64_t bytes);
-  void set_queue(size_t waiting, size_t running);
+  // The batching scheduler's state: sequences waiting and running, forward
+  // passes (steps) and tokens fed through them so far.
+  void set_scheduler(size_t waiting, size_t running, uint64_t steps, uint64_t batched_tokens);
   void add_joules(double joules, bool measured);
   std::string render() const;
 
@@ -40,6 +42,7 @@ class Metrics {
   Histogram total_{{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}};
   uint64_t kv_bytes_ = 0;
   size_t waiting_ = 0, running_ = 0;
+  uint64_t steps_ = 0, batched_tokens_ = 0;
   double joules_ = 0;
   bool joules_measured_ = false;
 };

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <iostream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -179,6 +180,72 @@ TEST_F(ServerTest, KnowledgeModelAnswersAsItsCache) {
   EXPECT_EQ(answer["usage"]["prompt_tokens_details"]["cached_tokens"], cache.tokens().size());
 }
 
+// Continuous batching: requests that arrive together are answered in one
+// batch (fewer forward passes than tokens fed), each with the answer it gets
+// alone, and `n` choices are sequences of the same batch.
+TEST_F(ServerTest, ConcurrentRequestsAreBatchedAndAnswerAsAlone) {
+  ServerOptions options;
+  options.parallel = 4;
+  start(options);
+  const std::vector<std::string> questions = {"Name a colour.", "Count to five.", "Say hello.", "Name a fruit.",
+                                              "Name a city.", "Name a tree."};
+  // Long answers, so that the requests sent together overlap.
+  const auto long_body = [](const std::string& q, bool stream) {
+    json body = chat_body(q, stream);
+    body["max_tokens"] = 64;
+    return body;
+  };
+  const auto counter = [](const std::string& metrics, const std::string& name) {
+    const size_t at = metrics.find("\n" + name + " ");
+    return at == std::string::npos ? -1.0 : std::stod(metrics.substr(at + name.size() + 2));
+  };
+  const auto start_metrics = client_->Get("/metrics")->body;
+  std::vector<std::string> alone;
+  for (const auto& q : questions) {
+    auto r = post("/v1/chat/completions", long_body(q, false));
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    alone.push_back(json::parse(r->body)["choices"][0]["message"]["content"]);
+  }
+  const auto before = client_->Get("/metrics")->body;
+  std::vector<std::string> together(questions.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < questions.size(); ++i) {
+    clients.emplace_back([&, i] {
+      httplib::Client client("127.0.0.1", server_->port());
+      client.set_read_timeout(60, 0);
+      json body = long_body(questions[i], i % 2 == 1);
+      auto r = client.Post("/v1/chat/completions", body.dump(), "application/json");
+      if (!r || r->status != 200) return;
+      together[i] = i % 2 == 1 ? stream_text(r->body, true)
+                               : json::parse(r->body)["choices"][0]["message"]["content"].get<std::string>();
+    });
+  }
+  for (auto& c : clients) c.join();
+  for (size_t i = 0; i < questions.size(); ++i) EXPECT_EQ(together[i], alone[i]) << questions[i];
+  const auto after = client_->Get("/metrics")->body;
+  const double steps_alone =
+      counter(before, "frugal_batch_steps_total") - counter(start_metrics, "frugal_batch_steps_total");
+  const double steps_together = counter(after, "frugal_batch_steps_total") - counter(before, "frugal_batch_steps_total");
+  std::cout << "[ batching ] forward passes: " << steps_alone << " one request at a time, " << steps_together
+            << " sent together\n";
+  EXPECT_GT(steps_together, 0);
+  EXPECT_LT(steps_together, 0.8 * steps_alone) << "requests sent together should share forward passes";
+
+  // n = 3 seeded samples: three choices, the same three again for the same seed.
+  json body = chat_body("Tell a story.");
+  body["n"] = 3;
+  body["temperature"] = 1.0;
+  body["seed"] = 42;
+  auto first = post("/v1/chat/completions", body), second = post("/v1/chat/completions", body);
+  ASSERT_TRUE(first && second);
+  ASSERT_EQ(first->status, 200) << first->body;
+  const json a = json::parse(first->body), b = json::parse(second->body);
+  ASSERT_EQ(a["choices"].size(), 3u);
+  EXPECT_EQ(a["choices"], b["choices"]);
+  EXPECT_NE(a["choices"][0]["message"]["content"], a["choices"][1]["message"]["content"]);
+}
+
 TEST_F(ServerTest, BadRequestsGetOpenAiErrors) {
   ServerOptions options;
   options.api_key = "secret";
@@ -231,7 +298,8 @@ TEST_F(ServerTest, PromptOverTheContextIsRefused) {
 
 TEST_F(ServerTest, AFullQueueAnswers429) {
   ServerOptions options;
-  options.queue_limit = 0;  // nothing may wait behind a running request
+  options.parallel = 1;
+  options.queue_limit = 0;  // nothing may wait behind the running request
   start(options);
   json body = chat_body("Tell a long story.", true);
   body["max_tokens"] = 400;
