@@ -128,6 +128,7 @@ class KvTrie {
   size_t shared_slots_ = 0;
   size_t peak_slots_ = 0;
   size_t node_count_ = 0;
+  size_t unused_nodes_ = 0;  // nodes with no sequence handle on them or below (the cache)
   size_t evictions_ = 0;
 };
 

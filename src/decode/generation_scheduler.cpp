@@ -323,11 +323,15 @@ void GenerationScheduler::fail(Sequence& s, std::exception_ptr error) {
   s.promise.set_exception(error);
 }
 
-// Keeps at most cache_bytes of keys and values nobody uses any more.
+// Keeps at most cache_bytes of keys and values nobody uses any more; once
+// over, trims to 7/8 of it, so that the scan of the store that eviction
+// needs happens once in many steps.
 void GenerationScheduler::trim_cache() {
   const KvTrieStats stats = store_.stats();
   const size_t cached = stats.cached_nodes * store_.layout().slot_bytes();
-  if (cached > options_.cache_bytes) store_.evict_until(stats.live_bytes - (cached - options_.cache_bytes));
+  if (cached <= options_.cache_bytes) return;
+  const size_t keep = options_.cache_bytes / 8 * 7;
+  store_.evict_until(stats.live_bytes - (cached - keep));
 }
 
 }  // namespace frugal

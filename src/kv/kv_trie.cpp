@@ -1,7 +1,9 @@
 #include "frugal/kv_trie.h"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
+#include <queue>
 
 #include <fmt/format.h>
 
@@ -139,6 +141,7 @@ KvNode KvTrie::extend(KvNode parent, TokenId token, bool* created) {
   node.last_used = ++clock_;
   at(parent).children.emplace_back(token, id);
   ++node_count_;
+  ++unused_nodes_;  // no sequence handle on it or below it yet
   if (created) *created = true;
   return id;
 }
@@ -146,10 +149,11 @@ KvNode KvTrie::extend(KvNode parent, TokenId token, bool* created) {
 void KvTrie::add_users(KvNode node, int delta) {
   for (KvNode n = node; n != kRoot; n = at(n).parent) {
     Node& x = at(n);
-    const bool was_shared = x.users >= 2;
+    const bool was_shared = x.users >= 2, was_unused = x.users == 0;
     x.users += delta;
-    const bool is_shared = x.users >= 2;
+    const bool is_shared = x.users >= 2, is_unused = x.users == 0;
     if (was_shared != is_shared) shared_slots_ += is_shared ? 1 : static_cast<size_t>(-1);
+    if (was_unused != is_unused) unused_nodes_ += is_unused ? 1 : static_cast<size_t>(-1);
   }
 }
 
@@ -181,25 +185,32 @@ void KvTrie::free_node(KvNode node) {
   free_slots_.push_back(x.slot);
   --live_slots_;
   --node_count_;
+  if (x.users == 0) --unused_nodes_;
   x = Node{};
   free_nodes_.push_back(node);
 }
 
+// One pass collects the unreferenced nodes (leaves of the cache) into a
+// heap by last use; freeing one may turn its parent into a leaf, which joins
+// the heap. O(nodes + evicted log nodes) per call, not per evicted node.
 bool KvTrie::evict_until(size_t bytes) {
   const size_t slot_bytes = layout_.slot_bytes();
+  if (live_slots_ * slot_bytes <= bytes) return true;
+  using Candidate = std::pair<uint64_t, KvNode>;  // (last use, node): oldest on top
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> heap;
+  for (size_t i = 1; i < nodes_.size(); ++i) {
+    const Node& n = nodes_[i];
+    if (n.in_use && n.references() == 0) heap.emplace(n.last_used, static_cast<KvNode>(i));
+  }
   while (live_slots_ * slot_bytes > bytes) {
-    KvNode victim = -1;
-    uint64_t oldest = std::numeric_limits<uint64_t>::max();
-    for (size_t i = 1; i < nodes_.size(); ++i) {
-      const Node& n = nodes_[i];
-      if (n.in_use && n.references() == 0 && n.last_used < oldest) {
-        oldest = n.last_used;
-        victim = static_cast<KvNode>(i);
-      }
-    }
-    if (victim < 0) return false;
+    if (heap.empty()) return false;
+    const KvNode victim = heap.top().second;
+    heap.pop();
+    const KvNode parent = nodes_[static_cast<size_t>(victim)].parent;
     free_node(victim);
     ++evictions_;
+    const Node& p = nodes_[static_cast<size_t>(parent)];
+    if (parent != kRoot && p.references() == 0) heap.emplace(p.last_used, parent);
   }
   return true;
 }
@@ -245,9 +256,7 @@ KvTrieStats KvTrie::stats() const {
   s.peak_bytes = peak_slots_ * slot_bytes;
   s.allocated_bytes = pages_.size() * options_.slots_per_page * slot_bytes;
   s.nodes = node_count_;
-  for (size_t i = 1; i < nodes_.size(); ++i) {
-    if (nodes_[i].in_use && nodes_[i].users == 0) ++s.cached_nodes;
-  }
+  s.cached_nodes = unused_nodes_;
   s.evictions = evictions_;
   return s;
 }
