@@ -3,14 +3,14 @@
 // throughput, latency percentiles, failures and the server's RSS before and
 // after. Node.js only, no packages.
 //
-//   node bench/server_load.mjs [FRUGAL] [MODEL] [CLIENTS=32] [SECONDS=60] [MAX_TOKENS=16]
+//   node bench/server_load.mjs [FRUGAL] [MODEL] [CLIENTS=32] [SECONDS=60] [MAX_TOKENS=16] [PARALLEL=4] [PREFIX_CACHE_MIB=64]
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 
 const [frugal = "build/frugal", model = "../shared/models/tiny-llama-spm.gguf", clients = "32", seconds = "60",
-       maxTokens = "16"] = process.argv.slice(2);
-const server = spawn(frugal, ["serve", "-m", model, "--port", "0", "--queue", String(Number(clients) + 8)],
-                     { stdio: ["ignore", "ignore", "pipe"] });
+       maxTokens = "16", parallel = "4", prefixCache = "64"] = process.argv.slice(2);
+const server = spawn(frugal, ["serve", "-m", model, "--port", "0", "--queue", String(Number(clients) + 8),
+                              "--parallel", parallel, "--prefix-cache", prefixCache], { stdio: ["ignore", "ignore", "pipe"] });
 let timer;
 const port = await new Promise((resolve, reject) => {
   let text = "";
@@ -53,7 +53,7 @@ const rssAfter = rss();
 server.kill("SIGTERM");
 latencies.sort((a, b) => a - b);
 const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]?.toFixed(0);
-console.log(JSON.stringify({ clients: Number(clients), seconds: Number(elapsed.toFixed(1)), requests: latencies.length,
+console.log(JSON.stringify({ clients: Number(clients), parallel: Number(parallel), seconds: Number(elapsed.toFixed(1)), requests: latencies.length,
   failures, requests_per_second: Number((latencies.length / elapsed).toFixed(2)),
   tokens_per_second: Number((tokens / elapsed).toFixed(1)), latency_ms_p50: Number(pct(50)),
   latency_ms_p99: Number(pct(99)), rss_mib_before: Number(rssBefore.toFixed(1)),

@@ -24,6 +24,7 @@ struct ServerOptions {
   std::string model_name;        // id in /v1/models (default: the file's stem)
   std::vector<std::pair<std::string, std::filesystem::path>> knowledge;  // NAME=FILE.fkv
   size_t parallel = 4;           // answers generated at once (continuous batching)
+  size_t prefix_cache_bytes = 64u << 20;  // keys and values of ended requests kept for reuse
   size_t queue_limit = 16;       // requests waiting beyond the `parallel` running; more get 429
   size_t max_body_bytes = 1 << 20;
   int64_t context = 0;           // per request; 0: the model's training context, at most 4096

@@ -23,6 +23,7 @@ struct ServeArguments {
   std::string api_key;
   size_t queue = 16;
   size_t parallel = 4;
+  size_t prefix_cache_mib = 64;
   std::string name;
   std::string chat_template;
 };
@@ -43,6 +44,7 @@ void serve(const ServeArguments& args) {
   options.api_key = args.api_key;
   options.queue_limit = args.queue;
   options.parallel = args.parallel;
+  options.prefix_cache_bytes = args.prefix_cache_mib << 20;
   options.model_name = args.name;
   options.context = loaded.context;
   options.precision = loaded.cache_precision;
@@ -83,6 +85,11 @@ void add_serve_command(CLI::App& app) {
   command->add_option("--api-key", args->api_key, "require Authorization: Bearer KEY");
   command->add_option("--parallel", args->parallel, "answers generated at once, batched in one pass per token")
       ->check(CLI::Range(size_t{1}, size_t{256}))
+      ->capture_default_str();
+  command->add_option("--prefix-cache", args->prefix_cache_mib,
+                      "MiB of keys and values of ended requests kept, so that a prompt beginning like an earlier "
+                      "one (a chat's previous turns, a system prompt) is not read again")
+      ->check(CLI::Range(size_t{0}, size_t{1} << 20))
       ->capture_default_str();
   command->add_option("--queue", args->queue, "requests that may wait beyond --parallel; more get HTTP 429")
       ->check(CLI::Range(size_t{0}, size_t{4096}))

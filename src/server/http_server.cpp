@@ -318,6 +318,7 @@ void Server::Impl::setup() {
   SchedulerOptions batching;
   batching.parallel = options.parallel;
   batching.context = options.context;
+  batching.cache_bytes = options.prefix_cache_bytes;
   batching.before_step = [this] { step_mark = meter.mark(); };
   batching.after_step = [this] { metrics.add_joules(meter.joules_since(step_mark), meter.measured()); };
   scheduler = std::make_unique<GenerationScheduler>(model, tokenizer, batching);
