@@ -81,6 +81,12 @@ class GenerationScheduler {
   // future (StopReason::Cancelled when cancelled or stopped).
   std::future<GenerationResult> submit(GenerationJob job);
 
+  // Runs `task` on the scheduler thread between two steps, with the model to
+  // itself (running answers pause meanwhile): work that is not a sampled
+  // answer, such as a beam search. Thread-safe; the future carries the
+  // task's exception, or Error when the scheduler stops first.
+  std::future<void> run_exclusive(std::function<void()> task);
+
   SchedulerStats stats() const;
   const SchedulerOptions& options() const { return options_; }
 
@@ -109,6 +115,7 @@ class GenerationScheduler {
   mutable std::mutex mutex_;  // guards the fields below
   std::condition_variable wake_;
   std::vector<std::unique_ptr<Sequence>> waiting_;
+  std::vector<std::pair<std::function<void()>, std::promise<void>>> exclusive_;
   bool stopping_ = false;
   SchedulerStats stats_;
 

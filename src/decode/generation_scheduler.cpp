@@ -101,6 +101,18 @@ std::future<GenerationResult> GenerationScheduler::submit(GenerationJob job) {
   return future;
 }
 
+std::future<void> GenerationScheduler::run_exclusive(std::function<void()> task) {
+  std::promise<void> promise;
+  auto future = promise.get_future();
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) throw Error("the scheduler is stopping: no new work");
+    exclusive_.emplace_back(std::move(task), std::move(promise));
+  }
+  wake_.notify_one();
+  return future;
+}
+
 SchedulerStats GenerationScheduler::stats() const {
   std::lock_guard lock(mutex_);
   return stats_;
@@ -117,11 +129,13 @@ void GenerationScheduler::stop() {
 void GenerationScheduler::loop() {
   for (;;) {
     std::vector<std::unique_ptr<Sequence>> incoming;
+    std::vector<std::pair<std::function<void()>, std::promise<void>>> tasks;
     bool stop_now = false;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !waiting_.empty() || !running_.empty(); });
+      wake_.wait(lock, [&] { return stopping_ || !waiting_.empty() || !running_.empty() || !exclusive_.empty(); });
       stop_now = stopping_;
+      tasks.swap(exclusive_);
       if (stop_now) {
         incoming = std::move(waiting_);
         waiting_.clear();
@@ -132,6 +146,18 @@ void GenerationScheduler::loop() {
         waiting_.erase(waiting_.begin(), waiting_.begin() + static_cast<long>(take));
       }
       stats_.waiting = waiting_.size();
+    }
+    for (auto& [task, promise] : tasks) {
+      if (stop_now) {
+        promise.set_exception(std::make_exception_ptr(Error("the scheduler stopped before this work ran")));
+        continue;
+      }
+      try {
+        task();
+        promise.set_value();
+      } catch (...) {
+        promise.set_exception(std::current_exception());
+      }
     }
     if (stop_now) {
       std::lock_guard store_lock(store_mutex_);

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "frugal/beam_search.h"
 #include "frugal/chat.h"
 #include "frugal/energy.h"
 #include "frugal/error.h"
@@ -57,6 +58,8 @@ struct Server::Impl {
   void setup();
   void check_key(const httplib::Request& request) const;
   void completions(const httplib::Request& request, httplib::Response& response, bool chat);
+  void beam_completion(const CompletionRequest& request, const std::vector<TokenId>& prompt, const std::string& id,
+                       int64_t created, httplib::Response& response);
   void reply_error(httplib::Response& response, const ApiError& error, const std::string& endpoint);
   json models() const;
 };
@@ -208,6 +211,11 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   };
 
   auto admission = std::make_shared<Admission>(in_flight, options.queue_limit + options.parallel);
+  if (request.beam_width > 1) {
+    beam_completion(request, prompt, id, created, response);
+    metrics.request(endpoint, 200);
+    return;
+  }
   if (!request.stream) {
     // The n choices are n sequences of the batch, sharing the prompt's keys and values.
     std::vector<std::future<GenerationResult>> futures;
@@ -300,6 +308,56 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
         sink.done();
         return true;  // complete: the connection may be kept alive
       });
+}
+
+// beam_width > 1: a trie beam search with the model to itself (the batch
+// pauses meanwhile); the n best beams are the choices. The search reads the
+// whole prompt, a knowledge prefix included (nothing is reported cached).
+// Stop strings cut a beam's text after the search, which knows nothing of
+// them.
+void Server::Impl::beam_completion(const CompletionRequest& request, const std::vector<TokenId>& prompt,
+                                   const std::string& id, int64_t created, httplib::Response& response) {
+  BeamSearchOptions beam;
+  beam.beam_width = request.beam_width;
+  beam.max_new_tokens = std::min<int64_t>(request.max_tokens, options.context - static_cast<int64_t>(prompt.size()));
+  beam.num_return_sequences = request.n;
+  const auto start = Clock::now();
+  BeamSearchResult found;
+  auto search = make_trie_beam_search();
+  std::future<void> done;
+  try {
+    done = scheduler->run_exclusive([&] { found = search->run(model, tokenizer, prompt, beam); });
+  } catch (const Error&) {
+    throw ApiError(503, "server_error", "the server is shutting down");
+  }
+  try {
+    done.get();
+  } catch (const Error& e) {
+    if (stopping) throw ApiError(503, "server_error", "the server is shutting down");
+    throw;
+  }
+  std::vector<server::Choice> choices;
+  size_t completion_tokens = 0;
+  for (const BeamHypothesis& h : found.hypotheses) {
+    const bool ended = !h.tokens.empty() && tokenizer.is_end_of_generation(h.tokens.back());
+    std::string text = tokenizer.decode(std::span<const TokenId>(h.tokens).first(h.tokens.size() - (ended ? 1 : 0)));
+    std::string finish = ended ? "stop" : "length";
+    size_t cut = std::string::npos;
+    for (const auto& stop : request.stop) {
+      if (!stop.empty()) cut = std::min(cut, text.find(stop));
+    }
+    if (cut != std::string::npos) {
+      text.resize(cut);
+      finish = "stop";
+    }
+    choices.push_back({text, finish});
+    completion_tokens += h.tokens.size();
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  metrics.tokens(prompt.size(), completion_tokens);
+  metrics.latency(seconds, seconds);  // the text comes all at once
+  const json body = server::completion_response(request, id, created, choices, prompt.size(), completion_tokens);
+  response.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
 void Server::Impl::setup() {

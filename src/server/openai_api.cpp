@@ -112,6 +112,11 @@ CompletionRequest parse_completion_request(std::string_view text, bool chat) {
     r.stream = body["stream"].get<bool>();
   }
   if (r.stream && r.n > 1) throw invalid_request("n > 1 is not supported with stream", "n");
+  r.beam_width = number<int>(body, "beam_width", 1, 16, 1);
+  if (r.beam_width > 1 && r.stream) throw invalid_request("beam_width > 1 is not supported with stream", "beam_width");
+  if (r.beam_width > 1 && r.n > r.beam_width) {
+    throw invalid_request("n may not exceed beam_width: the choices are the n best beams", "n");
+  }
   if (body.contains("stop") && !body["stop"].is_null()) {
     const json& s = body["stop"];
     if (s.is_string()) {

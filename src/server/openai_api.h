@@ -39,6 +39,9 @@ struct CompletionRequest {
   std::optional<uint64_t> seed;
   int n = 1;
   bool stream = false;
+  // frugal's extension: > 1 answers with a beam search of that width (the n
+  // best beams are the choices; temperature, top_p and seed do not apply).
+  int beam_width = 1;
 };
 
 // Throws ApiError (400) naming the field for malformed JSON, wrong types and

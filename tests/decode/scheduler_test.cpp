@@ -197,6 +197,21 @@ TEST_F(Scheduler, StoppingCancelsRunningAndWaitingJobs) {
   scheduler.reset();  // joins
 }
 
+TEST_F(Scheduler, ExclusiveWorkRunsBetweenStepsAndPassesItsErrorOn) {
+  auto scheduler = std::make_unique<GenerationScheduler>(
+      *model_, *tokenizer_, SchedulerOptions{.parallel = 2, .context = 1024});
+  auto answer = scheduler->submit({prompt(kQuestions[0]), greedy()});
+  std::thread::id ran_on;
+  scheduler->run_exclusive([&] { ran_on = std::this_thread::get_id(); }).get();
+  EXPECT_NE(ran_on, std::this_thread::get_id());
+  auto failing = scheduler->run_exclusive([] { throw Error("no luck"); });
+  EXPECT_THROW(failing.get(), Error);
+  // The answer around it is unaffected.
+  EXPECT_EQ(answer.get().tokens, alone(prompt(kQuestions[0]), greedy()).tokens);
+  scheduler->stop();
+  EXPECT_THROW(scheduler->run_exclusive([] {}), Error);
+}
+
 TEST_F(Scheduler, BadJobsAreRefusedAtOnce) {
   GenerationScheduler scheduler(*model_, *tokenizer_, {.parallel = 1, .context = 16});
   EXPECT_THROW(scheduler.submit({{}, greedy()}), Error);

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "frugal/beam_search.h"
 #include "frugal/chat.h"
 #include "frugal/generate.h"
 #include "frugal/knowledge_cache.h"
@@ -244,6 +245,52 @@ TEST_F(ServerTest, ConcurrentRequestsAreBatchedAndAnswerAsAlone) {
   ASSERT_EQ(a["choices"].size(), 3u);
   EXPECT_EQ(a["choices"], b["choices"]);
   EXPECT_NE(a["choices"][0]["message"]["content"], a["choices"][1]["message"]["content"]);
+}
+
+// The beam_width extension: the n best beams of frugal's trie beam search.
+TEST_F(ServerTest, BeamWidthAnswersWithTheBestBeams) {
+  start();
+  const std::vector<ChatMessage> messages = {{"user", "Name a colour."}};
+  const std::string rendered = apply_chat_template(ChatFormat::ChatML, messages, true);
+  const auto tokens = encode_chat_prompt(*tokenizer_, rendered, messages);
+  BeamSearchOptions beam;
+  beam.beam_width = 3;
+  beam.max_new_tokens = 10;
+  beam.num_return_sequences = 2;
+  const BeamSearchResult expected = make_trie_beam_search()->run(*model_, *tokenizer_, tokens, beam);
+  ASSERT_EQ(expected.hypotheses.size(), 2u);
+
+  json body = chat_body("Name a colour.");
+  body["max_tokens"] = 10;
+  body["beam_width"] = 3;
+  body["n"] = 2;
+  auto r = post("/v1/chat/completions", body);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json answer = json::parse(r->body);
+  ASSERT_EQ(answer["choices"].size(), 2u);
+  size_t completion_tokens = 0;
+  for (size_t i = 0; i < 2; ++i) {
+    const auto& h = expected.hypotheses[i].tokens;
+    const bool ended = tokenizer_->is_end_of_generation(h.back());
+    EXPECT_EQ(answer["choices"][i]["message"]["content"],
+              tokenizer_->decode(std::span<const TokenId>(h).first(h.size() - (ended ? 1 : 0))));
+    EXPECT_EQ(answer["choices"][i]["finish_reason"], ended ? "stop" : "length");
+    completion_tokens += h.size();
+  }
+  EXPECT_EQ(answer["usage"]["completion_tokens"], completion_tokens);
+  EXPECT_EQ(answer["usage"]["prompt_tokens"], tokens.size());
+
+  body["stream"] = true;
+  r = post("/v1/chat/completions", body);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  body["stream"] = false;
+  body["n"] = 4;
+  r = post("/v1/chat/completions", body);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(json::parse(r->body)["error"]["param"], "n");
 }
 
 TEST_F(ServerTest, BadRequestsGetOpenAiErrors) {
