@@ -276,39 +276,41 @@ def document_id(rng, title, index):
 
 
 def questions_for(rng, orgs, people, present_orgs, present_people, absent_orgs):
-    """(question, answer, kind) triples answerable or not from what is present."""
+    """(question, answer, kind, source titles) answerable or not from what is present;
+    the sources are the titles of the documents that hold the answer."""
     out = []
     for org in present_orgs:
         k, n = KINDS[org["kind"]], org["name"]
         role = k["head"]
         out.append((rng.choice([f"Who {rng.choice(k['verbs'])} the {n}?", f"Who is the {role} of the {n}?"]),
-                    org["head"], "single"))
-        out.append((rng.choice([f"In which town is the {n}?", f"Where is the {n} located?"]), org["town"], "single"))
+                    org["head"], "single", [n]))
+        out.append((rng.choice([f"In which town is the {n}?", f"Where is the {n} located?"]), org["town"], "single", [n]))
         q = rng.choice([f"When was the {n} founded?", f"In which year was the {n} founded?"])
         out.append((q, str(org["founded"]) if org["founded"] else "unknown",
-                    "single" if org["founded"] else "unanswerable"))
+                    "single" if org["founded"] else "unanswerable", [n] if org["founded"] else []))
         q = f"How many {k['people']} does the {n} have?"
-        out.append((q, str(org["count"]) if org["count"] else "unknown", "single" if org["count"] else "unanswerable"))
+        out.append((q, str(org["count"]) if org["count"] else "unknown", "single" if org["count"] else "unanswerable",
+                    [n] if org["count"] else []))
         q = f"At what time does the {n} open?"
         out.append((q, f"{org['opens']} am" if org["opens"] else "unknown",
-                    "single" if org["opens"] else "unanswerable"))
+                    "single" if org["opens"] else "unanswerable", [n] if org["opens"] else []))
         word, head = KIND_WORD[org["kind"]], org["head"]
         verb = rng.choice(k["verbs"])
         out.append((rng.choice([f"In which town is the {word} that {head} {verb}?",
-                                f"Where is the {word} whose {role} is {head}?"]), org["town"], "two-hop"))
+                                f"Where is the {word} whose {role} is {head}?"]), org["town"], "two-hop", [n]))
         if org["founded"]:
-            out.append((f"When was the {word} that {head} {verb} founded?", str(org["founded"]), "two-hop"))
+            out.append((f"When was the {word} that {head} {verb} founded?", str(org["founded"]), "two-hop", [n]))
         born = people[head]["born"] if head in present_people else "unknown"
         out.append((rng.choice([f"Where was the {role} of the {n} born?", f"In which town was the {role} of the {n} born?"]),
-                    born, "two-hop" if born != "unknown" else "unanswerable"))
+                    born, "two-hop" if born != "unknown" else "unanswerable", [n, head] if born != "unknown" else []))
     for name in present_people:
-        out.append((f"Where was {name} born?", people[name]["born"], "single"))
-        out.append((f"How old is {name}?", str(people[name]["age"]), "single"))
+        out.append((f"Where was {name} born?", people[name]["born"], "single", [name]))
+        out.append((f"How old is {name}?", str(people[name]["age"]), "single", [name]))
     for org in absent_orgs:
         k, n = KINDS[org["kind"]], org["name"]
         out.append((rng.choice([f"Who {rng.choice(k['verbs'])} the {n}?", f"In which town is the {n}?",
-                                f"When was the {n} founded?"]), "unknown", "unanswerable"))
-        out.append((f"Where was {org['head']} born?", "unknown", "unanswerable"))
+                                f"When was the {n} founded?"]), "unknown", "unanswerable", []))
+        out.append((f"Where was {org['head']} born?", "unknown", "unanswerable", []))
     return out
 
 
@@ -328,4 +330,5 @@ def make_example(rng, pools, n_docs):
     for i, doc in enumerate(docs):
         doc["id"] = document_id(rng, doc["title"], i)
     questions = questions_for(rng, orgs, people, present_orgs, present_people, absent_orgs)
-    return {"documents": docs, "questions": [{"question": q, "answer": a, "kind": k} for q, a, k in questions]}
+    return {"documents": docs, "questions": [{"question": q, "answer": a, "kind": k, "sources": src}
+                                             for q, a, k, src in questions]}
