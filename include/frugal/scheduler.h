@@ -102,6 +102,7 @@ class GenerationScheduler {
   bool accept_token(Sequence& sequence, std::span<const float> logits);
   void finish(Sequence& sequence, StopReason reason);
   void fail(Sequence& sequence, std::exception_ptr error);
+  void deliver(Sequence& sequence);
   void advance(Sequence& sequence, KvNode next);
   void trim_cache();
 

@@ -34,7 +34,8 @@ struct GenerationScheduler::Sequence {
   KvNode tip = KvTrie::kRoot;    // the last token in the store; this sequence holds a handle on it
   size_t read = 0;               // prompt tokens in the store so far
   TokenId pending = -1;          // sampled, to be fed at the next step (-1: still reading the prompt)
-  bool finished = false;         // result or error set, handle released
+  bool finished = false;         // result or error set, handle released; delivered after the step
+  std::exception_ptr error;      // why it failed, if it did
   int64_t budget = 0;            // answer tokens allowed
   GenerationResult result;
   Clock::time_point submitted, first_step;
@@ -159,28 +160,45 @@ void GenerationScheduler::loop() {
         promise.set_exception(std::current_exception());
       }
     }
+    std::lock_guard store_lock(store_mutex_);
     if (stop_now) {
-      std::lock_guard store_lock(store_mutex_);
       for (auto& s : incoming) finish(*s, StopReason::Cancelled);
       for (auto& s : running_) finish(*s, StopReason::Cancelled);
-      running_.clear();
-      std::lock_guard lock(mutex_);
-      stats_.running = 0;
-      return;
+      running_.insert(running_.end(), std::make_move_iterator(incoming.begin()), std::make_move_iterator(incoming.end()));
+    } else {
+      admit(incoming);
+      try {
+        if (!running_.empty()) step();
+      } catch (...) {  // the store itself failed (out of memory): these sequences cannot go on
+        const auto error = std::current_exception();
+        for (auto& s : running_) fail(*s, error);
+      }
     }
-    std::lock_guard store_lock(store_mutex_);
-    admit(incoming);
-    try {
-      if (!running_.empty()) step();
-    } catch (...) {  // the store itself failed (out of memory): these sequences cannot go on
-      const auto error = std::current_exception();
-      for (auto& s : running_) fail(*s, error);
-      running_.clear();
+    // Ended jobs leave, their keys and values are trimmed and the stats
+    // updated before their futures are ready: whoever sees a result sees a
+    // store without it.
+    std::vector<std::unique_ptr<Sequence>> ended;
+    for (auto& s : running_) {
+      if (s->finished) ended.push_back(std::move(s));
     }
+    std::erase(running_, nullptr);
     trim_cache();
-    std::lock_guard lock(mutex_);
-    stats_.running = running_.size();
-    stats_.store = store_.stats();
+    {
+      std::lock_guard lock(mutex_);
+      stats_.running = running_.size();
+      stats_.store = store_.stats();
+    }
+    for (auto& s : ended) deliver(*s);
+    if (stop_now) return;
+  }
+}
+
+void GenerationScheduler::deliver(Sequence& s) {
+  if (s.job.on_finish) s.job.on_finish(s.error ? nullptr : &s.result);
+  if (s.error) {
+    s.promise.set_exception(s.error);
+  } else {
+    s.promise.set_value(std::move(s.result));
   }
 }
 
@@ -191,6 +209,7 @@ void GenerationScheduler::admit(std::vector<std::unique_ptr<Sequence>>& incoming
   for (auto& s : incoming) {
     if (s->cancelled()) {
       finish(*s, StopReason::Cancelled);
+      running_.push_back(std::move(s));  // collected as ended after this step
       continue;
     }
     auto [node, length] = store_.match_prefix(s->job.prompt);
@@ -219,7 +238,7 @@ void GenerationScheduler::step() {
   // Answers first: one token each. Then prompts, in arrival order, up to
   // the chunk.
   for (auto& s : running_) {
-    if (s->reading_prompt() || s->cancelled()) continue;
+    if (s->finished || s->reading_prompt() || s->cancelled()) continue;
     bool created = false;
     const KvNode next = store_.extend(s->tip, s->pending, &created);
     advance(*s, next);
@@ -228,7 +247,7 @@ void GenerationScheduler::step() {
   }
   size_t chunk = options_.prompt_chunk;
   for (auto& s : running_) {
-    if (!s->reading_prompt() || s->cancelled() || chunk == 0) continue;
+    if (s->finished || !s->reading_prompt() || s->cancelled() || chunk == 0) continue;
     if (!s->started) {
       s->started = true;
       s->first_step = Clock::now();
@@ -258,7 +277,6 @@ void GenerationScheduler::step() {
     } catch (...) {
       const auto error = std::current_exception();
       for (auto& s : running_) fail(*s, error);
-      running_.clear();
       return;
     }
     const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
@@ -278,7 +296,6 @@ void GenerationScheduler::step() {
   for (auto& s : running_) {
     if (s->cancelled()) finish(*s, StopReason::Cancelled);
   }
-  std::erase_if(running_, [](const std::unique_ptr<Sequence>& s) { return s->finished; });
 }
 
 // Samples the next token of `sequence` from its logits; finishes it when
@@ -336,8 +353,6 @@ void GenerationScheduler::finish(Sequence& s, StopReason reason) {
   if (s.tip != KvTrie::kRoot) store_.release(s.tip, true);
   s.tip = KvTrie::kRoot;
   s.finished = true;
-  if (s.job.on_finish) s.job.on_finish(&result);
-  s.promise.set_value(std::move(result));
 }
 
 void GenerationScheduler::fail(Sequence& s, std::exception_ptr error) {
@@ -345,8 +360,7 @@ void GenerationScheduler::fail(Sequence& s, std::exception_ptr error) {
   if (s.tip != KvTrie::kRoot) store_.release(s.tip, true);
   s.tip = KvTrie::kRoot;
   s.finished = true;
-  if (s.job.on_finish) s.job.on_finish(nullptr);
-  s.promise.set_exception(error);
+  s.error = error;
 }
 
 // Keeps at most cache_bytes of keys and values nobody uses any more; once
