@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -119,6 +120,33 @@ TEST(OaeCli, BadArgumentsAreClearErrors) {
   result = run_frugal({"oae", "run", "-m", model, "--dataset", model});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("not valid JSON"), std::string::npos) << result.err;
+}
+
+// The demo model on its own kind of world (examples/demo-world-hotpot.json):
+// the knowledge, not the model, answers (closed book scores nothing); CAG and
+// long context see the same prompt, so they give the same answers; the
+// methods that read documents answer most questions.
+TEST(OaeDemoModel, KnowledgeAnswersAndCagEqualsLongContext) {
+  const auto dir = test::scratch_dir("oae-demo");
+  const auto result = run_frugal({"oae", "run", "-t", "2", "--dataset",
+                                  test::source_path("examples/demo-world-hotpot.json").string(), "--size", "small",
+                                  "--n-questions", "20", "--estimate-energy", "-q", "--out", dir.string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.err.find("using the built-in demo model"), std::string::npos) << result.err;
+  const auto report = nlohmann::json::parse(read_file(dir / "report.json"));
+  std::map<std::string, nlohmann::json> by_name;
+  for (const auto& m : report["methods"]) by_name[m["name"]] = m;
+  ASSERT_EQ(by_name.size(), 4u);
+  EXPECT_EQ(report["dataset"]["questions"], 20);
+  EXPECT_LT(by_name["closed"]["quality"]["exact_match"].get<double>(), 0.1);
+  for (const char* name : {"cag", "rag-bm25", "long"}) {
+    EXPECT_GE(by_name[name]["quality"]["exact_match"].get<double>(), 0.6) << name;
+  }
+  const auto& cag = by_name["cag"]["questions"];
+  const auto& long_context = by_name["long"]["questions"];
+  ASSERT_EQ(cag.size(), long_context.size());
+  for (size_t i = 0; i < cag.size(); ++i) EXPECT_EQ(cag[i]["answer"], long_context[i]["answer"]) << i;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
