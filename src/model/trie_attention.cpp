@@ -40,14 +40,47 @@ std::vector<SlotRun> slot_runs(const std::vector<KvSlot>& slots, size_t slots_pe
   return runs;
 }
 
+// Consecutive entries where each node is the child of the one before (the
+// tokens of one prompt chunk) form a chain: they all attend to the path of
+// the chain's last node, each to its own first positions. Blocks of up to
+// kQueryBlock queries of a chain share every key load, as in the contiguous
+// cache's attention; a lone entry (a beam, one decoding sequence) is a chain
+// of one.
+constexpr size_t kQueryBlock = 32;
+
+struct Chain {
+  size_t first_entry;
+  size_t length;
+  size_t first_visible;          // positions the first entry sees (its depth)
+  std::vector<SlotRun> runs;     // the last entry's path
+};
+
+struct QueryBlock {
+  size_t chain;
+  size_t t0, t1;  // entries [t0, t1)
+};
+
 class TrieBackend final : public KvBackend {
  public:
   TrieBackend(KvTrie& trie, std::span<const TrieBatchEntry> entries, size_t head_count, size_t kv_head_count,
               size_t head_size, ThreadPool& pool)
       : trie_(trie), entries_(entries), head_count_(head_count), kv_head_count_(kv_head_count),
         head_size_(head_size), scale_(1.0f / std::sqrt(static_cast<float>(head_size))), pool_(pool) {
-    runs_.reserve(entries.size());
-    for (const auto& e : entries) runs_.push_back(slot_runs(trie.path_slots(e.node), trie.slots_per_page()));
+    for (size_t t = 0; t < entries.size(); ++t) {
+      const bool continues = t > 0 && trie.parent(entries[t].node) == entries[t - 1].node;
+      if (continues) {
+        ++chains_.back().length;
+      } else {
+        chains_.push_back({t, 1, trie.depth(entries[t].node), {}});
+      }
+    }
+    for (size_t c = 0; c < chains_.size(); ++c) {
+      Chain& chain = chains_[c];
+      chain.runs = slot_runs(trie.path_slots(entries[chain.first_entry + chain.length - 1].node), trie.slots_per_page());
+      for (size_t t0 = chain.first_entry; t0 < chain.first_entry + chain.length; t0 += kQueryBlock) {
+        blocks_.push_back({c, t0, std::min(chain.first_entry + chain.length, t0 + kQueryBlock)});
+      }
+    }
   }
 
   int64_t position(size_t t) const override { return static_cast<int64_t>(trie_.depth(entries_[t].node)) - 1; }
@@ -60,34 +93,45 @@ class TrieBackend final : public KvBackend {
     std::memcpy(trie_.value_row(layer, slot), value, bytes);
   }
 
-  void attend(int64_t layer, const float* q, size_t tokens, float* out) override {
+  void attend(int64_t layer, const float* q, size_t, float* out) override {
     const KernelSet& kernels = active_kernels();
     const DotTileFn dot_f32_tile = kernels.dot_tile[type_slot(TensorType::F32)];
     const size_t q_width = head_count_ * head_size_;
     const size_t group = head_count_ / kv_head_count_;
     const size_t row_bytes = trie_.layout().row_bytes();
-    pool_.parallel_for(tokens * head_count_, [&](size_t begin, size_t end) {
+    pool_.parallel_for(blocks_.size() * head_count_, [&](size_t begin, size_t end) {
       thread_local std::vector<float> scores;
       for (size_t item = begin; item < end; ++item) {
-        const size_t t = item / head_count_, head = item % head_count_;
+        const QueryBlock& block = blocks_[item / head_count_];
+        const size_t head = item % head_count_;
+        const Chain& chain = chains_[block.chain];
         const size_t offset = (head / group) * head_size_ * sizeof(float);
-        const auto& runs = runs_[t];
-        const size_t visible = runs.back().first_position + runs.back().length;
-        scores.resize(visible);
-        const float* query = q + t * q_width + head * head_size_;
-        for (const SlotRun& run : runs) {
+        const size_t first_visible = chain.first_visible + (block.t0 - chain.first_entry);
+        const size_t visible_max = first_visible + (block.t1 - block.t0) - 1;  // what the block's last query sees
+        const size_t queries = block.t1 - block.t0;
+        scores.resize(queries * visible_max);
+        const float* query = q + block.t0 * q_width + head * head_size_;
+        for (const SlotRun& run : chain.runs) {
+          if (run.first_position >= visible_max) break;
+          const size_t length = std::min(run.length, visible_max - run.first_position);
           dot_f32_tile(trie_.key_row(layer, run.first_slot) + offset, row_bytes,
-                       reinterpret_cast<const uint8_t*>(query), q_width * sizeof(float), head_size_, run.length, 1,
-                       &scores[run.first_position], run.length);
+                       reinterpret_cast<const uint8_t*>(query), q_width * sizeof(float), head_size_, length, queries,
+                       &scores[run.first_position], visible_max);
         }
-        for (size_t j = 0; j < visible; ++j) scores[j] *= scale_;
-        kernels.softmax(scores.data(), visible);
-        float* o = out + t * q_width + head * head_size_;
-        std::fill(o, o + head_size_, 0.0f);
-        for (const SlotRun& run : runs) {  // the same sums, in the same order, as over one contiguous cache
-          kernels.weighted_sum_f32(&scores[run.first_position], run.length,
-                                   reinterpret_cast<const float*>(trie_.value_row(layer, run.first_slot) + offset),
-                                   row_bytes / sizeof(float), o, head_size_);
+        for (size_t t = block.t0; t < block.t1; ++t) {
+          float* row = &scores[(t - block.t0) * visible_max];
+          const size_t visible = first_visible + (t - block.t0);  // causal: its own path only
+          for (size_t j = 0; j < visible; ++j) row[j] *= scale_;
+          kernels.softmax(row, visible);
+          float* o = out + t * q_width + head * head_size_;
+          std::fill(o, o + head_size_, 0.0f);
+          for (const SlotRun& run : chain.runs) {  // the same sums, in the same order, as over one contiguous cache
+            if (run.first_position >= visible) break;
+            const size_t length = std::min(run.length, visible - run.first_position);
+            kernels.weighted_sum_f32(&row[run.first_position], length,
+                                     reinterpret_cast<const float*>(trie_.value_row(layer, run.first_slot) + offset),
+                                     row_bytes / sizeof(float), o, head_size_);
+          }
         }
       }
     });
@@ -99,7 +143,8 @@ class TrieBackend final : public KvBackend {
   size_t head_count_, kv_head_count_, head_size_;
   float scale_;
   ThreadPool& pool_;
-  std::vector<std::vector<SlotRun>> runs_;
+  std::vector<Chain> chains_;
+  std::vector<QueryBlock> blocks_;
 };
 
 }  // namespace

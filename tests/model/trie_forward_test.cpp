@@ -126,6 +126,70 @@ TEST_F(TrieForward, TokenInvariantBatchesEqualOneTokenPassesBitForBit) {
   }
 }
 
+// Long chains are attended to in blocks of queries: a 100-token prompt in
+// one batch (blocks cross page boundaries and the 32-query block size), then
+// one batch mixing a 40-token continuation, a lone branch off the middle of
+// the prompt and a short chain from the root.
+TEST_F(TrieForward, LongChainsInMixedBatchesMatchTheSingleSequenceCache) {
+  KvTrie trie(model_->kv_layout(), {0, 7});
+  {
+    const KvNode scrap = trie.extend(trie.extend(KvTrie::kRoot, 90), 91);
+    trie.retain(scrap);
+    trie.release(scrap, false);
+  }
+  const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
+  auto token = [](size_t i) { return static_cast<TokenId>((i * 37 + 11) % 89); };
+  std::vector<TokenId> prompt;
+  std::vector<KvNode> path;
+  std::vector<TrieBatchEntry> entries;
+  KvNode node = KvTrie::kRoot;
+  for (size_t i = 0; i < 100; ++i) {
+    prompt.push_back(token(i));
+    node = trie.extend(node, prompt.back());
+    path.push_back(node);
+    entries.push_back({node, true});
+  }
+  trie.retain(node);
+  const auto prompt_logits = model_->forward(entries, trie);
+  KvCache cache(model_->config(), 256);
+  const auto expected = model_->forward(prompt, cache, true);
+  expect_close(prompt_logits.data(), expected, "100-token prompt");
+
+  struct Case {
+    std::vector<TokenId> sequence;  // the whole sequence the entry ends
+  };
+  std::vector<Case> cases;
+  entries.clear();
+  std::vector<TokenId> longer = prompt;
+  for (size_t i = 0; i < 40; ++i) {  // continuation
+    longer.push_back(token(200 + i));
+    node = trie.extend(node, longer.back());
+    entries.push_back({node, true});
+    cases.push_back({longer});
+  }
+  {  // a lone branch after prompt position 49
+    std::vector<TokenId> branch(prompt.begin(), prompt.begin() + 50);
+    branch.push_back(5);
+    entries.push_back({trie.extend(path[49], 5), true});
+    cases.push_back({branch});
+  }
+  KvNode other = KvTrie::kRoot;  // a short chain from the root
+  std::vector<TokenId> fresh;
+  for (TokenId t : {60, 61, 62, 63, 64}) {
+    fresh.push_back(t);
+    other = trie.extend(other, t);
+    entries.push_back({other, true});
+    cases.push_back({fresh});
+  }
+  const auto logits = model_->forward(entries, trie);
+  ASSERT_EQ(logits.size(), cases.size() * vocab);
+  for (size_t c = 0; c < cases.size(); ++c) {
+    KvCache alone(model_->config(), 256);
+    const auto reference = model_->forward(cases[c].sequence, alone, false);
+    expect_close(&logits[c * vocab], reference, "entry " + std::to_string(c));
+  }
+}
+
 TEST_F(TrieForward, MismatchedLayoutIsAClearError) {
   KvLayout wrong = model_->kv_layout();
   wrong.layers += 1;
