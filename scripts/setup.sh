@@ -16,6 +16,7 @@ packages=(
   clang   # for the libFuzzer target (optional but installed by default)
   chromium  # renders the OAE report in a test (headless)
   nodejs  # the server is tested with the official `openai` npm package
+  curl    # ... and with curl, as the README calls it
 )
 
 if [[ "${FRUGAL_SKIP_APT:-0}" != "1" ]]; then
