@@ -11,7 +11,10 @@ docs=$2
 work=$(mktemp -d)
 pid=
 cleanup() {
-  [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  if [[ -n "$pid" ]]; then
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -56,4 +59,11 @@ status() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 [[ $(status "${auth[@]}" "$url/chat/completions" -d '{"model":"gpt-9","messages":[{"role":"user","content":"hi"}]}') == 404 ]] ||
   fail "unknown model should be 404"
 [[ $(status "${auth[@]}" "$url/chat/completions" -d '{not json') == 400 ]] || fail "bad JSON should be 400"
+# SIGTERM stops it cleanly.
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+pid=
+[[ $rc == 0 ]] || fail "the server exited with $rc on SIGTERM"
+grep -q "stopping (signal 15)" "$work/log" || fail "no shutdown message"
 echo "curl test passed (port $port)"
