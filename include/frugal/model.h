@@ -137,9 +137,16 @@ class KvCache {
   std::vector<Region> keys_, values_;  // [layer] of capacity rows
 };
 
-// Copies the keys and values of `position` (every layer) into a trie slot,
-// widening F16 rows to the trie's F32. Throws Error when the row shapes differ.
-void copy_kv_rows(const KvCache& cache, int64_t position, KvTrie& trie, KvSlot slot);
+// Puts `tokens` into the trie from the root with the keys and values of
+// rows 0..n-1 of `cache` (F16 rows widened to the trie's F32); tokens already
+// there keep their rows. Returns the last node (not retained) and how many
+// tokens were already there. Throws Error when the row shapes differ or the
+// cache holds fewer rows than tokens.
+struct InsertedPrefix {
+  KvNode node = KvTrie::kRoot;
+  size_t shared = 0;
+};
+InsertedPrefix insert_prefix(KvTrie& trie, std::span<const TokenId> tokens, const KvCache& cache);
 
 // One token of a batch over a KvTrie: the token of `node` (already created
 // with KvTrie::extend), at position depth(node) - 1. Its keys and values go

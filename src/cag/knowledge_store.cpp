@@ -16,19 +16,9 @@ size_t KnowledgeStore::add(const std::string& name, const std::filesystem::path&
                            const KnowledgeLoadOptions& options) {
   if (entries_.count(name)) throw Error(fmt::format("a knowledge cache named '{}' is already loaded", name));
   KnowledgeCache cache = KnowledgeCache::load(path, model_, tokenizer_, options);
-  const KvCache& rows = cache.cache();
   const auto tokens = cache.tokens();
-  KvNode node = KvTrie::kRoot;
-  size_t shared = 0;
-  for (size_t position = 0; position < tokens.size(); ++position) {
-    bool created = false;
-    node = trie_.extend(node, tokens[position], &created);
-    if (!created) {
-      ++shared;  // computed for an earlier cache with the same beginning
-      continue;
-    }
-    copy_kv_rows(rows, static_cast<int64_t>(position), trie_, trie_.slot(node));
-  }
+  // Tokens already there were computed for an earlier cache with the same beginning.
+  const auto [node, shared] = insert_prefix(trie_, tokens, cache.cache());
   trie_.retain(node);
   entries_[name] = Entry{node, std::vector<TokenId>(tokens.begin(), tokens.end()), cache.prompt()};
   return shared;

@@ -60,23 +60,10 @@ GenerationScheduler::~GenerationScheduler() {
 }
 
 size_t GenerationScheduler::pin_prefix(std::span<const TokenId> tokens, const KvCache& rows) {
-  if (static_cast<int64_t>(tokens.size()) > rows.size()) {
-    throw Error(fmt::format("{} tokens to pin but only {} rows of keys and values", tokens.size(), rows.size()));
-  }
   std::lock_guard lock(store_mutex_);
-  KvNode node = KvTrie::kRoot;
-  size_t shared = 0;
-  for (size_t position = 0; position < tokens.size(); ++position) {
-    bool created = false;
-    node = store_.extend(node, tokens[position], &created);
-    if (created) {
-      copy_kv_rows(rows, static_cast<int64_t>(position), store_, store_.slot(node));
-    } else {
-      ++shared;
-    }
-  }
-  if (node != KvTrie::kRoot) store_.retain(node);  // for good: nothing releases it
-  return shared;
+  const InsertedPrefix inserted = insert_prefix(store_, tokens, rows);
+  if (inserted.node != KvTrie::kRoot) store_.retain(inserted.node);  // for good: nothing releases it
+  return inserted.shared;
 }
 
 std::future<GenerationResult> GenerationScheduler::submit(GenerationJob job) {

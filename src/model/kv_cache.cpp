@@ -193,6 +193,7 @@ bool KvCache::map_prefix(int fd, int64_t tokens, std::span<const uint64_t> key_o
   return aligned;
 }
 
+namespace {
 void copy_kv_rows(const KvCache& cache, int64_t position, KvTrie& trie, KvSlot slot) {
   const KvLayout& layout = trie.layout();
   if (layout.layers != cache.layer_count() || static_cast<size_t>(layout.row_elements) != cache.row_elements() ||
@@ -213,6 +214,25 @@ void copy_kv_rows(const KvCache& cache, int64_t position, KvTrie& trie, KvSlot s
                      static_cast<size_t>(layout.row_elements));
     }
   }
+}
+
+}  // namespace
+
+InsertedPrefix insert_prefix(KvTrie& trie, std::span<const TokenId> tokens, const KvCache& cache) {
+  if (static_cast<int64_t>(tokens.size()) > cache.size()) {
+    throw Error(fmt::format("{} tokens to insert but only {} rows of keys and values", tokens.size(), cache.size()));
+  }
+  InsertedPrefix inserted;
+  for (size_t position = 0; position < tokens.size(); ++position) {
+    bool created = false;
+    inserted.node = trie.extend(inserted.node, tokens[position], &created);
+    if (created) {
+      copy_kv_rows(cache, static_cast<int64_t>(position), trie, trie.slot(inserted.node));
+    } else {
+      ++inserted.shared;  // computed before, for a prefix that begins alike
+    }
+  }
+  return inserted;
 }
 
 }  // namespace frugal
