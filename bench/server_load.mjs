@@ -1,27 +1,17 @@
 // Load test of `frugal serve` (docs/performance.md): CLIENTS concurrent
 // clients send chat requests back to back for SECONDS on loopback; reports
 // throughput, latency percentiles, failures and the server's RSS before and
-// after. Node.js only, no packages.
+// after. Node.js only, no packages (it starts the server with
+// tests/server/start_frugal_serve.mjs).
 //
 //   node bench/server_load.mjs [FRUGAL] [MODEL] [CLIENTS=32] [SECONDS=60] [MAX_TOKENS=16] [PARALLEL=4] [PREFIX_CACHE_MIB=64]
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { startFrugalServe } from "../tests/server/start_frugal_serve.mjs";
 
 const [frugal = "build/frugal", model = "../shared/models/tiny-llama-spm.gguf", clients = "32", seconds = "60",
        maxTokens = "16", parallel = "4", prefixCache = "64"] = process.argv.slice(2);
-const server = spawn(frugal, ["serve", "-m", model, "--port", "0", "--queue", String(Number(clients) + 8),
-                              "--parallel", parallel, "--prefix-cache", prefixCache], { stdio: ["ignore", "ignore", "pipe"] });
-let timer;
-const port = await new Promise((resolve, reject) => {
-  let text = "";
-  server.stderr.on("data", (d) => {
-    text += d;
-    const m = text.match(/serving on http:\/\/127\.0\.0\.1:(\d+)/);
-    if (m) resolve(Number(m[1]));
-  });
-  server.on("exit", (code) => reject(new Error(`server exited (${code}): ${text}`)));
-  timer = setTimeout(() => reject(new Error("no port announced")), 30000);
-}).finally(() => clearTimeout(timer));
+const { server, port } = await startFrugalServe(frugal, ["-m", model, "--queue", String(Number(clients) + 8),
+                                                     "--parallel", parallel, "--prefix-cache", prefixCache]);
 const rss = () => Number(readFileSync(`/proc/${server.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]) / 1024;
 const url = `http://127.0.0.1:${port}/v1/chat/completions`;
 const name = JSON.parse(await (await fetch(`http://127.0.0.1:${port}/v1/models`)).text()).data[0].id;

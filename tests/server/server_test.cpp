@@ -67,6 +67,12 @@ class ServerTest : public ::testing::Test {
     return client_->Post(path, headers, body.dump(), "application/json");
   }
 
+  // The prompt the server builds for one user message (ChatML: the model has no template).
+  static std::vector<TokenId> chat_tokens(const std::string& content) {
+    const std::vector<ChatMessage> messages = {{"user", content}};
+    return encode_chat_prompt(*tokenizer_, apply_chat_template(ChatFormat::ChatML, messages, true), messages);
+  }
+
   static json chat_body(const std::string& content, bool stream = false) {
     return {{"model", "mini"}, {"messages", {{{"role", "user"}, {"content", content}}}},
             {"max_tokens", 12}, {"temperature", 0}, {"stream", stream}};
@@ -120,10 +126,8 @@ TEST_F(ServerTest, HealthAndModels) {
 
 TEST_F(ServerTest, ChatAnswerEqualsDirectGenerationAndStreamEqualsNonStream) {
   start();
-  const std::vector<ChatMessage> messages = {{"user", "Name a colour."}};
-  // Reference: the same prompt through the library (ChatML: the model has no template).
-  const std::string rendered = apply_chat_template(ChatFormat::ChatML, messages, true);
-  const auto tokens = encode_chat_prompt(*tokenizer_, rendered, messages);
+  // Reference: the same prompt through the library.
+  const auto tokens = chat_tokens("Name a colour.");
   GenerationOptions options;
   options.max_tokens = 12;
   options.sampling.temperature = 0;
@@ -250,9 +254,7 @@ TEST_F(ServerTest, ConcurrentRequestsAreBatchedAndAnswerAsAlone) {
 // The beam_width extension: the n best beams of frugal's trie beam search.
 TEST_F(ServerTest, BeamWidthAnswersWithTheBestBeams) {
   start();
-  const std::vector<ChatMessage> messages = {{"user", "Name a colour."}};
-  const std::string rendered = apply_chat_template(ChatFormat::ChatML, messages, true);
-  const auto tokens = encode_chat_prompt(*tokenizer_, rendered, messages);
+  const auto tokens = chat_tokens("Name a colour.");
   BeamSearchOptions beam;
   beam.beam_width = 3;
   beam.max_new_tokens = 10;

@@ -2,30 +2,20 @@
 // stream, a knowledge-cache model and errors. ctest runs it (test
 // server_openai_js); scripts/setup.sh installs the package here.
 //   node run.mjs FRUGAL_BINARY MODEL.gguf DOCS_FOLDER
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
+import { startFrugalServe } from "../start_frugal_serve.mjs";
 
 const [frugal, model, docs] = process.argv.slice(2);
 const kb = join(mkdtempSync(join(tmpdir(), "frugal-openai-")), "town.fkv");
 const build = spawnSync(frugal, ["kb", "build", "-q", "-m", model, "-t", "2", "--docs", docs, "-o", kb, "-c", "1024"]);
 assert.equal(build.status, 0, `kb build failed: ${build.stderr}`);
-const server = spawn(frugal, ["serve", "-m", model, "--port", "0", "-t", "2", "--name", "mini", "--kb", `town=${kb}`,
-                              "--api-key", "secret"], { stdio: ["ignore", "ignore", "pipe"] });
-let timer;
-const port = await new Promise((resolve, reject) => {
-  let text = "";
-  server.stderr.on("data", (data) => {
-    text += data;
-    const match = text.match(/serving on http:\/\/127\.0\.0\.1:(\d+)/);
-    if (match) resolve(Number(match[1]));
-  });
-  server.on("exit", (code) => reject(new Error(`frugal serve exited (${code}): ${text}`)));
-  timer = setTimeout(() => reject(new Error(`no port announced: ${text}`)), 30000);
-}).finally(() => clearTimeout(timer));
+const { server, port } = await startFrugalServe(frugal, ["-m", model, "-t", "2", "--name", "mini", "--kb", `town=${kb}`,
+                                                     "--api-key", "secret"]);
 
 try {
   const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "secret", maxRetries: 0 });
