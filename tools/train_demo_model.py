@@ -17,6 +17,8 @@ so the model is a small language model of this kind of text too.
 
 writes DIR/frugal-demo-qa-f32.gguf (weights snapped to the Q8_0 grid: the
 Q8_0 file `frugal quantize` makes from it holds exactly the same weights),
+DIR/frugal-demo-qa-q8_0.gguf (that Q8_0 file, written here, small enough to
+fetch from a GPU machine),
 DIR/greedy.json (greedy continuations of fixed prompts, computed in float32 on
 the CPU, for tests/model/demo_model_test.cpp) and DIR/train_log.json.
 """
@@ -43,7 +45,7 @@ from prompt import answer_tokens, prefix_tokens, question_tokens  # noqa: E402
 from spm import SpmTokenizer  # noqa: E402
 from world import Pools, make_example  # noqa: E402
 
-CONFIG = dict(vocab=32000, dim=192, layers=8, heads=6, kv_heads=2, ffn=512, context=2048, rope_base=10000.0,
+CONFIG = dict(vocab=32000, dim=192, layers=8, heads=6, kv_heads=6, ffn=512, context=2048, rope_base=500000.0,
               eps=1e-5)
 
 
@@ -147,10 +149,11 @@ def branch_block_mask(groups, branches):
 class Examples(torch.utils.data.IterableDataset):
     """Endless training sequences, each from freshly generated worlds."""
 
-    def __init__(self, vocab_path, split, seed, context, max_prefix, long_fraction):
+    def __init__(self, vocab_path, split, seed, length, max_prefix, long_fraction, max_questions, two_hop_weight):
         self.vocab_path, self.split, self.seed = vocab_path, split, seed
-        self.context, self.max_prefix = context, max_prefix
-        self.long_fraction = long_fraction
+        self.length, self.max_prefix = length, max_prefix
+        self.long_fraction, self.max_questions = long_fraction, max_questions
+        self.two_hop_weight = two_hop_weight
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -159,7 +162,8 @@ class Examples(torch.utils.data.IterableDataset):
         tok = SpmTokenizer(self.vocab_path)
         pools = Pools(self.split, tok.tokens)
         while True:
-            yield as_tensors(build_sequence(rng, tok, pools, self.context, self.max_prefix, self.long_fraction))
+            yield as_tensors(build_sequence(rng, tok, pools, self.length, self.max_prefix, self.long_fraction,
+                                            self.max_questions, two_hop_weight=self.two_hop_weight))
 
 
 def as_tensors(sequence):
@@ -176,10 +180,12 @@ def balanced_questions(rng, example):
 
 
 def build_sequence(rng, tok, pools, context, max_prefix, long_fraction=0.4, max_questions=32,
-                   doc_loss_fraction=0.25):
+                   doc_loss_fraction=0.25, two_hop_weight=1.0):
     """One training sequence of `context` tokens: knowledge examples packed
     one after the other, each a prefix (positions from 0) and up to
-    `max_questions` question/answer branches. With probability
+    `max_questions` question/answer branches. Positions restart at each
+    prefix and branches sit beside each other, so a sequence longer than the
+    model's context holds more answers per prefix, never a longer prompt. With probability
     `long_fraction` the first example is long (18-32 documents, as in the
     evaluation); the rest are short (3-14 documents), which carry many more
     answers per token. Returns lists: tokens, positions, groups, branches,
@@ -220,7 +226,7 @@ def build_sequence(rng, tok, pools, context, max_prefix, long_fraction=0.4, max_
             groups += [group] * len(seq)
             branches += [branch] * len(seq)
             targets += seq[1:] + [at[-1]]
-            weights += [0.0] * len(qt[:-1]) + [1.0] * len(at)
+            weights += [0.0] * len(qt[:-1]) + [two_hop_weight if q["kind"] == "two-hop" else 1.0] * len(at)
     pad = context - len(tokens)
     # Padding: its own group and branch each, no loss (a row with no visible key would be NaN).
     tokens += [0] * pad
@@ -234,23 +240,44 @@ def build_sequence(rng, tok, pools, context, max_prefix, long_fraction=0.4, max_
 
 # ----------------------------------------------------------------------------- export
 
-def snap_to_q8_0(w):
-    """Rounds a [rows, k] matrix to the Q8_0 grid exactly as ggml quantizes:
-    per block of 32, d = amax / 127 (float32), q = roundf(x / d), stored
-    d = fp16(d); the value is q * fp16(d)."""
+def q8_0_blocks(w):
+    """Quantizes a [rows, k] matrix exactly as ggml's Q8_0 does: per block
+    of 32, d = amax / 127 (float32), q = roundf(x / d), stored d = fp16(d).
+    Returns (q as int8 [rows, k/32, 32], d as float16 [rows, k/32, 1])."""
     w = w.float().cpu()
     rows, k = w.shape
     blocks = w.reshape(rows, k // 32, 32)
-    amax = blocks.abs().amax(-1, keepdim=True)
-    d = amax / 127.0
+    d = blocks.abs().amax(-1, keepdim=True) / 127.0
     inv = torch.where(d > 0, 1.0 / d, torch.zeros_like(d))
     x = blocks * inv
     q = torch.sign(x) * torch.floor(x.abs() + 0.5)  # roundf: halves away from zero
+    return q.to(torch.int8), d.half()
+
+
+def snap_to_q8_0(w):
+    """The weights a Q8_0 file of `w` holds: q * fp16(d), as a float32 [rows, k] matrix."""
+    q, d = q8_0_blocks(w)
     # + 0.0 turns -0.0 into 0.0, as ggml's int8 storage does.
-    return (q * d.half().float() + 0.0).reshape(rows, k)
+    return (q.float() * d.float() + 0.0).reshape(w.shape)
 
 
-def export(model, vocab_path, path):
+def q8_0_bytes(w):
+    """GGUF Q8_0 data of a [rows, k] matrix: per block the fp16 scale, then 32 int8 values."""
+    q, d = q8_0_blocks(w)
+    return torch.cat((d.view(torch.uint8), q.view(torch.uint8)), dim=-1).contiguous().numpy().tobytes()
+
+
+def dequantize_q8_0(shape, data):
+    rows, k = shape[1], shape[0]
+    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(rows, k // 32, 34)
+    d = raw[..., :2].contiguous().view(torch.float16).float()
+    q = raw[..., 2:].contiguous().view(torch.int8).float()
+    return (q * d).reshape(rows, k)
+
+
+def export(model, vocab_path, path, q8_0_path=None):
+    """Writes the model as F32 GGUF to `path` (and as Q8_0 to `q8_0_path`:
+    the same weights, since export first snaps them to the Q8_0 grid)."""
     c = model.c
     meta = {k: v for k, v in gguf.read_metadata(vocab_path).items() if k.startswith("tokenizer.")}
     header = {
@@ -270,12 +297,16 @@ def export(model, vocab_path, path):
         "general.file_type": gguf.Value(gguf.UINT32, 0),
     }
     header.update(meta)
-    tensors = []
+    tensors, q8_0_tensors = [], []
 
     def add(name, t):
         t = t.detach().float().cpu().contiguous()
         shape = list(reversed(t.shape))  # ggml order: row length first
         tensors.append((name, shape, t.numpy().astype("<f4").tobytes()))
+        if t.dim() == 2:
+            q8_0_tensors.append((name, shape, q8_0_bytes(t), gguf.TENSOR_Q8_0))
+        else:
+            q8_0_tensors.append(tensors[-1])
 
     with torch.no_grad():
         model.embed.weight.copy_(snap_to_q8_0(model.embed.weight))
@@ -294,24 +325,66 @@ def export(model, vocab_path, path):
             add(f"blk.{i}.ffn_down.weight", b.down.weight)
         add("output_norm.weight", model.norm)
     gguf.write_model(path, header, tensors)
+    if q8_0_path:
+        header["general.file_type"] = gguf.Value(gguf.UINT32, 7)  # mostly Q8_0
+        header["general.quantization_version"] = gguf.Value(gguf.UINT32, 2)  # ggml's, as `frugal quantize` writes
+        gguf.write_model(q8_0_path, header, q8_0_tensors)
+
+
+def config_of(path):
+    """The model shape stored in a GGUF file this script exported."""
+    m = {k: v.value for k, v in gguf.read_metadata(path).items()}
+    c = dict(CONFIG)
+    c.update(vocab=m["llama.vocab_size"], dim=m["llama.embedding_length"], layers=m["llama.block_count"],
+             heads=m["llama.attention.head_count"], kv_heads=m["llama.attention.head_count_kv"],
+             ffn=m["llama.feed_forward_length"], context=m["llama.context_length"],
+             rope_base=m["llama.rope.freq_base"], eps=m["llama.attention.layer_norm_rms_epsilon"])
+    return c
 
 
 def load_gguf_weights(model, path):
-    tensors = gguf.read_f32_tensors(path)
+    """Loads the weights of an F32 or Q8_0 GGUF this script exported. When the
+    model has more key/value heads than the file, each stored head is copied
+    to the query heads that shared it; when it has more layers, the new ones
+    sit evenly between the stored ones, each a copy of the layer before it
+    with its output projections zeroed. Either way the model computes the same
+    function as the file, with room to grow."""
+    tensors = gguf.read_tensors(path)
+    hs = model.c["dim"] // model.c["heads"]
 
     def get(name, like):
-        shape, data = tensors[name]
-        t = torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(list(reversed(shape)))
+        shape, type_, data = tensors[name]
+        if type_ == gguf.TENSOR_Q8_0:
+            t = dequantize_q8_0(shape, data)
+        else:
+            t = torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(list(reversed(shape)))
+        if t.dim() == 2 and t.shape[0] < like.shape[0] and name.endswith(("attn_k.weight", "attn_v.weight")):
+            stored, wanted = t.shape[0] // hs, like.shape[0] // hs
+            t = t.reshape(stored, hs, -1).repeat_interleave(wanted // stored, dim=0).reshape(like.shape)
         assert t.shape == like.shape, (name, t.shape, like.shape)
         return t
 
+    stored = sum(1 for name in tensors if name.endswith(".attn_norm.weight"))
+    added = model.c["layers"] - stored
+    # Model layer -> stored layer it starts from (new layers repeat the one before them).
+    grow_after = {round((j + 1) * stored / (added + 1)) - 1 for j in range(added)}
+    source, new_layers = [], set()
+    for i in range(stored):
+        source.append(i)
+        if i in grow_after:
+            source.append(i)
+            new_layers.add(len(source) - 1)
+    assert len(source) == model.c["layers"], (stored, model.c["layers"])
     with torch.no_grad():
         model.embed.weight.copy_(get("token_embd.weight", model.embed.weight))
         for i, b in enumerate(model.blocks):
             for name, p in (("attn_norm", b.attn_norm), ("attn_q", b.q.weight), ("attn_k", b.k.weight),
                             ("attn_v", b.v.weight), ("attn_output", b.o.weight), ("ffn_norm", b.ffn_norm),
                             ("ffn_gate", b.gate.weight), ("ffn_up", b.up.weight), ("ffn_down", b.down.weight)):
-                p.copy_(get(f"blk.{i}.{name}.weight", p))
+                p.copy_(get(f"blk.{source[i]}.{name}.weight", p))
+            if i in new_layers:
+                b.o.weight.zero_()
+                b.down.weight.zero_()
         model.norm.copy_(get("output_norm.weight", model.norm))
 
 
@@ -348,7 +421,7 @@ def evaluate(model, batch, device):
         for br in branches[b].unique().tolist():
             if br == 0 or br >= 10_000:
                 continue
-            sel = (branches[b] == br) & (weights[b] == 1.0)
+            sel = (branches[b] == br) & (weights[b] >= 1.0)
             total += 1
             correct += bool(ok[b][sel].all())
     return correct / max(total, 1)
@@ -365,7 +438,15 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workers", type=int, default=12)
     ap.add_argument("--max-prefix", type=int, default=1900)
-    ap.add_argument("--init", help="continue from the weights of an F32 GGUF this script exported")
+    ap.add_argument("--sequence-length", type=int, help="tokens per training sequence (default: the model's "
+                    "context); longer sequences give each knowledge prefix more question/answer branches")
+    ap.add_argument("--max-questions", type=int, default=32, help="question/answer branches per knowledge prefix")
+    ap.add_argument("--two-hop-weight", type=float, default=1.0, help="loss weight of two-hop answers (others: 1)")
+    ap.add_argument("--init", help="continue from the weights of a GGUF (F32 or Q8_0) this script exported; "
+                                   "its shape is kept, except for --kv-heads and --layers (more, by copying) and --rope-base")
+    for name in ("dim", "layers", "heads", "kv-heads", "ffn"):
+        ap.add_argument(f"--{name}", type=int, help=f"model shape (default {CONFIG[name.replace('-', '_')]})")
+    ap.add_argument("--rope-base", type=float, help=f"RoPE frequency base (default {CONFIG['rope_base']:g})")
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--long-fraction", type=float, default=0.4,
                     help="share of sequences that start with a long example (18-32 documents)")
@@ -376,15 +457,29 @@ def main():
     torch.manual_seed(args.seed)
     torch.backends.cuda.matmul.allow_tf32 = True
     device = "cuda"
-    c = CONFIG
+    c = config_of(args.init) if args.init else dict(CONFIG)
+    for name in ("dim", "layers", "heads", "ffn"):
+        wanted = getattr(args, name)
+        if wanted is not None and args.init and wanted != c[name] and not (name == "layers" and wanted > c[name]):
+            sys.exit(f"--{name} {wanted}: {args.init} has {c[name]}; only --kv-heads, --layers (more) and "
+                     "--rope-base can change")
+        c[name] = wanted or c[name]
+    if args.kv_heads and args.init:
+        if args.kv_heads % c["kv_heads"] or c["heads"] % args.kv_heads:
+            sys.exit(f"--kv-heads {args.kv_heads} must be a multiple of {c['kv_heads']} and divide {c['heads']}")
+    c["kv_heads"] = args.kv_heads or c["kv_heads"]
+    if c["heads"] % c["kv_heads"] or c["dim"] % c["heads"]:
+        sys.exit(f"{c['heads']} heads must split into {c['kv_heads']} key/value heads and divide dim {c['dim']}")
+    c["rope_base"] = args.rope_base or c["rope_base"]
     model = Model(c)
     if args.init:
         load_gguf_weights(model, args.init)
     model = model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {n_params / 1e6:.2f} M", flush=True)
-    data = torch.utils.data.DataLoader(Examples(args.vocab, "train", args.seed, c["context"], args.max_prefix,
-                                                args.long_fraction),
+    data = torch.utils.data.DataLoader(Examples(args.vocab, "train", args.seed, args.sequence_length or c["context"],
+                                                args.max_prefix, args.long_fraction, args.max_questions,
+                                                args.two_hop_weight),
                                        batch_size=args.batch, num_workers=args.workers, prefetch_factor=4,
                                        persistent_workers=True)
     val_rng = random.Random(f"{args.seed}:validation")
@@ -446,7 +541,7 @@ def main():
             print(json.dumps(entry), flush=True)
     model = model.float().cpu().eval()
     gguf_path = os.path.join(args.out, "frugal-demo-qa-f32.gguf")
-    export(model, args.vocab, gguf_path)  # also snaps the model's own weights to the Q8_0 grid
+    export(model, args.vocab, gguf_path, os.path.join(args.out, "frugal-demo-qa-q8_0.gguf"))  # also snaps the model's own weights to the Q8_0 grid
     # Greedy continuations of fixed prompts with the exported (snapped) weights.
     rng = random.Random("greedy-fixture")
     prompts = []

@@ -1,7 +1,7 @@
 """Minimal GGUF v3 reader and writer (standard library only).
 
 Enough for the demo-model tools: read the tokenizer metadata of a vocabulary
-file and write a model with F32 tensors. frugal's own C++ reader validates
+file, write a model with F32 and Q8_0 tensors and read them back. frugal's own C++ reader validates
 what this writes (tests load the result).
 """
 import struct
@@ -12,6 +12,19 @@ UINT8, INT8, UINT16, INT16, UINT32, INT32, FLOAT32, BOOL, STRING, ARRAY, UINT64,
 _SCALAR = {UINT8: "<B", INT8: "<b", UINT16: "<H", INT16: "<h", UINT32: "<I", INT32: "<i", FLOAT32: "<f",
            BOOL: "<?", UINT64: "<Q", INT64: "<q", FLOAT64: "<d"}
 TENSOR_F32 = 0
+TENSOR_Q8_0 = 8
+# Bytes per element group: F32 one float; Q8_0 a block of 32 weights as an fp16 scale and 32 int8 values.
+_BLOCK = {TENSOR_F32: (1, 4), TENSOR_Q8_0: (32, 34)}
+
+
+def tensor_bytes(type_, shape):
+    count = 1
+    for d in shape:
+        count *= d
+    per, size = _BLOCK[type_]
+    if count % per:
+        raise ValueError(f"{count} elements do not fill blocks of {per}")
+    return count // per * size
 
 
 class Value:
@@ -79,7 +92,8 @@ def _write_value(out, value):
 
 def write_model(path, metadata, tensors, alignment=32):
     """Writes GGUF v3. `metadata`: dict key -> Value; `tensors`: list of
-    (name, shape in ggml order (row length first), little-endian F32 bytes)."""
+    (name, shape in ggml order (row length first), data) or (name, shape,
+    data, type): data is little-endian F32 unless type says TENSOR_Q8_0."""
     out = bytearray()
     out += struct.pack("<IIQQ", GGUF_MAGIC, 3, len(tensors), len(metadata))
     for key, value in metadata.items():
@@ -87,27 +101,25 @@ def write_model(path, metadata, tensors, alignment=32):
         out += struct.pack("<I", value.type)
         _write_value(out, value)
     offset = 0
-    for name, shape, data in tensors:
-        count = 1
-        for d in shape:
-            count *= d
-        if len(data) != 4 * count:
-            raise ValueError(f"tensor {name}: {len(data)} bytes for shape {shape}")
+    tensors = [t if len(t) == 4 else (*t, TENSOR_F32) for t in tensors]
+    for name, shape, data, type_ in tensors:
+        if len(data) != tensor_bytes(type_, shape):
+            raise ValueError(f"tensor {name}: {len(data)} bytes for shape {shape} of type {type_}")
         _write_value(out, Value(STRING, name))
         out += struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in shape)
-        out += struct.pack("<IQ", TENSOR_F32, offset)
+        out += struct.pack("<IQ", type_, offset)
         offset += (len(data) + alignment - 1) // alignment * alignment
     out += b"\0" * ((-len(out)) % alignment)
     with open(path, "wb") as f:
         f.write(out)
-        for _, _, data in tensors:
+        for _, _, data, _ in tensors:
             f.write(data)
             f.write(b"\0" * ((-len(data)) % alignment))
 
 
-def read_f32_tensors(path):
-    """Returns {name: (shape in ggml order, bytes)} for a GGUF file whose
-    tensors are all F32 (what write_model writes)."""
+def read_tensors(path):
+    """Returns {name: (shape in ggml order, type, bytes)} for a GGUF file whose
+    tensors are F32 or Q8_0 (what write_model writes)."""
     with open(path, "rb") as f:
         data = f.read()
     r = _Reader(data)
@@ -126,14 +138,11 @@ def read_f32_tensors(path):
         name = r.string()
         shape = [r.scalar("<Q") for _ in range(r.scalar("<I"))]
         type_, offset = r.scalar("<I"), r.scalar("<Q")
-        if type_ != TENSOR_F32:
-            raise ValueError(f"{path}: tensor {name} is not F32")
-        infos.append((name, shape, offset))
+        if type_ not in _BLOCK:
+            raise ValueError(f"{path}: tensor {name} has type {type_}; only F32 and Q8_0 are read")
+        infos.append((name, shape, type_, offset))
     base = (r.pos + alignment - 1) // alignment * alignment
     out = {}
-    for name, shape, offset in infos:
-        count = 1
-        for d in shape:
-            count *= d
-        out[name] = (shape, data[base + offset:base + offset + 4 * count])
+    for name, shape, type_, offset in infos:
+        out[name] = (shape, type_, data[base + offset:base + offset + tensor_bytes(type_, shape)])
     return out
