@@ -3,6 +3,10 @@ for each test world, `frugal kb build` over its documents, then `frugal ask`
 (greedy) for its questions; exact match per question kind.
 
     python3 tools/eval_demo_model.py [--model models/frugal-demo-qa-q8_0.gguf] [--worlds 30]
+        [--require single=0.9 two-hop=0.6 unanswerable=0.8]
+
+With --require it exits with status 1 when a kind's exact match is below its
+minimum (ctest runs it so, as `demo_model_evaluation`).
 
 Standard library only: it runs where frugal runs.
 """
@@ -42,7 +46,15 @@ def main():
     ap.add_argument("--seed", default="test-evaluation")
     ap.add_argument("--threads", default="2")
     ap.add_argument("--json", help="write the per-question results here")
+    ap.add_argument("--require", nargs="*", default=[], metavar="KIND=MIN",
+                    help="minimum exact match per kind (single, two-hop, unanswerable, all)")
     args = ap.parse_args()
+    required = {}
+    for item in args.require:
+        kind, _, minimum = item.partition("=")
+        if kind not in ("single", "two-hop", "unanswerable", "all") or not minimum:
+            ap.error(f"--require {item}: expected KIND=MIN with KIND single, two-hop, unanswerable or all")
+        required[kind] = float(minimum)
     rng = random.Random(args.seed)
     pools = Pools("test")
     results, tokens = [], []
@@ -88,6 +100,11 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"summary": summary, "results": results}, f, indent=1)
+    below = [f"{kind}: {summary[kind]['exact_match']} < {minimum}" for kind, minimum in required.items()
+             if summary[kind]["exact_match"] < minimum]
+    if below:
+        print("exact match below the required minimum: " + "; ".join(below), file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
