@@ -37,7 +37,7 @@ namespace frugal {
 
 struct SchedulerOptions {
   size_t parallel = 4;         // sequences generating at once; later ones wait
-  int64_t context = 4096;      // tokens per sequence, prompt and answer
+  int64_t context = 4096;      // positions per sequence for prompt and answer (as a KvCache of this size)
   size_t prompt_chunk = 256;   // prompt tokens read per step, over all sequences
   size_t cache_bytes = 64u << 20;  // keys and values kept after their request ended, for reuse
   // Called on the scheduler thread around each forward pass (energy meters).
@@ -102,6 +102,7 @@ class GenerationScheduler {
   bool accept_token(Sequence& sequence, std::span<const float> logits);
   void finish(Sequence& sequence, StopReason reason);
   void fail(Sequence& sequence, std::exception_ptr error);
+  void release(Sequence& sequence);
   void deliver(Sequence& sequence);
   void advance(Sequence& sequence, KvNode next);
   void trim_cache();

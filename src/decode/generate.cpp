@@ -1,11 +1,12 @@
 #include "frugal/generate.h"
 
 #include <chrono>
+#include <optional>
 
 #include <fmt/format.h>
 
+#include "decode/answer_in_progress.h"
 #include "frugal/error.h"
-#include "frugal/generation_text.h"
 
 namespace frugal {
 
@@ -64,66 +65,21 @@ GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cac
 
 GenerationResult generate(const TokenFeed& feed, const Tokenizer& tokenizer, std::span<const TokenId> prompt,
                           int64_t room, const GenerationOptions& options, const TextCallback& on_text) {
-  GenerationResult result;
-  result.prompt_tokens = prompt.size();
-  if (static_cast<int64_t>(prompt.size()) >= room) {
-    throw Error(fmt::format("the prompt ({} tokens) does not fit in the {} tokens of context left; use a larger -c",
-                            prompt.size(), room));
-  }
-  Sampler sampler(options.sampling);
-  result.seed = sampler.seed_used();
-  StopStringMatcher stops(options.stop_strings);
-  Utf8StreamBuffer utf8;
-  std::vector<TokenId> history(options.preceding_tokens);
-  history.insert(history.end(), prompt.begin(), prompt.end());
-
-  auto emit = [&](const std::string& text) {
-    if (text.empty()) return true;
-    result.text += text;
-    return on_text ? on_text(text) : true;
-  };
-
+  AnswerInProgress answer(tokenizer, prompt, room, options);
+  GenerationResult& result = answer.result();
   const auto call_start = std::chrono::steady_clock::now();
-  auto start = call_start;
   std::vector<float> logits = feed(prompt);
-  int64_t fed = static_cast<int64_t>(prompt.size());
-  result.prompt_seconds = seconds_since(start);
-  start = std::chrono::steady_clock::now();
-
-  const int64_t budget = options.max_tokens < 0 ? room : options.max_tokens;
-  bool cancelled = false;
-  for (int64_t step = 0; step < budget; ++step) {
-    const TokenId token = sampler.sample(logits, history);
-    if (step == 0) result.first_token_seconds = seconds_since(call_start);
-    result.tokens.push_back(token);
-    history.push_back(token);
-    if (tokenizer.is_end_of_generation(token)) {
-      result.stop_reason = StopReason::EndOfGeneration;
-      break;
-    }
-    const auto out = stops.push(utf8.push(tokenizer.token_to_piece(token, options.render_special)));
-    if (!emit(out.text)) {
-      cancelled = true;
-      result.stop_reason = StopReason::Cancelled;
-      break;
-    }
-    if (out.stopped) {
-      result.stop_reason = StopReason::StopString;
-      break;
-    }
-    // The last token is never fed back: nobody would read its logits.
-    if (step + 1 == budget) break;
-    if (fed >= room) {
-      result.stop_reason = StopReason::ContextFull;
-      break;
-    }
-    const TokenId next[1] = {token};
-    logits = feed(next);
-    ++fed;
+  result.prompt_seconds = seconds_since(call_start);
+  const auto start = std::chrono::steady_clock::now();
+  while (!answer.finished()) {
+    const std::optional<TokenId> next = answer.accept(logits, on_text);
+    if (result.tokens.size() == 1) result.first_token_seconds = seconds_since(call_start);
+    if (!next) break;
+    const TokenId token[1] = {*next};
+    logits = feed(token);
   }
-  if (!cancelled && !stops.stopped()) emit(stops.push(utf8.flush()).text + stops.flush());
   result.generation_seconds = seconds_since(start);
-  return result;
+  return std::move(result);
 }
 
 }  // namespace frugal

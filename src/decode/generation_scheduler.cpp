@@ -5,9 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "decode/answer_in_progress.h"
 #include "frugal/error.h"
-#include "frugal/generation_text.h"
-#include "frugal/sampler.h"
 
 namespace frugal {
 
@@ -22,22 +21,17 @@ double seconds_since(Clock::time_point start) {
 // One job from admission to its end. Only the scheduler thread touches it
 // once it runs.
 struct GenerationScheduler::Sequence {
-  explicit Sequence(GenerationJob j)
-      : job(std::move(j)), sampler(job.options.sampling), stops(job.options.stop_strings) {}
+  Sequence(GenerationJob j, const Tokenizer& tokenizer, int64_t context)
+      : job(std::move(j)), answer(tokenizer, job.prompt, context, job.options) {}
 
   GenerationJob job;
+  AnswerInProgress answer;
   std::promise<GenerationResult> promise;
-  Sampler sampler;
-  StopStringMatcher stops;
-  Utf8StreamBuffer utf8;
-  std::vector<TokenId> history;  // prompt and answer, for the repetition penalty
   KvNode tip = KvTrie::kRoot;    // the last token in the store; this sequence holds a handle on it
   size_t read = 0;               // prompt tokens in the store so far
   TokenId pending = -1;          // sampled, to be fed at the next step (-1: still reading the prompt)
   bool finished = false;         // result or error set, handle released; delivered after the step
   std::exception_ptr error;      // why it failed, if it did
-  int64_t budget = 0;            // answer tokens allowed
-  GenerationResult result;
   Clock::time_point submitted, first_step;
   bool started = false;
 
@@ -67,17 +61,8 @@ size_t GenerationScheduler::pin_prefix(std::span<const TokenId> tokens, const Kv
 }
 
 std::future<GenerationResult> GenerationScheduler::submit(GenerationJob job) {
-  if (job.prompt.empty()) throw Error("the prompt is empty: nothing to process");
-  if (static_cast<int64_t>(job.prompt.size()) >= options_.context) {
-    throw Error(fmt::format("the prompt ({} tokens) does not fit in the context of {} tokens", job.prompt.size(),
-                            options_.context));
-  }
-  auto sequence = std::make_unique<Sequence>(std::move(job));
+  auto sequence = std::make_unique<Sequence>(std::move(job), tokenizer_, options_.context);  // checks the prompt
   sequence->submitted = Clock::now();
-  sequence->result.prompt_tokens = sequence->job.prompt.size();
-  sequence->result.seed = sequence->sampler.seed_used();
-  const int64_t room = options_.context - static_cast<int64_t>(sequence->job.prompt.size());
-  sequence->budget = sequence->job.options.max_tokens < 0 ? room : sequence->job.options.max_tokens;
   auto future = sequence->promise.get_future();
   {
     std::lock_guard lock(mutex_);
@@ -181,11 +166,11 @@ void GenerationScheduler::loop() {
 }
 
 void GenerationScheduler::deliver(Sequence& s) {
-  if (s.job.on_finish) s.job.on_finish(s.error ? nullptr : &s.result);
+  if (s.job.on_finish) s.job.on_finish(s.error ? nullptr : &s.answer.result());
   if (s.error) {
     s.promise.set_exception(s.error);
   } else {
-    s.promise.set_value(std::move(s.result));
+    s.promise.set_value(std::move(s.answer.result()));
   }
 }
 
@@ -194,7 +179,7 @@ void GenerationScheduler::deliver(Sequence& s) {
 // its logits (without rewriting its keys and values).
 void GenerationScheduler::admit(std::vector<std::unique_ptr<Sequence>>& incoming) {
   for (auto& s : incoming) {
-    if (s->cancelled()) {
+    if (s->cancelled() || s->answer.finished()) {  // cancelled while waiting, or no tokens asked for
       finish(*s, StopReason::Cancelled);
       running_.push_back(std::move(s));  // collected as ended after this step
       continue;
@@ -207,8 +192,6 @@ void GenerationScheduler::admit(std::vector<std::unique_ptr<Sequence>>& incoming
     s->tip = node;
     if (node != KvTrie::kRoot) store_.retain(node);
     s->read = length;
-    s->history = s->job.options.preceding_tokens;
-    s->history.insert(s->history.end(), s->job.prompt.begin(), s->job.prompt.end());
     running_.push_back(std::move(s));
   }
 }
@@ -288,54 +271,30 @@ void GenerationScheduler::step() {
 // Samples the next token of `sequence` from its logits; finishes it when
 // the answer is over. Returns whether it goes on.
 bool GenerationScheduler::accept_token(Sequence& s, std::span<const float> logits) {
-  GenerationResult& result = s.result;
-  const TokenId token = s.sampler.sample(logits, s.history);
-  if (result.tokens.empty()) {
+  const std::optional<TokenId> next = s.answer.accept(logits, s.job.on_text);
+  GenerationResult& result = s.answer.result();
+  if (result.tokens.size() == 1) {
     result.first_token_seconds = seconds_since(s.submitted);
     result.prompt_seconds = std::chrono::duration<double>(Clock::now() - s.first_step).count();
   }
-  result.tokens.push_back(token);
-  s.history.push_back(token);
-  if (tokenizer_.is_end_of_generation(token)) {
-    finish(s, StopReason::EndOfGeneration);
+  if (!next) {
+    release(s);
     return false;
   }
-  const auto out = s.stops.push(s.utf8.push(tokenizer_.token_to_piece(token, s.job.options.render_special)));
-  if (!out.text.empty()) {
-    result.text += out.text;
-    if (s.job.on_text && !s.job.on_text(out.text)) {
-      finish(s, StopReason::Cancelled);
-      return false;
-    }
-  }
-  if (out.stopped) {
-    finish(s, StopReason::StopString);
-    return false;
-  }
-  if (static_cast<int64_t>(result.tokens.size()) >= s.budget) {
-    finish(s, StopReason::MaxTokens);
-    return false;
-  }
-  // The token would be fed at position prompt + answer - 1.
-  if (static_cast<int64_t>(s.job.prompt.size() + result.tokens.size()) >= options_.context) {
-    finish(s, StopReason::ContextFull);
-    return false;
-  }
-  s.pending = token;
+  s.pending = *next;
   return true;
 }
 
 void GenerationScheduler::finish(Sequence& s, StopReason reason) {
   if (s.finished) return;
-  GenerationResult& result = s.result;
-  result.stop_reason = reason;
-  if (reason != StopReason::Cancelled && !s.stops.stopped()) {
-    const std::string tail = s.stops.push(s.utf8.flush()).text + s.stops.flush();
-    if (!tail.empty()) {
-      result.text += tail;
-      if (s.job.on_text) s.job.on_text(tail);
-    }
-  }
+  s.answer.finish(reason, s.job.on_text);
+  release(s);
+}
+
+// The answer has ended (or failed): its times are set and its branch of
+// the store is let go (kept as cache, or trimmed).
+void GenerationScheduler::release(Sequence& s) {
+  GenerationResult& result = s.answer.result();
   if (s.started) result.generation_seconds = seconds_since(s.first_step) - result.prompt_seconds;
   if (s.tip != KvTrie::kRoot) store_.release(s.tip, true);
   s.tip = KvTrie::kRoot;
@@ -344,10 +303,8 @@ void GenerationScheduler::finish(Sequence& s, StopReason reason) {
 
 void GenerationScheduler::fail(Sequence& s, std::exception_ptr error) {
   if (s.finished) return;
-  if (s.tip != KvTrie::kRoot) store_.release(s.tip, true);
-  s.tip = KvTrie::kRoot;
-  s.finished = true;
   s.error = error;
+  release(s);
 }
 
 // Keeps at most cache_bytes of keys and values nobody uses any more; once

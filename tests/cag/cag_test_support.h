@@ -8,6 +8,7 @@
 
 #include "frugal/generate.h"
 #include "frugal/knowledge_cache.h"
+#include "support/greedy_options.h"
 #include "support/test_paths.h"
 
 namespace frugal::test {
@@ -33,16 +34,9 @@ inline LoadedTestModel load_test_model(const std::string& name = "models/mini-ll
   return loaded;
 }
 
-inline GenerationOptions greedy(int32_t tokens = 12) {
-  GenerationOptions options;
-  options.max_tokens = tokens;
-  options.sampling.temperature = 0;
-  return options;
-}
-
 // The baseline: the same prompt prefilled from scratch in a fresh cache.
 inline std::vector<TokenId> answer_without_cache(Model& model, const Tokenizer& tokenizer,
-                                                 const std::vector<TokenId>& prompt, int32_t tokens = 12) {
+                                                 const std::vector<TokenId>& prompt, int32_t tokens = 16) {
   KvCache fresh(model.config(), 1024);
   return generate(model, tokenizer, fresh, prompt, greedy(tokens)).tokens;
 }

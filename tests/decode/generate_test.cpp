@@ -6,10 +6,13 @@
 #include "frugal/gguf.h"
 #include "frugal/generate.h"
 #include "support/model_builder.h"
+#include "support/greedy_options.h"
 #include "support/test_paths.h"
 
 namespace frugal {
 namespace {
+
+using test::greedy;
 
 class Generation : public ::testing::Test {
  protected:
@@ -20,13 +23,6 @@ class Generation : public ::testing::Test {
     tokenizer_ = Tokenizer::from_gguf(model_->file());
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  GenerationOptions greedy(int32_t max_tokens) {
-    GenerationOptions options;
-    options.max_tokens = max_tokens;
-    options.sampling.temperature = 0;
-    return options;
-  }
 
   std::filesystem::path dir_;
   std::unique_ptr<Model> model_;

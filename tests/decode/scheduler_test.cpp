@@ -9,10 +9,13 @@
 #include "frugal/generate.h"
 #include "frugal/knowledge.h"
 #include "frugal/scheduler.h"
+#include "support/greedy_options.h"
 #include "support/test_paths.h"
 
 namespace frugal {
 namespace {
+
+using test::greedy;
 
 // The demo model: a trained model with confident answers, so batched and
 // single passes (equal up to rounding) pick the same tokens.
@@ -42,12 +45,6 @@ class Scheduler : public ::testing::Test {
     const auto q = encode_question(*tokenizer_, template_, question);
     tokens.insert(tokens.end(), q.begin(), q.end());
     return tokens;
-  }
-  static GenerationOptions greedy(int32_t max_tokens = 16) {
-    GenerationOptions options;
-    options.max_tokens = max_tokens;
-    options.sampling.temperature = 0;
-    return options;
   }
   GenerationResult alone(const std::vector<TokenId>& tokens, const GenerationOptions& options) {
     KvCache cache(model_->config(), 1024);
@@ -151,12 +148,23 @@ TEST_F(Scheduler, StopStringsAndTokenBudgets) {
   auto short_answer = scheduler.submit({prompt(kQuestions[0]), greedy(2)}).get();
   EXPECT_EQ(short_answer.stop_reason, StopReason::MaxTokens);
   EXPECT_EQ(short_answer.tokens.size(), 2u);
-  // A context that ends two tokens after the prompt.
+  // A context that ends two tokens after the prompt: two answer tokens are
+  // stored, a third is sampled from the last one's logits, as generate()
+  // does with a KvCache of that size.
   const auto tokens = prompt(kQuestions[0]);
-  GenerationScheduler tight(*model_, *tokenizer_, {.parallel = 1, .context = static_cast<int64_t>(tokens.size()) + 2});
+  const auto context = static_cast<int64_t>(tokens.size()) + 2;
+  GenerationScheduler tight(*model_, *tokenizer_, {.parallel = 1, .context = context});
   auto full = tight.submit({tokens, greedy(16)}).get();
   EXPECT_EQ(full.stop_reason, StopReason::ContextFull);
-  EXPECT_EQ(full.tokens, std::vector<TokenId>(alone(tokens, greedy(2)).tokens));
+  KvCache cache(model_->config(), context);
+  const auto plain = generate(*model_, *tokenizer_, cache, tokens, greedy(16));
+  EXPECT_EQ(plain.stop_reason, StopReason::ContextFull);
+  EXPECT_EQ(full.tokens, plain.tokens);
+  EXPECT_EQ(full.tokens.size(), 3u);
+  // No tokens asked for: the job ends at once, with nothing.
+  auto none = scheduler.submit({tokens, greedy(0)}).get();
+  EXPECT_EQ(none.stop_reason, StopReason::MaxTokens);
+  EXPECT_TRUE(none.tokens.empty());
 }
 
 TEST_F(Scheduler, CancellingEndsAJobAndFreesItsBranch) {

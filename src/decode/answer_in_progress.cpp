@@ -1,0 +1,74 @@
+#include "decode/answer_in_progress.h"
+
+#include <fmt/format.h>
+
+#include "frugal/error.h"
+
+namespace frugal {
+
+AnswerInProgress::AnswerInProgress(const Tokenizer& tokenizer, std::span<const TokenId> prompt, int64_t room,
+                                   const GenerationOptions& options)
+    : tokenizer_(tokenizer),
+      sampler_(options.sampling),
+      stops_(options.stop_strings),
+      history_(options.preceding_tokens),
+      room_(room),
+      budget_(options.max_tokens < 0 ? room : options.max_tokens),
+      render_special_(options.render_special) {
+  if (prompt.empty()) throw Error("the prompt is empty: nothing to process");
+  if (static_cast<int64_t>(prompt.size()) >= room) {
+    throw Error(fmt::format("the prompt ({} tokens) does not fit in the {} tokens of context left; use a larger -c",
+                            prompt.size(), room));
+  }
+  history_.insert(history_.end(), prompt.begin(), prompt.end());
+  result_.prompt_tokens = prompt.size();
+  result_.seed = sampler_.seed_used();
+  if (budget_ == 0) finish(StopReason::MaxTokens, {});
+}
+
+std::optional<TokenId> AnswerInProgress::accept(std::span<const float> logits, const TextCallback& on_text) {
+  if (finished_) throw Error("internal: a token for an answer that has ended");
+  const TokenId token = sampler_.sample(logits, history_);
+  result_.tokens.push_back(token);
+  history_.push_back(token);
+  if (tokenizer_.is_end_of_generation(token)) {
+    finish(StopReason::EndOfGeneration, on_text);
+    return std::nullopt;
+  }
+  const auto out = stops_.push(utf8_.push(tokenizer_.token_to_piece(token, render_special_)));
+  if (!out.text.empty()) {
+    result_.text += out.text;
+    if (on_text && !on_text(out.text)) {
+      finish(StopReason::Cancelled, on_text);
+      return std::nullopt;
+    }
+  }
+  if (out.stopped) {
+    finish(StopReason::StopString, on_text);
+    return std::nullopt;
+  }
+  const auto answered = static_cast<int64_t>(result_.tokens.size());
+  if (answered >= budget_) {
+    finish(StopReason::MaxTokens, on_text);
+    return std::nullopt;
+  }
+  // Fed, this token takes position prompt + answered - 1.
+  if (static_cast<int64_t>(result_.prompt_tokens) + answered > room_) {
+    finish(StopReason::ContextFull, on_text);
+    return std::nullopt;
+  }
+  return token;
+}
+
+void AnswerInProgress::finish(StopReason reason, const TextCallback& on_text) {
+  if (finished_) return;
+  finished_ = true;
+  result_.stop_reason = reason;
+  if (reason == StopReason::Cancelled || stops_.stopped()) return;
+  const std::string tail = stops_.push(utf8_.flush()).text + stops_.flush();
+  if (tail.empty()) return;
+  result_.text += tail;
+  if (on_text) on_text(tail);
+}
+
+}  // namespace frugal

@@ -1,0 +1,51 @@
+// One answer while it grows, token by token: the part of generation that is
+// the same however the model is run (one KvCache in generate(), a shared
+// KvTrie in GenerationScheduler). Keeping it in one place makes a scheduled
+// answer end exactly where the plain loop's does.
+#pragma once
+
+#include <optional>
+#include <span>
+
+#include "frugal/generate.h"
+#include "frugal/generation_text.h"
+#include "frugal/sampler.h"
+#include "frugal/tokenizer.h"
+
+namespace frugal {
+
+class AnswerInProgress {
+ public:
+  // `room`: the positions the context has for the prompt and the answer
+  // (the prompt must be shorter). The options are copied.
+  AnswerInProgress(const Tokenizer& tokenizer, std::span<const TokenId> prompt, int64_t room,
+                   const GenerationOptions& options);
+
+  // Samples the next token from the logits of the last token fed and
+  // passes the text that is safe to print to `on_text` (false from it
+  // cancels). Returns the token to feed next, or nothing when the answer is
+  // over (result().stop_reason says why; the last token is never fed:
+  // nobody would read its logits).
+  std::optional<TokenId> accept(std::span<const float> logits, const TextCallback& on_text);
+
+  // Ends the answer for `reason` unless it has ended: text held back
+  // (incomplete UTF-8, a possible stop string) goes out unless cancelled.
+  void finish(StopReason reason, const TextCallback& on_text);
+
+  bool finished() const { return finished_; }
+  GenerationResult& result() { return result_; }
+
+ private:
+  const Tokenizer& tokenizer_;
+  Sampler sampler_;
+  StopStringMatcher stops_;
+  Utf8StreamBuffer utf8_;
+  std::vector<TokenId> history_;  // earlier tokens, prompt and answer: what the repetition penalty sees
+  int64_t room_ = 0;
+  int64_t budget_ = 0;  // answer tokens allowed
+  bool render_special_ = false;
+  bool finished_ = false;
+  GenerationResult result_;
+};
+
+}  // namespace frugal
