@@ -25,6 +25,10 @@ struct GenerationOptions {
   // the repetition penalty looks back over them as over the prompt, so a
   // continued cache samples as the same prompt processed from scratch would.
   std::vector<TokenId> preceding_tokens;
+  // Drop the spaces and tabs before the answer's first visible text (the
+  // tokens stay as sampled): an answer after "Answer:" or a chat template's
+  // turn starts with a space that belongs to the prompt, not to the answer.
+  bool trim_leading_space = false;
 };
 
 enum class StopReason { EndOfGeneration, StopString, MaxTokens, ContextFull, Cancelled };

@@ -39,18 +39,14 @@ double milliseconds_since(std::chrono::steady_clock::time_point start) {
 class Asker {
  public:
   Asker(const AskArguments& args, LoadedModel& loaded, KnowledgeCache& cache, double load_ms)
-      : args_(args), loaded_(loaded), cache_(cache), load_ms_(load_ms), options_(generation_options(args.generation)) {}
+      : args_(args), loaded_(loaded), cache_(cache), load_ms_(load_ms), options_(generation_options(args.generation)) {
+    options_.trim_leading_space = true;  // the answer follows "Answer:", so it starts with a space not worth showing
+  }
 
   void answer(const std::string& question) {
     const auto start = std::chrono::steady_clock::now();
-    bool started = false;  // the answer follows "Answer:", so it starts with a space not worth showing
     auto print = [&](std::string_view text) {
-      if (!started) {
-        const size_t first = text.find_first_not_of(" \t");
-        text.remove_prefix(first == std::string_view::npos ? text.size() : first);
-        started = !text.empty();
-      }
-      if (!args_.json && !text.empty()) {
+      if (!args_.json) {
         fmt::print("{}", text);
         std::fflush(stdout);
       }

@@ -14,7 +14,8 @@ AnswerInProgress::AnswerInProgress(const Tokenizer& tokenizer, std::span<const T
       history_(options.preceding_tokens),
       room_(room),
       budget_(options.max_tokens < 0 ? room : options.max_tokens),
-      render_special_(options.render_special) {
+      render_special_(options.render_special),
+      trimming_(options.trim_leading_space) {
   if (prompt.empty()) throw Error("the prompt is empty: nothing to process");
   if (static_cast<int64_t>(prompt.size()) >= room) {
     throw Error(fmt::format("the prompt ({} tokens) does not fit in the {} tokens of context left; use a larger -c",
@@ -36,12 +37,9 @@ std::optional<TokenId> AnswerInProgress::accept(std::span<const float> logits, c
     return std::nullopt;
   }
   const auto out = stops_.push(utf8_.push(tokenizer_.token_to_piece(token, render_special_)));
-  if (!out.text.empty()) {
-    result_.text += out.text;
-    if (on_text && !on_text(out.text)) {
-      finish(StopReason::Cancelled, on_text);
-      return std::nullopt;
-    }
+  if (!emit(out.text, on_text)) {
+    finish(StopReason::Cancelled, on_text);
+    return std::nullopt;
   }
   if (out.stopped) {
     finish(StopReason::StopString, on_text);
@@ -65,10 +63,18 @@ void AnswerInProgress::finish(StopReason reason, const TextCallback& on_text) {
   finished_ = true;
   result_.stop_reason = reason;
   if (reason == StopReason::Cancelled || stops_.stopped()) return;
-  const std::string tail = stops_.push(utf8_.flush()).text + stops_.flush();
-  if (tail.empty()) return;
-  result_.text += tail;
-  if (on_text) on_text(tail);
+  emit(stops_.push(utf8_.flush()).text + stops_.flush(), on_text);
+}
+
+bool AnswerInProgress::emit(std::string_view text, const TextCallback& on_text) {
+  if (trimming_) {
+    const size_t first = text.find_first_not_of(" \t");
+    text.remove_prefix(first == std::string_view::npos ? text.size() : first);
+    trimming_ = text.empty();
+  }
+  if (text.empty()) return true;
+  result_.text += text;
+  return on_text ? on_text(text) : true;
 }
 
 }  // namespace frugal

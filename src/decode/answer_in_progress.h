@@ -36,6 +36,10 @@ class AnswerInProgress {
   GenerationResult& result() { return result_; }
 
  private:
+  // Appends `text` to the result and passes it on (trimmed while the answer
+  // has shown nothing yet, if asked to); returns on_text's verdict.
+  bool emit(std::string_view text, const TextCallback& on_text);
+
   const Tokenizer& tokenizer_;
   Sampler sampler_;
   StopStringMatcher stops_;
@@ -44,6 +48,7 @@ class AnswerInProgress {
   int64_t room_ = 0;
   int64_t budget_ = 0;  // answer tokens allowed
   bool render_special_ = false;
+  bool trimming_ = false;  // still dropping leading spaces
   bool finished_ = false;
   GenerationResult result_;
 };

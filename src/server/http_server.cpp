@@ -58,8 +58,8 @@ struct Server::Impl {
   void setup();
   void check_key(const httplib::Request& request) const;
   void completions(const httplib::Request& request, httplib::Response& response, bool chat);
-  void beam_completion(const CompletionRequest& request, const std::vector<TokenId>& prompt, const std::string& id,
-                       int64_t created, httplib::Response& response);
+  void beam_completion(const CompletionRequest& request, const std::vector<TokenId>& prompt, bool trim_leading_space,
+                       const std::string& id, int64_t created, httplib::Response& response);
   void reply_error(httplib::Response& response, const ApiError& error, const std::string& endpoint);
   json models() const;
 };
@@ -186,6 +186,9 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   generation.sampling.repeat_penalty = 1;
   if (request.seed) generation.sampling.seed = *request.seed;
   generation.stop_strings = request.stop;
+  // A chat turn or a knowledge answer ("Answer:") starts with the model's
+  // space; a plain completion's space is part of the continued text.
+  generation.trim_leading_space = chat || kb;
   const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", next_id.fetch_add(1));
   const int64_t created = unix_now();
   const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
@@ -212,7 +215,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
 
   auto admission = std::make_shared<Admission>(in_flight, options.queue_limit + options.parallel);
   if (request.beam_width > 1) {
-    beam_completion(request, prompt, id, created, response);
+    beam_completion(request, prompt, generation.trim_leading_space, id, created, response);
     metrics.request(endpoint, 200);
     return;
   }
@@ -316,7 +319,8 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
 // Stop strings cut a beam's text after the search, which knows nothing of
 // them.
 void Server::Impl::beam_completion(const CompletionRequest& request, const std::vector<TokenId>& prompt,
-                                   const std::string& id, int64_t created, httplib::Response& response) {
+                                   bool trim_leading_space, const std::string& id, int64_t created,
+                                   httplib::Response& response) {
   BeamSearchOptions beam;
   beam.beam_width = request.beam_width;
   beam.max_new_tokens = std::min<int64_t>(request.max_tokens, options.context - static_cast<int64_t>(prompt.size()));
@@ -350,6 +354,7 @@ void Server::Impl::beam_completion(const CompletionRequest& request, const std::
       text.resize(cut);
       finish = "stop";
     }
+    if (trim_leading_space) text.erase(0, text.find_first_not_of(" \t"));  // as sampled answers are
     choices.push_back({text, finish});
     completion_tokens += h.tokens.size();
   }

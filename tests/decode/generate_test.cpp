@@ -90,6 +90,28 @@ TEST_F(Generation, StopStringsCancellationAndZeroBudget) {
   EXPECT_EQ(cache3.size(), static_cast<int64_t>(prompt.size()));
 }
 
+TEST_F(Generation, TrimmingTheLeadingSpaceChangesTheTextNotTheTokens) {
+  const auto prompt = tokenizer_->encode("Once upon a time, in a small village", true, false);
+  KvCache plain_cache(model_->config(), 128);
+  const auto plain = generate(*model_, *tokenizer_, plain_cache, prompt, greedy(6));
+  ASSERT_EQ(plain.text.substr(0, 8), " village");  // the reference continuation
+  GenerationOptions options = greedy(6);
+  options.trim_leading_space = true;
+  std::vector<std::string> pieces;
+  KvCache cache(model_->config(), 128);
+  const auto trimmed = generate(*model_, *tokenizer_, cache, prompt, options, [&](std::string_view piece) {
+    pieces.emplace_back(piece);
+    return true;
+  });
+  EXPECT_EQ(trimmed.tokens, plain.tokens);
+  EXPECT_EQ(trimmed.text, plain.text.substr(1));
+  ASSERT_FALSE(pieces.empty());
+  EXPECT_EQ(pieces.front().substr(0, 7), "village");
+  std::string streamed;
+  for (const auto& piece : pieces) streamed += piece;
+  EXPECT_EQ(streamed, trimmed.text);
+}
+
 TEST_F(Generation, ContextLimits) {
   const auto prompt = tokenizer_->encode("Once upon a time", true, false);
   KvCache tight(model_->config(), static_cast<int64_t>(prompt.size()) + 3);

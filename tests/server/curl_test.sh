@@ -44,7 +44,7 @@ grep -q '"id":"demo@town"' <<< "$models" || fail "models: $models"
 
 question='{"model":"demo@town","temperature":0,"messages":[{"role":"user","content":"Who directs the Harlow Clinic?"}]'
 answer=$(curl -sS "${auth[@]}" "$url/chat/completions" -d "$question}")
-grep -q '"content":" Dr. Mira Osei"' <<< "$answer" || fail "answer: $answer"
+grep -q '"content":"Dr. Mira Osei"' <<< "$answer" || fail "answer: $answer"
 grep -q '"finish_reason":"stop"' <<< "$answer" || fail "finish reason: $answer"
 grep -q '"cached_tokens":341' <<< "$answer" || fail "cached tokens: $answer"
 
@@ -52,7 +52,7 @@ stream=$(curl -sSN "${auth[@]}" "$url/chat/completions" -d "$question,\"stream\"
 [[ $(grep -c '^data: {' <<< "$stream") -ge 3 ]] || fail "stream chunks: $stream"
 tail -n 2 <<< "$stream" | grep -q '^data: \[DONE\]' || fail "stream end: $stream"
 text=$(sed -n 's/.*"content":"\([^"]*\)".*/\1/p' <<< "$stream" | tr -d '\n')
-[[ "$text" == " Dr. Mira Osei" ]] || fail "streamed text '$text'"
+[[ "$text" == "Dr. Mira Osei" ]] || fail "streamed text '$text'"
 
 status() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 [[ $(status "$url/models") == 401 ]] || fail "no key should be 401"
