@@ -75,6 +75,10 @@ class GenerationScheduler {
   // F16) in the store for good: prompts that begin with them skip reading
   // them. Returns how many were already there.
   size_t pin_prefix(std::span<const TokenId> tokens, const KvCache& rows);
+  // Lets go of one pin of `tokens` (pinned before): its keys and values
+  // become cache like an ended request's, trimmed when over cache_bytes.
+  // Throws Error when they are not in the store.
+  void unpin_prefix(std::span<const TokenId> tokens);
 
   // Thread-safe. Throws Error for an empty prompt or one that leaves no room
   // in the context; otherwise the job's result or error arrives through the
@@ -106,11 +110,12 @@ class GenerationScheduler {
   void deliver(Sequence& sequence);
   void advance(Sequence& sequence, KvNode next);
   void trim_cache();
+  void update_store_stats();  // under store_mutex_ (or on the scheduler thread)
 
   Model& model_;
   const Tokenizer& tokenizer_;
   SchedulerOptions options_;
-  KvTrie store_;  // touched on the scheduler thread, or under store_mutex_ by pin_prefix
+  KvTrie store_;  // touched on the scheduler thread, or under store_mutex_ by pin_prefix/unpin_prefix
   std::mutex store_mutex_;
   std::vector<std::unique_ptr<Sequence>> running_;
 

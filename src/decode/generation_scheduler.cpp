@@ -56,8 +56,27 @@ GenerationScheduler::~GenerationScheduler() {
 size_t GenerationScheduler::pin_prefix(std::span<const TokenId> tokens, const KvCache& rows) {
   std::lock_guard lock(store_mutex_);
   const InsertedPrefix inserted = insert_prefix(store_, tokens, rows);
-  if (inserted.node != KvTrie::kRoot) store_.retain(inserted.node);  // for good: nothing releases it
+  if (inserted.node != KvTrie::kRoot) store_.retain(inserted.node);  // until unpin_prefix
+  update_store_stats();
   return inserted.shared;
+}
+
+void GenerationScheduler::unpin_prefix(std::span<const TokenId> tokens) {
+  std::lock_guard lock(store_mutex_);
+  const auto [node, length] = store_.match_prefix(tokens);
+  if (tokens.empty() || length != tokens.size()) {
+    throw Error(fmt::format("unpin_prefix: {} of the {} tokens are in the store; it was not pinned", length,
+                            tokens.size()));
+  }
+  store_.release(node, true);
+  trim_cache();
+  update_store_stats();
+}
+
+void GenerationScheduler::update_store_stats() {
+  const KvTrieStats store = store_.stats();
+  std::lock_guard lock(mutex_);
+  stats_.store = store;
 }
 
 std::future<GenerationResult> GenerationScheduler::submit(GenerationJob job) {
@@ -155,10 +174,10 @@ void GenerationScheduler::loop() {
     }
     std::erase(running_, nullptr);
     trim_cache();
+    update_store_stats();
     {
       std::lock_guard lock(mutex_);
       stats_.running = running_.size();
-      stats_.store = store_.stats();
     }
     for (auto& s : ended) deliver(*s);
     if (stop_now) return;

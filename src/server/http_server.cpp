@@ -7,7 +7,6 @@
 #include <condition_variable>
 #include <ctime>
 #include <deque>
-#include <map>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -19,6 +18,7 @@
 #include "frugal/error.h"
 #include "frugal/generate.h"
 #include "frugal/knowledge_cache.h"
+#include "frugal/knowledge_store.h"
 #include "frugal/scheduler.h"
 #include "frugal/server.h"
 #include "server/metrics.h"
@@ -38,18 +38,14 @@ struct Server::Impl {
   const Tokenizer& tokenizer;
   ServerOptions options;
   httplib::Server http;
-  // A knowledge model's prefix lives pinned in the scheduler's store; a
-  // question is encoded after it with the cache's layout.
-  struct Knowledge {
-    std::vector<TokenId> tokens;
-    PromptTemplate prompt;
-  };
-  std::map<std::string, Knowledge> knowledge;
   ChatFormat chat_format = ChatFormat::ChatML;
   server::Metrics metrics;
   EnergyMeter meter;
   EnergyMeter::Mark step_mark{};  // the scheduler thread's, around each batch
   std::unique_ptr<GenerationScheduler> scheduler;
+  // MODEL@NAME models: knowledge caches pinned in the scheduler's store
+  // (declared after it: unpinned before it goes).
+  std::unique_ptr<KnowledgeStore> knowledge;
   std::atomic<size_t> in_flight{0};  // admitted requests, waiting or generating
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> next_id{1};
@@ -120,9 +116,9 @@ void Server::Impl::reply_error(httplib::Response& response, const ApiError& erro
 json Server::Impl::models() const {
   json data = json::array();
   data.push_back({{"id", options.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "frugal"}});
-  for (const auto& [name, kb] : knowledge) {
+  for (const auto& name : knowledge->names()) {
     data.push_back({{"id", options.model_name + "@" + name}, {"object", "model"}, {"created", 0},
-                    {"owned_by", "frugal"}, {"knowledge_tokens", kb.tokens.size()}});
+                    {"owned_by", "frugal"}, {"knowledge_tokens", knowledge->get(name).tokens.size()}});
   }
   return {{"object", "list"}, {"data", data}};
 }
@@ -131,16 +127,16 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   const auto start = Clock::now();
   check_key(http_request);
   const CompletionRequest request = server::parse_completion_request(http_request.body, chat);
-  const Knowledge* kb = nullptr;
+  const KnowledgeStore::Knowledge* kb = nullptr;
   if (request.model != options.model_name) {
     const auto at = request.model.find('@');
-    const auto found = at == std::string::npos ? knowledge.end() : knowledge.find(request.model.substr(at + 1));
-    if (at == std::string::npos || request.model.substr(0, at) != options.model_name || found == knowledge.end()) {
+    const std::string name = at == std::string::npos ? "" : request.model.substr(at + 1);
+    if (at == std::string::npos || request.model.substr(0, at) != options.model_name || !knowledge->contains(name)) {
       throw ApiError(404, "invalid_request_error",
                      fmt::format("the model '{}' does not exist; GET /v1/models lists them", request.model), "model",
                      "model_not_found");
     }
-    kb = &found->second;
+    kb = &knowledge->get(name);
   }
   // The prompt: a chat in the model's format, a plain prompt, or (over a
   // knowledge cache) its knowledge and then the question.
@@ -385,17 +381,14 @@ void Server::Impl::setup() {
   batching.before_step = [this] { step_mark = meter.mark(); };
   batching.after_step = [this] { metrics.add_joules(meter.joules_since(step_mark), meter.measured()); };
   scheduler = std::make_unique<GenerationScheduler>(model, tokenizer, batching);
+  knowledge = std::make_unique<KnowledgeStore>(model, tokenizer, *scheduler);
   for (const auto& [name, path] : options.knowledge) {
-    if (name.empty() || name.find('@') != std::string::npos || knowledge.count(name)) {
+    if (name.empty() || name.find('@') != std::string::npos || knowledge->contains(name)) {
       throw Error(fmt::format("knowledge cache name '{}' is empty, repeated or contains '@'", name));
     }
     KnowledgeLoadOptions load;
     load.context = std::max<int64_t>(options.context, 0);
-    // Its keys and values go into the store for good; the file is closed again.
-    KnowledgeCache cache = KnowledgeCache::load(path, model, tokenizer, load);
-    scheduler->pin_prefix(cache.tokens(), cache.cache());
-    knowledge.emplace(name, Knowledge{std::vector<TokenId>(cache.tokens().begin(), cache.tokens().end()),
-                                      cache.prompt()});
+    knowledge->add(name, path, load);  // its keys and values go into the store; the file is closed again
   }
   metrics.set_kv_bytes(scheduler->stats().store.live_bytes);
   // Connections beyond the generating and waiting requests only wait for a

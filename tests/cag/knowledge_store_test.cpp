@@ -1,10 +1,12 @@
-// Several knowledge caches in one KvTrie: shared beginnings stored once,
-// answers equal to the no-cache prompt, question branches freed.
+// Several knowledge caches pinned in one scheduler's store: shared
+// beginnings stored once, answers equal to the no-cache prompt, question
+// branches and removed caches freed.
 #include <gtest/gtest.h>
 
 #include "cag_test_support.h"
 #include "frugal/error.h"
 #include "frugal/knowledge_store.h"
+#include "frugal/scheduler.h"
 
 namespace frugal::test {
 namespace {
@@ -28,13 +30,20 @@ class KnowledgeStoreTest : public ::testing::Test {
     cache.save(dir_ / file);
   }
 
+  // Nothing is kept after an answer (cache_bytes 0): what the store holds is the caches.
+  std::unique_ptr<GenerationScheduler> scheduler() const {
+    return std::make_unique<GenerationScheduler>(*loaded_.model, *loaded_.tokenizer,
+                                                 SchedulerOptions{.parallel = 2, .context = 1024, .cache_bytes = 0});
+  }
+
   LoadedTestModel loaded_;
   std::filesystem::path dir_;
   int64_t header_tokens_ = 0;
 };
 
 TEST_F(KnowledgeStoreTest, SharedSystemPrefixIsStoredOnce) {
-  KnowledgeStore store(*loaded_.model, *loaded_.tokenizer);
+  const auto batch = scheduler();
+  KnowledgeStore store(*loaded_.model, *loaded_.tokenizer, *batch);
   EXPECT_EQ(store.add("health", dir_ / "health.fkv"), 0u);
   const size_t shared = store.add("town", dir_ / "town.fkv");
   // The same header (BOS + system text); the documents differ from the first token on.
@@ -46,7 +55,8 @@ TEST_F(KnowledgeStoreTest, SharedSystemPrefixIsStoredOnce) {
 }
 
 TEST_F(KnowledgeStoreTest, AnswersEqualTheNoCachePromptAndQuestionsAreFreed) {
-  KnowledgeStore store(*loaded_.model, *loaded_.tokenizer);
+  const auto batch = scheduler();
+  KnowledgeStore store(*loaded_.model, *loaded_.tokenizer, *batch);
   store.add("health", dir_ / "health.fkv");
   store.add("town", dir_ / "town.fkv");
   const size_t before = store.stats().live_bytes;
@@ -70,6 +80,21 @@ TEST_F(KnowledgeStoreTest, AnswersEqualTheNoCachePromptAndQuestionsAreFreed) {
   store.remove("health");
   EXPECT_LT(store.stats().live_bytes, before);
   EXPECT_THROW(store.ask("health", "Who?", greedy()), Error);
+}
+
+TEST_F(KnowledgeStoreTest, AStoreThatGoesUnpinsItsCaches) {
+  const auto batch = scheduler();
+  {
+    KnowledgeStore store(*loaded_.model, *loaded_.tokenizer, *batch);
+    store.add("health", dir_ / "health.fkv");
+    EXPECT_GT(batch->stats().store.live_bytes, 0u);
+    EXPECT_EQ(store.get("health").tokens.size() * loaded_.model->kv_layout().slot_bytes(),
+              batch->stats().store.live_bytes);
+    EXPECT_THROW(store.get("town"), Error);
+  }
+  EXPECT_EQ(batch->stats().store.live_bytes, 0u);
+  const std::vector<TokenId> never_pinned = {1, 2, 3};
+  EXPECT_THROW(batch->unpin_prefix(never_pinned), Error);
 }
 
 }  // namespace
