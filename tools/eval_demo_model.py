@@ -52,9 +52,13 @@ def main():
     required = {}
     for item in args.require:
         kind, _, minimum = item.partition("=")
-        if kind not in ("single", "two-hop", "unanswerable", "all") or not minimum:
-            ap.error(f"--require {item}: expected KIND=MIN with KIND single, two-hop, unanswerable or all")
-        required[kind] = float(minimum)
+        try:
+            if kind not in ("single", "two-hop", "unanswerable", "all"):
+                raise ValueError(kind)
+            required[kind] = float(minimum)
+        except ValueError:
+            ap.error(f"--require {item}: expected KIND=MIN with KIND single, two-hop, unanswerable or all "
+                     "and MIN a number such as 0.9")
     rng = random.Random(args.seed)
     pools = Pools("test")
     results, tokens = [], []

@@ -366,15 +366,18 @@ def load_gguf_weights(model, path):
 
     stored = sum(1 for name in tensors if name.endswith(".attn_norm.weight"))
     added = model.c["layers"] - stored
-    # Model layer -> stored layer it starts from (new layers repeat the one before them).
-    grow_after = {round((j + 1) * stored / (added + 1)) - 1 for j in range(added)}
+    # Model layer -> stored layer it starts from: new layer j follows stored
+    # layer (j + 1) * stored // (added + 1) - 1 (evenly spread; several may
+    # follow one), and repeats it.
+    copies_after = [0] * stored
+    for j in range(added):
+        copies_after[max(0, (j + 1) * stored // (added + 1) - 1)] += 1
     source, new_layers = [], set()
     for i in range(stored):
         source.append(i)
-        if i in grow_after:
+        for _ in range(copies_after[i]):
             source.append(i)
             new_layers.add(len(source) - 1)
-    assert len(source) == model.c["layers"], (stored, model.c["layers"])
     with torch.no_grad():
         model.embed.weight.copy_(get("token_embd.weight", model.embed.weight))
         for i, b in enumerate(model.blocks):
