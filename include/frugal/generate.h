@@ -26,8 +26,8 @@ struct GenerationOptions {
   // continued cache samples as the same prompt processed from scratch would.
   std::vector<TokenId> preceding_tokens;
   // Drop the spaces and tabs before the answer's first visible text (the
-  // tokens stay as sampled): an answer after "Answer:" or a chat template's
-  // turn starts with a space that belongs to the prompt, not to the answer.
+  // tokens stay as sampled): an answer after "Answer:" starts with a space
+  // that belongs to the prompt's format, not to the answer.
   bool trim_leading_space = false;
 };
 

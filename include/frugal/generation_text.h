@@ -41,4 +41,8 @@ class StopStringMatcher {
   bool stopped_ = false;
 };
 
+// `text` without its leading spaces and tabs: an answer written after
+// "Answer:" starts with a space that belongs to the prompt's format.
+std::string_view without_leading_space(std::string_view text);
+
 }  // namespace frugal

@@ -18,7 +18,8 @@ AnswerInProgress::AnswerInProgress(const Tokenizer& tokenizer, std::span<const T
       trimming_(options.trim_leading_space) {
   if (prompt.empty()) throw Error("the prompt is empty: nothing to process");
   if (static_cast<int64_t>(prompt.size()) >= room) {
-    throw Error(fmt::format("the prompt ({} tokens) does not fit in the {} tokens of context left; use a larger -c",
+    throw Error(fmt::format("the prompt ({} tokens) leaves no room for an answer in a context of {} tokens; "
+                            "use a larger -c or a shorter prompt",
                             prompt.size(), room));
   }
   history_.insert(history_.end(), prompt.begin(), prompt.end());
@@ -30,6 +31,7 @@ AnswerInProgress::AnswerInProgress(const Tokenizer& tokenizer, std::span<const T
 std::optional<TokenId> AnswerInProgress::accept(std::span<const float> logits, const TextCallback& on_text) {
   if (finished_) throw Error("internal: a token for an answer that has ended");
   const TokenId token = sampler_.sample(logits, history_);
+  if (result_.tokens.empty()) first_sampled_ = std::chrono::steady_clock::now();
   result_.tokens.push_back(token);
   history_.push_back(token);
   if (tokenizer_.is_end_of_generation(token)) {
@@ -68,8 +70,7 @@ void AnswerInProgress::finish(StopReason reason, const TextCallback& on_text) {
 
 bool AnswerInProgress::emit(std::string_view text, const TextCallback& on_text) {
   if (trimming_) {
-    const size_t first = text.find_first_not_of(" \t");
-    text.remove_prefix(first == std::string_view::npos ? text.size() : first);
+    text = without_leading_space(text);
     trimming_ = text.empty();
   }
   if (text.empty()) return true;

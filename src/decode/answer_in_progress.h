@@ -4,6 +4,7 @@
 // answer end exactly where the plain loop's does.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <span>
 
@@ -33,6 +34,9 @@ class AnswerInProgress {
   void finish(StopReason reason, const TextCallback& on_text);
 
   bool finished() const { return finished_; }
+  // When the first token was sampled (before its text went out): the end of
+  // the time to first token.
+  std::chrono::steady_clock::time_point first_sampled() const { return first_sampled_; }
   GenerationResult& result() { return result_; }
 
  private:
@@ -49,6 +53,7 @@ class AnswerInProgress {
   int64_t budget_ = 0;  // answer tokens allowed
   bool render_special_ = false;
   bool trimming_ = false;  // still dropping leading spaces
+  std::chrono::steady_clock::time_point first_sampled_{};
   bool finished_ = false;
   GenerationResult result_;
 };

@@ -73,12 +73,14 @@ GenerationResult generate(const TokenFeed& feed, const Tokenizer& tokenizer, std
   const auto start = std::chrono::steady_clock::now();
   while (!answer.finished()) {
     const std::optional<TokenId> next = answer.accept(logits, on_text);
-    if (result.tokens.size() == 1) result.first_token_seconds = seconds_since(call_start);
     if (!next) break;
     const TokenId token[1] = {*next};
     logits = feed(token);
   }
   result.generation_seconds = seconds_since(start);
+  if (!result.tokens.empty()) {
+    result.first_token_seconds = std::chrono::duration<double>(answer.first_sampled() - call_start).count();
+  }
   return std::move(result);
 }
 

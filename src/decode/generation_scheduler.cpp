@@ -198,8 +198,12 @@ void GenerationScheduler::deliver(Sequence& s) {
 // its logits (without rewriting its keys and values).
 void GenerationScheduler::admit(std::vector<std::unique_ptr<Sequence>>& incoming) {
   for (auto& s : incoming) {
-    if (s->cancelled() || s->answer.finished()) {  // cancelled while waiting, or no tokens asked for
-      finish(*s, StopReason::Cancelled);
+    if (s->cancelled() || s->answer.finished()) {
+      if (s->answer.finished()) {
+        release(*s);  // no tokens asked for: over before it began
+      } else {
+        finish(*s, StopReason::Cancelled);  // cancelled while waiting
+      }
       running_.push_back(std::move(s));  // collected as ended after this step
       continue;
     }
@@ -293,8 +297,8 @@ bool GenerationScheduler::accept_token(Sequence& s, std::span<const float> logit
   const std::optional<TokenId> next = s.answer.accept(logits, s.job.on_text);
   GenerationResult& result = s.answer.result();
   if (result.tokens.size() == 1) {
-    result.first_token_seconds = seconds_since(s.submitted);
-    result.prompt_seconds = std::chrono::duration<double>(Clock::now() - s.first_step).count();
+    result.first_token_seconds = std::chrono::duration<double>(s.answer.first_sampled() - s.submitted).count();
+    result.prompt_seconds = std::chrono::duration<double>(s.answer.first_sampled() - s.first_step).count();
   }
   if (!next) {
     release(s);

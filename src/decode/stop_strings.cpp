@@ -59,4 +59,9 @@ size_t StopStringMatcher::partial_match_length() const {
   return longest;
 }
 
+std::string_view without_leading_space(std::string_view text) {
+  const size_t first = text.find_first_not_of(" \t");
+  return text.substr(first == std::string_view::npos ? text.size() : first);
+}
+
 }  // namespace frugal

@@ -17,6 +17,7 @@
 #include "frugal/energy.h"
 #include "frugal/error.h"
 #include "frugal/generate.h"
+#include "frugal/generation_text.h"
 #include "frugal/knowledge_cache.h"
 #include "frugal/knowledge_store.h"
 #include "frugal/scheduler.h"
@@ -182,9 +183,9 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   generation.sampling.repeat_penalty = 1;
   if (request.seed) generation.sampling.seed = *request.seed;
   generation.stop_strings = request.stop;
-  // A chat turn or a knowledge answer ("Answer:") starts with the model's
-  // space; a plain completion's space is part of the continued text.
-  generation.trim_leading_space = chat || kb;
+  // An answer over a knowledge cache follows "Answer:": its first space is
+  // the prompt format's. Other answers are passed on as the model wrote them.
+  generation.trim_leading_space = kb != nullptr;
   const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", next_id.fetch_add(1));
   const int64_t created = unix_now();
   const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
@@ -350,7 +351,7 @@ void Server::Impl::beam_completion(const CompletionRequest& request, const std::
       text.resize(cut);
       finish = "stop";
     }
-    if (trim_leading_space) text.erase(0, text.find_first_not_of(" \t"));  // as sampled answers are
+    if (trim_leading_space) text = std::string(without_leading_space(text));  // as sampled answers are
     choices.push_back({text, finish});
     completion_tokens += h.tokens.size();
   }

@@ -131,7 +131,6 @@ TEST_F(ServerTest, ChatAnswerEqualsDirectGenerationAndStreamEqualsNonStream) {
   GenerationOptions options;
   options.max_tokens = 12;
   options.sampling.temperature = 0;
-  options.trim_leading_space = true;  // a chat answer starts with its first visible character
   KvCache cache(model_->config(), 1024);
   const GenerationResult expected = generate(*model_, *tokenizer_, cache, tokens, options);
 
@@ -175,7 +174,7 @@ TEST_F(ServerTest, KnowledgeModelAnswersAsItsCache) {
   options.sampling.temperature = 0;
   options.sampling.top_k = 0;
   options.sampling.min_p = 0;
-  options.trim_leading_space = true;
+  options.trim_leading_space = true;  // an answer after "Answer:" starts at its first visible character
   const GenerationResult expected = cache.ask("Who directs the Harlow Clinic?", options);
   json body = chat_body("Who directs the Harlow Clinic?");
   body["model"] = "mini@town";
@@ -277,9 +276,8 @@ TEST_F(ServerTest, BeamWidthAnswersWithTheBestBeams) {
   for (size_t i = 0; i < 2; ++i) {
     const auto& h = expected.hypotheses[i].tokens;
     const bool ended = tokenizer_->is_end_of_generation(h.back());
-    std::string text = tokenizer_->decode(std::span<const TokenId>(h).first(h.size() - (ended ? 1 : 0)));
-    text.erase(0, text.find_first_not_of(" \t"));
-    EXPECT_EQ(answer["choices"][i]["message"]["content"], text);
+    EXPECT_EQ(answer["choices"][i]["message"]["content"],
+              tokenizer_->decode(std::span<const TokenId>(h).first(h.size() - (ended ? 1 : 0))));
     EXPECT_EQ(answer["choices"][i]["finish_reason"], ended ? "stop" : "length");
     completion_tokens += h.size();
   }
