@@ -103,7 +103,7 @@ class GenerationScheduler {
   void loop();
   void admit(std::vector<std::unique_ptr<Sequence>>& incoming);
   void step();
-  bool accept_token(Sequence& sequence, std::span<const float> logits);
+  void accept_token(Sequence& sequence, std::span<const float> logits);
   void finish(Sequence& sequence, StopReason reason);
   void fail(Sequence& sequence, std::exception_ptr error);
   void release(Sequence& sequence);

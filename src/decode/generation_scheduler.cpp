@@ -292,20 +292,19 @@ void GenerationScheduler::step() {
 }
 
 // Samples the next token of `sequence` from its logits; finishes it when
-// the answer is over. Returns whether it goes on.
-bool GenerationScheduler::accept_token(Sequence& s, std::span<const float> logits) {
+// the answer is over.
+void GenerationScheduler::accept_token(Sequence& s, std::span<const float> logits) {
   const std::optional<TokenId> next = s.answer.accept(logits, s.job.on_text);
   GenerationResult& result = s.answer.result();
   if (result.tokens.size() == 1) {
     result.first_token_seconds = std::chrono::duration<double>(s.answer.first_sampled() - s.submitted).count();
     result.prompt_seconds = std::chrono::duration<double>(s.answer.first_sampled() - s.first_step).count();
   }
-  if (!next) {
+  if (next) {
+    s.pending = *next;
+  } else {
     release(s);
-    return false;
   }
-  s.pending = *next;
-  return true;
 }
 
 void GenerationScheduler::finish(Sequence& s, StopReason reason) {

@@ -128,17 +128,18 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   const auto start = Clock::now();
   check_key(http_request);
   const CompletionRequest request = server::parse_completion_request(http_request.body, chat);
-  const KnowledgeStore::Knowledge* kb = nullptr;
+  std::string knowledge_name;  // empty: the model itself, no knowledge cache
   if (request.model != options.model_name) {
     const auto at = request.model.find('@');
-    const std::string name = at == std::string::npos ? "" : request.model.substr(at + 1);
-    if (at == std::string::npos || request.model.substr(0, at) != options.model_name || !knowledge->contains(name)) {
+    if (at != std::string::npos) knowledge_name = request.model.substr(at + 1);
+    if (at == std::string::npos || request.model.substr(0, at) != options.model_name ||
+        !knowledge->contains(knowledge_name)) {
       throw ApiError(404, "invalid_request_error",
                      fmt::format("the model '{}' does not exist; GET /v1/models lists them", request.model), "model",
                      "model_not_found");
     }
-    kb = &knowledge->get(name);
   }
+  const bool kb = !knowledge_name.empty();
   // The prompt: a chat in the model's format, a plain prompt, or (over a
   // knowledge cache) its knowledge and then the question.
   std::vector<TokenId> prompt;
@@ -152,9 +153,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     } else {
       question = request.prompt;
     }
-    prompt = kb->tokens;
-    const auto encoded = encode_question(tokenizer, kb->prompt, question);
-    prompt.insert(prompt.end(), encoded.begin(), encoded.end());
+    prompt = knowledge->prompt_tokens(knowledge_name, question);
   } else if (chat) {
     std::string rendered;
     try {
@@ -185,11 +184,11 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   generation.stop_strings = request.stop;
   // An answer over a knowledge cache follows "Answer:": its first space is
   // the prompt format's. Other answers are passed on as the model wrote them.
-  generation.trim_leading_space = kb != nullptr;
+  generation.trim_leading_space = kb;
   const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", next_id.fetch_add(1));
   const int64_t created = unix_now();
   const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
-  const size_t cached_tokens = kb ? kb->tokens.size() : 0;
+  const size_t cached_tokens = kb ? knowledge->get(knowledge_name).tokens.size() : 0;
 
   // Every answer is counted when it ends, on the scheduler thread, whether
   // or not its client is still there to read it.
@@ -391,7 +390,6 @@ void Server::Impl::setup() {
     load.context = std::max<int64_t>(options.context, 0);
     knowledge->add(name, path, load);  // its keys and values go into the store; the file is closed again
   }
-  metrics.set_kv_bytes(scheduler->stats().store.live_bytes);
   // Connections beyond the generating and waiting requests only wait for a
   // thread; enough threads that admitted requests never do.
   const size_t threads = options.parallel + options.queue_limit + 4;
