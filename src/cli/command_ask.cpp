@@ -39,7 +39,11 @@ double milliseconds_since(std::chrono::steady_clock::time_point start) {
 class Asker {
  public:
   Asker(const AskArguments& args, LoadedModel& loaded, KnowledgeCache& cache, double load_ms)
-      : args_(args), loaded_(loaded), cache_(cache), load_ms_(load_ms), options_(generation_options(args.generation)) {
+      : args_(args),
+        loaded_(loaded),
+        cache_(cache),
+        load_ms_(load_ms),
+        options_(generation_options(args.generation, !args.quiet)) {
     options_.trim_leading_space = true;  // the answer follows "Answer:", so it starts with a space not worth showing
   }
 
@@ -167,6 +171,9 @@ void add_ask_command(CLI::App& app) {
                    ->allow_extra_args(false);
   kb->excludes(docs);
   command->add_option("question", args->question, "the question");
+  // Questions have one right answer: greedy by default, so an answer can be
+  // repeated (run keeps llama.cpp's 0.8).
+  args->generation.sampling.temperature = 0.0f;
   add_generation_arguments(*command, args->generation);
   command->add_flag("-i,--interactive", args->interactive, "then read questions from stdin, one per line");
   command->add_flag("--no-cache", args->no_cache,

@@ -1,10 +1,12 @@
 // `frugal beam`: beam search from a prompt, with the trie (shared-prefix KV)
 // or batch (a KV copy per beam) implementation, or both compared.
+#include <algorithm>
 #include <cstdio>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/arguments.h"
 #include "cli/commands.h"
 #include "cli/model_options.h"
 #include "frugal/beam_search.h"
@@ -78,7 +80,14 @@ void run(const BeamArguments& args) {
   } else {
     prompt = loaded.tokenizer->encode(unescape_newlines(args.prompt), true, false);
   }
+  // As `run`: the prompt and the new tokens share the context (-c).
+  const int64_t prompt_tokens = static_cast<int64_t>(prompt.size());
+  if (prompt_tokens >= loaded.context) {
+    throw Error(fmt::format("the prompt ({} tokens) fills the context of {} tokens; use a larger -c or a shorter "
+                            "prompt", prompt_tokens, loaded.context));
+  }
   BeamSearchOptions options = args.search;
+  options.max_new_tokens = static_cast<int>(std::min<int64_t>(options.max_new_tokens, loaded.context - prompt_tokens));
   options.early_stopping = args.early_stopping == "true"    ? EarlyStopping::True
                            : args.early_stopping == "never" ? EarlyStopping::Never
                                                             : EarlyStopping::False;
@@ -119,11 +128,14 @@ void add_beam_command(CLI::App& app) {
   auto* prompt = command->add_option("-p,--prompt", args->prompt, "prompt text (\\n means a newline)");
   auto* random = command->add_option("--random-prompt", args->random_prompt,
                                      "use N fixed pseudo-random token ids as the prompt (benchmarks)")
-                     ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+                     ->check(integer_in(1, int64_t{1} << 20));
   prompt->excludes(random);
-  command->add_option("-k,--beam-width", args->search.beam_width, "beams")->check(CLI::Range(1, 1024))->capture_default_str();
-  command->add_option("-n,--n-predict", args->search.max_new_tokens, "new tokens at most")
-      ->check(CLI::Range(1, 1 << 20))
+  command->add_option("-k,--beam-width", args->search.beam_width, "beams")
+      ->check(integer_in(1, 1024))
+      ->capture_default_str();
+  command->add_option("-n,--n-predict", args->search.max_new_tokens,
+                      "new tokens at most (fewer when the context, -c, is full)")
+      ->check(integer_in(1, 1 << 20))
       ->capture_default_str();
   command->add_option("--length-penalty", args->search.length_penalty, "score = logprob / length^penalty")
       ->capture_default_str();

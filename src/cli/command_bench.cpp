@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/arguments.h"
 #include "cli/commands.h"
 #include "frugal/bench.h"
 #include "frugal/error.h"
@@ -118,14 +119,14 @@ void add_bench_command(CLI::App& app) {
   auto args = std::make_shared<BenchArguments>();
   CLI::App* command = app.add_subcommand("bench", "Measure prefill and decode speed (tokens/s), like llama-bench");
   command->add_option("-m,--model", args->model_path, "GGUF model file")->required()->check(CLI::ExistingFile);
-  command->add_option("-t,--threads", args->threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1024));
+  command->add_option("-t,--threads", args->threads, "CPU threads (default: all cores)")->check(integer_in(0, 1024));
   command->add_flag("--pin-threads", args->pin_threads, "bind thread i to CPU i");
   command->add_option("-p,--n-prompt", args->prompt_tokens, "prompt tokens processed in one batch (0: skip)")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+      ->check(integer_in(0, int64_t{1} << 20));
   command->add_option("-n,--n-gen", args->generated_tokens, "tokens generated one at a time (0: skip)")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+      ->check(integer_in(0, int64_t{1} << 20));
   command->add_option("-r,--repetitions", args->repetitions, "timed runs of each test, after one warm-up")
-      ->check(CLI::Range(1, 1000));
+      ->check(integer_in(1, 1000));
   command->add_flag("--json", args->json, "print a JSON object instead of the table");
   command->callback([args] { bench(*args); });
 }

@@ -1,6 +1,9 @@
 // `frugal kb build|add|update|remove|info`: knowledge caches on disk.
+#include <algorithm>
+
 #include <fmt/format.h>
 
+#include "cli/arguments.h"
 #include "cli/commands.h"
 #include "cli/model_options.h"
 #include "cli/progress.h"
@@ -56,6 +59,7 @@ void print_summary(const KnowledgeCache& cache, const fs::path& path) {
 }
 
 void build(const BuildArguments& args) {
+  check_output_path(args.output);  // before the prefill, not after it
   LoadedModel loaded = load_model(args.model);
   auto documents = documents_from(args.docs);
   KnowledgeBuildOptions options;
@@ -76,11 +80,23 @@ void build(const BuildArguments& args) {
 
 enum class Edit { Add, Update, Remove };
 
+// Refused rather than writing a cache of no documents, which answers from nothing.
+void refuse_removing_everything(const KnowledgeCache& cache, const std::vector<std::string>& ids) {
+  for (const auto& entry : cache.documents()) {
+    if (std::find(ids.begin(), ids.end(), entry.document.id) == ids.end()) return;
+  }
+  throw Error("removing every document would leave an empty cache; delete the file instead");
+}
+
 void edit(const EditArguments& args, Edit kind) {
+  const std::string output = args.output.empty() ? args.cache : args.output;
+  check_output_path(output);
   LoadedModel loaded = load_model(args.model);
   KnowledgeLoadOptions load;
   load.context = args.model.context;
   auto cache = KnowledgeCache::load(args.cache, *loaded.model, *loaded.tokenizer, load);
+  if (kind == Edit::Remove) refuse_removing_everything(cache, args.ids);
+  const size_t documents_before = cache.documents().size(), tokens_before = cache.tokens().size();
   const auto progress = progress_bar("prefill", args.quiet);
   KnowledgeEditReport report;
   switch (kind) {
@@ -88,9 +104,12 @@ void edit(const EditArguments& args, Edit kind) {
     case Edit::Update: report = cache.update(documents_from(args.docs), progress); break;
     case Edit::Remove: report = cache.remove(args.ids, progress); break;
   }
-  const std::string output = args.output.empty() ? args.cache : args.output;
-  if (report.first_changed_document == cache.documents().size() && report.recomputed_tokens == 0 &&
-      output == args.cache) {
+  // Dropping trailing documents also leaves first_changed_document at the
+  // end and recomputes nothing: the counts tell it from no change.
+  const bool unchanged = report.first_changed_document == cache.documents().size() &&
+                         report.recomputed_tokens == 0 && cache.documents().size() == documents_before &&
+                         cache.tokens().size() == tokens_before;
+  if (unchanged && output == args.cache) {
     if (!args.quiet) fmt::print(stderr, "{}: nothing changed; the file is left as it was\n", output);
     return;
   }
@@ -156,10 +175,10 @@ void add_kb_command(CLI::App& app) {
       ->capture_default_str();
   build_command->add_option("--chat-template", build_args->chat_template, "chat format name for --format chat");
   build_command->add_option("--reserve", build_args->reserve, "context tokens kept free for question and answer")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24))
+      ->check(integer_in(0, int64_t{1} << 24))
       ->capture_default_str();
   build_command->add_option("-b,--batch-size", build_args->batch, "tokens per forward pass")
-      ->check(CLI::Range(1, 1 << 16))
+      ->check(integer_in(1, 1 << 16))
       ->capture_default_str();
   build_command->add_option("-o,--output", build_args->output, "knowledge cache file to write (.fkv)")->required();
   build_command->add_flag("-q,--quiet", build_args->quiet, "no progress or summary on stderr");

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/arguments.h"
 #include "cli/commands.h"
 #include "cli/model_options.h"
 #include "frugal/error.h"
@@ -112,9 +113,9 @@ void add_logits_command(CLI::App& app) {
   command->add_option("-f,--file", args->prompts_file, "prompts, one per line (\\n means a newline)")
       ->required()
       ->check(CLI::ExistingFile);
-  command->add_option("--top", args->top, "logits to list per position")->check(CLI::Range(1, 1000))->capture_default_str();
+  command->add_option("--top", args->top, "logits to list per position")->check(integer_in(1, 1000))->capture_default_str();
   command->add_option("--greedy", args->greedy, "greedy tokens to generate after each prompt")
-      ->check(CLI::Range(0, 100000))
+      ->check(integer_in(0, 100000))
       ->capture_default_str();
   command->callback([args] { run(*args); });
 }

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/arguments.h"
 #include "cli/commands.h"
 #include "cli/model_options.h"
 #include "frugal/error.h"
@@ -64,7 +65,13 @@ void run(const OaeArguments& args) {
   options.energy.powercap_root = args.powercap;
   options.work_dir = std::filesystem::path(args.out) / "work";
 
-  const QaDataset full = load_qa_dataset(args.dataset);  // a bad file is reported before the model loads
+  check_output_folder(args.out);
+  // A bad file is reported before the model loads.
+  const QaDataset full = load_qa_dataset(args.dataset);
+  if (full.questions.empty()) {
+    throw Error(fmt::format("{}: the dataset has no questions; give a SQuAD or HotpotQA file with questions",
+                            args.dataset));
+  }
 
   // Model load is part of every method's setup: measure it once. The weights
   // are mapped lazily, so a short forward pass inside the span reads them in;
@@ -126,26 +133,26 @@ void add_oae_command(CLI::App& app) {
   run_command->add_option("--methods", args->methods, "comma-separated: cag, rag-bm25, long, closed")
       ->capture_default_str();
   run_command->add_option("--n-questions", args->questions, "questions to ask (at most)")
-      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
+      ->check(integer_in(1, int64_t{1} << 20))
       ->capture_default_str();
   run_command->add_option("--size", args->size, "corpus size: small (1000 tokens), medium (3500), large (7000)")
       ->check(CLI::IsMember({"small", "medium", "large"}))
       ->capture_default_str();
   run_command->add_option("--corpus-tokens", args->corpus_tokens, "corpus size in tokens (overrides --size)")
-      ->check(CLI::Range(size_t{16}, size_t{1} << 24));
+      ->check(integer_in(16, int64_t{1} << 24));
   run_command->add_option("--seed", args->seed, "sampling seed for passages and questions")->capture_default_str();
   run_command->add_option("--top-k", args->top_k, "passages RAG puts in the prompt")
-      ->check(CLI::Range(size_t{1}, size_t{100}))
+      ->check(integer_in(1, 100))
       ->capture_default_str();
   run_command->add_option("-n,--n-predict", args->max_tokens, "answer tokens at most (greedy)")
-      ->check(CLI::Range(1, 1024))
+      ->check(integer_in(1, 1024))
       ->capture_default_str();
   run_command->add_option("--out", args->out, "report folder")->capture_default_str();
   run_command->add_option("--grid-intensity", args->grid, "grams CO2e per kWh of the grid")
-      ->check(CLI::Range(0.0, 5000.0))
+      ->check(number_in(0.0, 5000.0))
       ->capture_default_str();
   run_command->add_option("--watts-per-core", args->watts_per_core, "for estimated energy: W per busy core")
-      ->check(CLI::Range(0.01, 1000.0))
+      ->check(number_in(0.01, 1000.0))
       ->capture_default_str();
   run_command->add_flag("--estimate-energy", args->estimate, "estimate energy even when RAPL is readable");
   run_command->add_option("--powercap", args->powercap, "powercap tree to read RAPL counters from")

@@ -1,6 +1,7 @@
 // `frugal quantize IN OUT TYPE`: re-encode a model's weight matrices.
 #include <fmt/format.h>
 
+#include "cli/arguments.h"
 #include "cli/commands.h"
 #include "frugal/quantize.h"
 
@@ -19,8 +20,9 @@ void add_quantize_command(CLI::App& app) {
   command->add_option("input", args->input, "GGUF model to read")->required()->check(CLI::ExistingFile);
   command->add_option("output", args->output, "GGUF file to write")->required();
   command->add_option("type", args->type, "target format: " + names)->required();
-  command->add_option("-t,--threads", args->threads, "threads (default: all cores)")->check(CLI::Range(0, 1024));
+  command->add_option("-t,--threads", args->threads, "threads (default: all cores)")->check(integer_in(0, 1024));
   command->callback([args] {
+    check_output_path(args->output);
     const WeightFormat format = WeightFormat::parse(args->type);
     const QuantizeSummary s = quantize_model(args->input, args->output, format, static_cast<size_t>(args->threads));
     std::string types;

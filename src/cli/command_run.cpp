@@ -57,7 +57,7 @@ void run(const RunArguments& args) {
   if (tokens.empty()) throw Error("the prompt is empty; pass text with -p or a file with -f");
 
   KvCache cache(loaded.model->config(), loaded.context, loaded.cache_precision);
-  const GenerationOptions options = generation_options(args.generation);
+  const GenerationOptions options = generation_options(args.generation, !args.quiet);
   if (args.show_prompt) {
     fmt::print("{}", prompt);
     std::fflush(stdout);

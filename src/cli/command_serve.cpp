@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <thread>
 
 #include <fmt/format.h>
@@ -26,6 +27,12 @@ struct ServeArguments {
   size_t prefix_cache_mib = 64;
   std::string name;
   std::string chat_template;
+  bool metrics_public = false;
+  int64_t max_beam_tokens = 4096;
+  size_t max_connections = 256;
+  size_t max_client_connections = 64;
+  double header_timeout = 10;
+  double body_timeout = 30;
 };
 
 void serve(const ServeArguments& args) {
@@ -49,6 +56,12 @@ void serve(const ServeArguments& args) {
   options.context = loaded.context;
   options.precision = loaded.cache_precision;
   options.chat_template = args.chat_template;
+  options.metrics_public = args.metrics_public;
+  options.max_beam_tokens = args.max_beam_tokens;
+  options.max_connections = args.max_connections;
+  options.max_connections_per_client = args.max_client_connections;
+  options.header_timeout_seconds = args.header_timeout;
+  options.body_timeout_seconds = args.body_timeout;
   for (const auto& item : args.knowledge) {
     const auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {
@@ -58,17 +71,22 @@ void serve(const ServeArguments& args) {
   }
   Server server(*loaded.model, *loaded.tokenizer, options);
   server.bind();
-  std::thread watcher([&server, signals] {
+  // A signal that came while the model was loading is pending and taken at
+  // once; Server::stop() then makes serve() return even if it has not
+  // started listening yet.
+  std::atomic<bool> done{false};
+  std::thread watcher([&server, &done, signals] {
     int signal = 0;
     sigwait(&signals, &signal);
+    if (done) return;  // woken by serve() returning on its own
     fmt::print(stderr, "\nstopping (signal {})\n", signal);
     server.stop();
   });
   fmt::print(stderr, "serving on http://{}:{}/v1 (models: GET /v1/models; metrics: GET /metrics)\n", args.host,
              server.port());
   server.serve();
-  // Wake the watcher if the server stopped on its own.
-  pthread_kill(watcher.native_handle(), SIGTERM);
+  done = true;
+  pthread_kill(watcher.native_handle(), SIGTERM);  // pending until the watcher takes it, if it has not yet
   watcher.join();
 }
 
@@ -96,6 +114,27 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--name", args->name, "model id in the API (default: the file name without .gguf)");
   command->add_option("--chat-template", args->chat_template, "chat format name, overriding the model's template");
+  command->add_flag("--metrics-public", args->metrics_public, "serve GET /metrics without the API key");
+  command->add_option("--max-beam-tokens", args->max_beam_tokens,
+                      "largest beam_width x max_tokens a beam-search request may ask for")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  command->add_option("--max-connections", args->max_connections,
+                      "open connections at most (each has a thread); more are refused with 503 at once")
+      ->check(CLI::Range(size_t{1}, size_t{65536}))
+      ->capture_default_str();
+  command->add_option("--max-client-connections", args->max_client_connections,
+                      "open connections from one client address at most; more get 429 (raise it behind a proxy)")
+      ->check(CLI::Range(size_t{1}, size_t{65536}))
+      ->capture_default_str();
+  command->add_option("--header-timeout", args->header_timeout,
+                      "seconds a client has to send a request's headers, from its first byte")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  command->add_option("--body-timeout", args->body_timeout,
+                      "seconds a client has to send a request's body, after its headers")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
   command->callback([args] { serve(*args); });
 }
 

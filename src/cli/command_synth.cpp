@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "cli/arguments.h"
 #include "cli/commands.h"
 #include "frugal/error.h"
 #include "frugal/gguf.h"
@@ -125,8 +126,8 @@ void add_synth_command(CLI::App& app) {
       ->check(CLI::ExistingFile);
   command->add_option("-o,--output", args->output_path, "GGUF file to write")->required();
   command->add_option("-s,--seed", args->seed, "random seed (same seed, same file)");
-  command->add_option("-t,--threads", args->threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1024));
-  const auto dimension = CLI::Range(int64_t{1}, int64_t{1} << 20);
+  command->add_option("-t,--threads", args->threads, "CPU threads (default: all cores)")->check(integer_in(0, 1024));
+  const auto dimension = integer_in(1, int64_t{1} << 20);
   opt->embedding = command->add_option("--embedding", args->embedding, "embedding size")->check(dimension);
   opt->layers = command->add_option("--layers", args->layers, "layer (block) count")->check(dimension);
   opt->heads = command->add_option("--heads", args->heads, "attention head count")->check(dimension);
@@ -135,7 +136,7 @@ void add_synth_command(CLI::App& app) {
   opt->head_size = command->add_option("--head-size", args->head_size, "head size (default: embedding / heads)")
                        ->check(dimension);
   opt->context = command->add_option("--context", args->context, "training context length")
-                     ->check(CLI::Range(int64_t{1}, int64_t{1} << 26));
+                     ->check(integer_in(1, int64_t{1} << 26));
   opt->architecture = command->add_option("--arch", args->architecture, "architecture: llama, qwen2 (Q/K/V biases), "
                                                                         "qwen3 (Q/K norms)")
                           ->check(CLI::IsMember({"llama", "qwen2", "qwen3"}));
@@ -143,7 +144,10 @@ void add_synth_command(CLI::App& app) {
                        ->check(CLI::PositiveNumber);
   opt->rms_epsilon = command->add_option("--rms-eps", args->rms_epsilon, "RMSNorm epsilon")->check(CLI::PositiveNumber);
   opt->tied = command->add_flag("--tied,!--untied", args->tied, "output matrix shares the token embeddings (or not)");
-  command->callback([args, opt] { synth(*args, *opt); });
+  command->callback([args, opt] {
+    check_output_path(args->output_path);
+    synth(*args, *opt);
+  });
 }
 
 }  // namespace frugal::cli

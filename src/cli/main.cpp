@@ -1,11 +1,13 @@
 // frugal: LLM inference on modest hardware. Entry point and error edge: every
-// frugal::Error becomes a one-line message on stderr and exit code 1.
+// frugal::Error and every bad argument becomes a one-line message on stderr
+// and exit code 1 (help and --version exit 0).
 #include <cstdio>
 #include <exception>
 #include <new>
 
 #include <fmt/format.h>
 
+#include "cli/arguments.h"
 #include "cli/commands.h"
 #include "frugal/error.h"
 
@@ -27,8 +29,12 @@ int main(int argc, char** argv) {
   frugal::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --version
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    std::fflush(stdout);
+    fmt::print(stderr, "error: {}\n", frugal::cli::parse_error_message(app, e));
+    return 1;
   } catch (const frugal::Error& e) {
     std::fflush(stdout);
     fmt::print(stderr, "error: {}\n", e.what());

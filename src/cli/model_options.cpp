@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
+#include <random>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "cli/arguments.h"
 #include "frugal/chat.h"
 #include "frugal/error.h"
 #include "frugal/generate.h"
@@ -19,11 +22,11 @@ void add_model_arguments(CLI::App& command, ModelArguments& args, bool demo_by_d
                                                     : "GGUF model file");
   model->check(CLI::ExistingFile);
   if (!demo_by_default) model->required();
-  command.add_option("-t,--threads", args.threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1024));
+  command.add_option("-t,--threads", args.threads, "CPU threads (default: all cores)")->check(integer_in(0, 1024));
   command.add_flag("--pin-threads", args.pin_threads, "bind compute thread i to CPU i");
   command.add_option("-c,--ctx-size", args.context,
                      "context size in tokens (default: the model's; run, logits and beam use at most 4096)")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+      ->check(integer_in(0, int64_t{1} << 24));
   command.add_option("--cache-type", args.cache_type, "KV cache precision (keys and values): f32 or f16")
       ->check(CLI::IsMember({"f32", "f16"}));
 }
@@ -75,25 +78,49 @@ LoadedModel load_model(const ModelArguments& args) {
 
 void add_generation_arguments(CLI::App& command, GenerationArguments& args) {
   command.add_option("-n,--n-predict", args.max_tokens, "tokens to generate (-1: until the context is full)")
-      ->check(CLI::Range(-1, 1 << 24))
+      ->check(integer_in(-1, 1 << 24))
       ->capture_default_str();
-  command.add_option("--temp", args.sampling.temperature, "temperature (0: greedy)")->capture_default_str();
-  command.add_option("--top-k", args.sampling.top_k, "top-k sampling (0: off)")->capture_default_str();
-  command.add_option("--top-p", args.sampling.top_p, "top-p sampling (1: off)")->capture_default_str();
-  command.add_option("--min-p", args.sampling.min_p, "min-p sampling (0: off)")->capture_default_str();
+  command.add_option("--temp", args.sampling.temperature, "temperature (0: greedy)")
+      ->check(number_in(0))
+      ->capture_default_str();
+  command.add_option("--top-k", args.sampling.top_k, "top-k sampling (0: off)")
+      ->check(integer_in(0, std::numeric_limits<int32_t>::max()))
+      ->capture_default_str();
+  command.add_option("--top-p", args.sampling.top_p, "top-p sampling (1: off)")
+      ->check(number_in(0, 1))
+      ->capture_default_str();
+  command.add_option("--min-p", args.sampling.min_p, "min-p sampling (0: off)")
+      ->check(number_in(0, 1))
+      ->capture_default_str();
   command.add_option("--repeat-penalty", args.sampling.repeat_penalty, "repetition penalty (1: off)")
+      ->check(number_in(0, std::numeric_limits<float>::max(), true))
       ->capture_default_str();
-  command.add_option("--repeat-last-n", args.sampling.repeat_last_n, "tokens the penalty looks back over")
+  command.add_option("--repeat-last-n", args.sampling.repeat_last_n,
+                     "tokens the penalty looks back over (0: off, -1: the whole context)")
+      ->check(integer_in(-1, std::numeric_limits<int32_t>::max()))
       ->capture_default_str();
-  command.add_option("-s,--seed", args.sampling.seed, "random seed (default: random)");
+  command.add_option("-s,--seed", args.seed, "random seed, 0 to 4294967294 (-1: a random one, printed on stderr)")
+      ->check(integer_in(-1, SamplingParams::kRandomSeed))
+      ->capture_default_str();
   command.add_option("-r,--reverse-prompt,--stop", args.stop, "stop when this text is generated (repeatable)");
 }
 
-GenerationOptions generation_options(const GenerationArguments& args) {
+GenerationOptions generation_options(const GenerationArguments& args, bool announce_seed) {
   GenerationOptions options;
   options.max_tokens = args.max_tokens;
   options.sampling = args.sampling;
   options.stop_strings = args.stop;
+  if (args.seed >= 0 && static_cast<uint64_t>(args.seed) != SamplingParams::kRandomSeed) {
+    options.sampling.seed = static_cast<uint64_t>(args.seed);
+  } else if (options.sampling.temperature > 0) {
+    // Drawn here rather than by the sampler, so it can be printed before
+    // the answer and fits -s (32 bits, kRandomSeed excluded).
+    std::random_device device;
+    uint64_t seed = device();
+    while (seed == SamplingParams::kRandomSeed) seed = device();
+    options.sampling.seed = seed;
+    if (announce_seed) fmt::print(stderr, "seed: {}\n", seed);
+  }
   return options;
 }
 

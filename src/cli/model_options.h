@@ -43,12 +43,18 @@ LoadedModel load_model(const ModelArguments& args);
 // Sampling and stopping options shared by `run` and `ask` (llama.cpp names).
 struct GenerationArguments {
   int32_t max_tokens = 256;
-  SamplingParams sampling;
+  SamplingParams sampling;  // its seed is set from `seed` by generation_options
+  int64_t seed = -1;        // -1 (or SamplingParams::kRandomSeed): a random one, as in llama.cpp
   std::vector<std::string> stop;
 };
 
+// Every value is range-checked at parse time (the server's ranges, without
+// its cap on the temperature).
 void add_generation_arguments(CLI::App& command, GenerationArguments& args);
-GenerationOptions generation_options(const GenerationArguments& args);
+// A random seed is drawn here and, when sampling uses it and
+// `announce_seed`, printed on stderr ("seed: N") so the run can be repeated
+// with -s N.
+GenerationOptions generation_options(const GenerationArguments& args, bool announce_seed);
 
 // The chat format: `override_name` when given, else detected from the
 // model's tokenizer.chat_template. Throws Error naming the choices.

@@ -156,6 +156,33 @@ TEST(DefaultModel, TheDemoModelAnswersFromTheExamples) {
   }
 }
 
+// Removing the last documents truncates the cache (they used to stay, with
+// "nothing changed"); removing every document is refused.
+TEST(KbRemove, TrailingDocumentsAreReallyRemoved) {
+  ::unsetenv("FRUGAL_DEFAULT_MODEL");  // the demo model
+  const auto dir = test::scratch_dir("kb-remove");
+  const std::string kb = (dir / "town.fkv").string();
+  auto result = run_frugal({"kb", "build", "-t", "2", "--docs", test::source_path("examples/town").string(), "-o", kb});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  result = run_frugal({"kb", "remove", "-t", "2", kb, "town-office"});  // the last of five
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.err.find("nothing changed"), std::string::npos) << result.err;
+  result = run_frugal({"kb", "info", kb});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("documents:  4"), std::string::npos) << result.out;
+  EXPECT_EQ(result.out.find("town-office"), std::string::npos) << result.out;
+  result = run_frugal({"ask", "-t", "2", "--kb", kb, "Who directs the Harlow Clinic?", "--temp", "0", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(nlohmann::json::parse(result.out)["answer"], "Dr. Mira Osei");
+
+  result = run_frugal({"kb", "remove", "-t", "2", kb, "brook-school", "harlow-clinic", "mill-bakery", "mira-osei"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("removing every document would leave an empty cache; delete the file instead"),
+            std::string::npos) << result.err;
+  EXPECT_NE(run_frugal({"kb", "info", kb}).out.find("documents:  4"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
 TEST_F(KbCliTest, WrongModelAndMissingQuestionAreClearErrors) {
   auto result = run_frugal({"ask", "-m", test::shared_path("models/tiny-llama-spm.gguf").string(), "--kb", kb(),
                             "Who?"});
