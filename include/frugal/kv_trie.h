@@ -87,6 +87,14 @@ class KvTrie {
   // true keeps them for reuse until evicted.
   void retain(KvNode node);
   void release(KvNode node, bool keep_cached);
+  // Moves one handle from `node` to its child `child` in O(1): what
+  // retain(child) then release(node, true) do, without walking the ancestors
+  // (whose count of handles below them does not change). A sequence reading
+  // its prompt hands its handle down this way token by token.
+  void move_handle_to_child(KvNode node, KvNode child);
+  // Frees `node`, which nothing references (no handle, no child), at once:
+  // for a node whose keys and values were never written (a failed step).
+  void discard(KvNode node);
 
   KvNode parent(KvNode node) const;
   TokenId token(KvNode node) const;

@@ -87,8 +87,10 @@ class GenerationScheduler {
 
   // Runs `task` on the scheduler thread between two steps, with the model to
   // itself (running answers pause meanwhile): work that is not a sampled
-  // answer, such as a beam search. Thread-safe; the future carries the
-  // task's exception, or Error when the scheduler stops first.
+  // answer, such as one forward pass of a beam search. At most one task runs
+  // between two steps, so queued tasks never stall the answers for long.
+  // Thread-safe; the future carries the task's exception, or Error when the
+  // scheduler stops first.
   std::future<void> run_exclusive(std::function<void()> task);
 
   SchedulerStats stats() const;

@@ -127,7 +127,14 @@ void GenerationScheduler::loop() {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !waiting_.empty() || !running_.empty() || !exclusive_.empty(); });
       stop_now = stopping_;
-      tasks.swap(exclusive_);
+      // One exclusive task between two steps at most, so a queue of them
+      // (a beam search's passes) never stalls the running answers for long.
+      if (stop_now) {
+        tasks.swap(exclusive_);
+      } else if (!exclusive_.empty()) {
+        tasks.push_back(std::move(exclusive_.front()));
+        exclusive_.erase(exclusive_.begin());
+      }
       if (stop_now) {
         incoming = std::move(waiting_);
         waiting_.clear();
@@ -158,12 +165,7 @@ void GenerationScheduler::loop() {
       running_.insert(running_.end(), std::make_move_iterator(incoming.begin()), std::make_move_iterator(incoming.end()));
     } else {
       admit(incoming);
-      try {
-        if (!running_.empty()) step();
-      } catch (...) {  // the store itself failed (out of memory): these sequences cannot go on
-        const auto error = std::current_exception();
-        for (auto& s : running_) fail(*s, error);
-      }
+      if (!running_.empty()) step();  // a step that fails fails its sequences
     }
     // Ended jobs leave, their keys and values are trimmed and the stats
     // updated before their futures are ready: whoever sees a result sees a
@@ -219,59 +221,76 @@ void GenerationScheduler::admit(std::vector<std::unique_ptr<Sequence>>& incoming
   }
 }
 
+// Hands the sequence's handle on to `next`, a child of its tip: O(1), so
+// reading a prompt of L tokens costs O(L), not O(L^2).
 void GenerationScheduler::advance(Sequence& sequence, KvNode next) {
-  store_.retain(next);
-  if (sequence.tip != KvTrie::kRoot) store_.release(sequence.tip, true);
+  if (sequence.tip == KvTrie::kRoot) {
+    store_.retain(next);
+  } else {
+    store_.move_handle_to_child(sequence.tip, next);
+  }
   sequence.tip = next;
 }
 
 void GenerationScheduler::step() {
   std::vector<TrieBatchEntry> entries;
   std::vector<Sequence*> owners;  // the sequence of each logits row, in order
-  // Answers first: one token each. Then prompts, in arrival order, up to
-  // the chunk.
-  for (auto& s : running_) {
-    if (s->finished || s->reading_prompt() || s->cancelled()) continue;
-    bool created = false;
-    const KvNode next = store_.extend(s->tip, s->pending, &created);
-    advance(*s, next);
-    entries.push_back({next, true, created});
-    owners.push_back(s.get());
-  }
-  size_t chunk = options_.prompt_chunk;
-  for (auto& s : running_) {
-    if (s->finished || !s->reading_prompt() || s->cancelled() || chunk == 0) continue;
-    if (!s->started) {
-      s->started = true;
-      s->first_step = Clock::now();
-    }
-    const auto& prompt = s->job.prompt;
-    const size_t count = std::min(chunk, prompt.size() - s->read);
-    for (size_t i = 0; i < count; ++i) {
-      bool created = false;
-      const KvNode next = store_.extend(s->tip, prompt[s->read + i], &created);
+  std::vector<KvNode> created;    // nodes made this step: their rows are written by the forward pass
+  std::vector<float> logits;
+  try {
+    // Answers first: one token each. Then prompts, in arrival order, up to
+    // the chunk.
+    for (auto& s : running_) {
+      if (s->finished || s->reading_prompt() || s->cancelled()) continue;
+      bool is_new = false;
+      const KvNode next = store_.extend(s->tip, s->pending, &is_new);
+      if (is_new) created.push_back(next);
       advance(*s, next);
-      const bool last = s->read + i + 1 == prompt.size();
-      // A node that already exists holds its rows (or gets them from another
-      // entry of this batch: every entry's keys and values of a layer are
-      // stored before any attends); only a last token is run for its logits.
-      if (created || last) entries.push_back({next, last, created});
-      if (last) owners.push_back(s.get());
+      entries.push_back({next, true, is_new});
+      owners.push_back(s.get());
     }
-    s->read += count;
-    chunk -= count;
-  }
-  if (!entries.empty()) {
-    std::vector<float> logits;
-    try {
+    size_t chunk = options_.prompt_chunk;
+    for (auto& s : running_) {
+      if (s->finished || !s->reading_prompt() || s->cancelled() || chunk == 0) continue;
+      if (!s->started) {
+        s->started = true;
+        s->first_step = Clock::now();
+      }
+      const auto& prompt = s->job.prompt;
+      const size_t count = std::min(chunk, prompt.size() - s->read);
+      for (size_t i = 0; i < count; ++i) {
+        bool is_new = false;
+        const KvNode next = store_.extend(s->tip, prompt[s->read + i], &is_new);
+        if (is_new) created.push_back(next);
+        advance(*s, next);
+        const bool last = s->read + i + 1 == prompt.size();
+        // A node that already exists holds its rows (or gets them from another
+        // entry of this batch: every entry's keys and values of a layer are
+        // stored before any attends); only a last token is run for its logits.
+        if (is_new || last) entries.push_back({next, last, is_new});
+        if (last) owners.push_back(s.get());
+      }
+      s->read += count;
+      chunk -= count;
+    }
+    if (!entries.empty()) {
       if (options_.before_step) options_.before_step();
       logits = model_.forward(entries, store_);
       if (options_.after_step) options_.after_step();
-    } catch (...) {
-      const auto error = std::current_exception();
-      for (auto& s : running_) fail(*s, error);
-      return;
     }
+  } catch (...) {
+    // These sequences cannot go on, and the nodes made this step hold no
+    // keys or values: they must not stay as cache for a later prompt that
+    // begins the same way. Newer nodes are children of older ones, so
+    // freeing newest first frees leaves first.
+    const auto error = std::current_exception();
+    for (auto& s : running_) fail(*s, error);
+    for (auto it = created.rbegin(); it != created.rend(); ++it) {
+      if (store_.references(*it) == 0) store_.discard(*it);
+    }
+    return;
+  }
+  if (!entries.empty()) {
     const size_t vocab = static_cast<size_t>(model_.config().vocab_size);
     for (size_t row = 0; row < owners.size(); ++row) {
       Sequence& s = *owners[row];

@@ -177,6 +177,30 @@ void KvTrie::release(KvNode node, bool keep_cached) {
   }
 }
 
+void KvTrie::move_handle_to_child(KvNode node, KvNode child) {
+  if (node == kRoot || at(node).handles <= 0) {
+    throw Error(fmt::format("KV trie: node {} holds no sequence to hand down", node));
+  }
+  Node& c = at(child);
+  if (c.parent != node) throw Error(fmt::format("KV trie: node {} is not a child of node {}", child, node));
+  at(node).handles--;
+  c.handles++;
+  // Only the child's count changes: every ancestor had the handle below it
+  // before and still has.
+  const bool was_shared = c.users >= 2, was_unused = c.users == 0;
+  c.users++;
+  if (!was_shared && c.users >= 2) ++shared_slots_;
+  if (was_unused) --unused_nodes_;
+  touch(child);
+}
+
+void KvTrie::discard(KvNode node) {
+  if (node == kRoot || at(node).references() != 0) {
+    throw Error(fmt::format("KV trie: node {} is still referenced and cannot be discarded", node));
+  }
+  free_node(node);
+}
+
 void KvTrie::free_node(KvNode node) {
   Node& x = at(node);
   Node& p = at(x.parent);

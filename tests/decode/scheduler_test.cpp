@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <thread>
+#include <utility>
 
 #include "frugal/error.h"
 #include "frugal/generate.h"
@@ -218,6 +219,47 @@ TEST_F(Scheduler, ExclusiveWorkRunsBetweenStepsAndPassesItsErrorOn) {
   EXPECT_EQ(answer.get().tokens, alone(prompt(kQuestions[0]), greedy()).tokens);
   scheduler->stop();
   EXPECT_THROW(scheduler->run_exclusive([] {}), Error);
+}
+
+TEST_F(Scheduler, QueuedExclusiveTasksAlternateWithSteps) {
+  // Five tasks queued at once while a prompt is read 8 tokens a step: one
+  // task runs between two steps, never all five back to back.
+  std::vector<uint64_t> steps_seen;
+  std::vector<std::future<void>> tasks;
+  GenerationScheduler* self = nullptr;
+  SchedulerOptions options{.parallel = 1, .context = 1024, .prompt_chunk = 8};
+  options.before_step = [&] {
+    if (!tasks.empty()) return;
+    for (int i = 0; i < 5; ++i) {
+      tasks.push_back(self->run_exclusive([&] { steps_seen.push_back(self->stats().steps); }));
+    }
+  };
+  GenerationScheduler scheduler(*model_, *tokenizer_, options);
+  self = &scheduler;
+  const auto tokens = prompt(kQuestions[0]);
+  ASSERT_GT(tokens.size(), 8u * 8);
+  auto answer = scheduler.submit({tokens, greedy()});
+  EXPECT_EQ(answer.get().tokens, alone(tokens, greedy()).tokens);
+  for (auto& task : tasks) task.get();
+  ASSERT_EQ(steps_seen.size(), 5u);
+  for (size_t i = 1; i < steps_seen.size(); ++i) EXPECT_GT(steps_seen[i], steps_seen[i - 1]) << i;
+}
+
+TEST_F(Scheduler, AFailedStepLeavesNoUnwrittenKeysAndValuesBehind) {
+  // The first forward pass fails after the step has made its nodes; a later
+  // prompt that begins the same way must not reuse them as cache (their
+  // rows were never written) and answers as alone.
+  bool fail = true;
+  SchedulerOptions options{.parallel = 2, .context = 1024, .prompt_chunk = 64};
+  options.before_step = [&] {
+    if (std::exchange(fail, false)) throw Error("injected failure");
+  };
+  GenerationScheduler scheduler(*model_, *tokenizer_, options);
+  const auto tokens = prompt(kQuestions[0]);
+  ASSERT_GT(tokens.size(), 64u);
+  EXPECT_THROW(scheduler.submit({tokens, greedy()}).get(), Error);
+  EXPECT_EQ(scheduler.stats().store.nodes, 0u);
+  EXPECT_EQ(scheduler.submit({tokens, greedy()}).get().tokens, alone(tokens, greedy()).tokens);
 }
 
 TEST_F(Scheduler, BadJobsAreRefusedAtOnce) {

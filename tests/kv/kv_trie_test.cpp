@@ -236,5 +236,55 @@ TEST(KvTrie, RandomOperationsKeepTheInvariants) {
   EXPECT_EQ(trie.stats().live_bytes, 0u);
 }
 
+TEST(KvTrie, HandingAHandleToAChildEqualsRetainThenRelease) {
+  // Two tries, the same operations: one hands each sequence's handle down
+  // with move_handle_to_child (O(1)), the other with retain + release (which
+  // walk every ancestor). Their accounting must agree at every step.
+  KvTrie moved(kLayout), walked(kLayout);
+  auto same = [&] {
+    const KvTrieStats a = moved.stats(), b = walked.stats();
+    EXPECT_EQ(a.live_bytes, b.live_bytes);
+    EXPECT_EQ(a.shared_bytes, b.shared_bytes);
+    EXPECT_EQ(a.nodes, b.nodes);
+    EXPECT_EQ(a.cached_nodes, b.cached_nodes);
+  };
+  const std::vector<std::vector<TokenId>> prompts = {{1, 2, 3, 4, 5}, {1, 2, 3, 9}, {1, 2, 3, 4, 5, 6, 7}, {8}};
+  std::vector<KvNode> tips_moved, tips_walked;
+  for (const auto& prompt : prompts) {
+    KvNode m = KvTrie::kRoot, w = KvTrie::kRoot;
+    for (TokenId token : prompt) {
+      const KvNode next_m = moved.extend(m, token), next_w = walked.extend(w, token);
+      if (m == KvTrie::kRoot) {
+        moved.retain(next_m);
+      } else {
+        moved.move_handle_to_child(m, next_m);
+      }
+      walked.retain(next_w);
+      if (w != KvTrie::kRoot) walked.release(w, true);
+      m = next_m;
+      w = next_w;
+      same();
+    }
+    tips_moved.push_back(m);
+    tips_walked.push_back(w);
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    moved.release(tips_moved[i], true);
+    walked.release(tips_walked[i], true);
+    same();
+  }
+  EXPECT_EQ(moved.stats().cached_nodes, moved.stats().nodes);
+  // Misuse is an error, not corruption.
+  const KvNode a = moved.extend(KvTrie::kRoot, 40), b = moved.extend(a, 41), c = moved.extend(KvTrie::kRoot, 42);
+  EXPECT_THROW(moved.move_handle_to_child(a, b), Error);  // no handle on a
+  moved.retain(a);
+  EXPECT_THROW(moved.move_handle_to_child(a, c), Error);  // c is not a's child
+  EXPECT_THROW(moved.discard(a), Error);                  // still referenced
+  moved.move_handle_to_child(a, b);
+  moved.release(b, true);
+  moved.discard(b);
+  EXPECT_THROW(moved.token(b), Error);
+}
+
 }  // namespace
 }  // namespace frugal
