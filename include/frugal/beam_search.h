@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "frugal/error.h"
 #include "frugal/model.h"
 #include "frugal/tokenizer.h"
 
@@ -35,7 +36,25 @@ struct BeamSearchOptions {
   float length_penalty = 1.0f;    // score = log_probability / length^length_penalty
   EarlyStopping early_stopping = EarlyStopping::False;
   int num_return_sequences = 1;   // 1..beam_width
+  // Runs each forward pass of the search (the prompt's chunks, then one per
+  // step) and returns when it has run; empty: on the calling thread. A server
+  // hands each pass to its batch scheduler, so that batched answers advance
+  // between the passes instead of waiting for the whole search.
+  std::function<void(const std::function<void()>&)> run_pass{};
+  // Read before every pass: true stops the search with BeamSearchCancelled
+  // (a client that went away, a server shutting down).
+  std::function<bool()> cancelled{};
 };
+
+// Thrown by a search whose `cancelled` said true.
+class BeamSearchCancelled : public Error {
+ public:
+  BeamSearchCancelled() : Error("the beam search was cancelled") {}
+};
+
+// One forward pass of a search, as `options` says it runs (used by the
+// BeamSearch implementations).
+void run_beam_pass(const BeamSearchOptions& options, const std::function<void()>& pass);
 
 struct BeamHypothesis {
   std::vector<TokenId> tokens;  // generated tokens only, with the final end-of-generation token if it ended on one

@@ -30,6 +30,17 @@ struct ServerOptions {
   int64_t context = 0;           // per request; 0: the model's training context, at most 4096
   KvPrecision precision = KvPrecision::F32;  // F32 only: the batching store holds F32 rows
   std::string chat_template;     // format name overriding the model's template
+  bool metrics_public = false;   // GET /metrics without the API key
+  // beam_width x max_tokens of a beam request at most (the search's memory
+  // and time grow with both).
+  int64_t max_beam_tokens = 4096;
+  // Connections (hostile clients included): at most this many open, and per
+  // client address; a request's headers must arrive within header_timeout
+  // of its first byte, its body within body_timeout after them.
+  size_t max_connections = 256;
+  size_t max_connections_per_client = 64;
+  double header_timeout_seconds = 10;
+  double body_timeout_seconds = 30;
 };
 
 class Server {
@@ -47,6 +58,8 @@ class Server {
   void serve();
   int port() const;
   // Stops accepting; requests in flight are cancelled at their next token.
+  // Thread-safe, and effective whenever it comes: a stop before serve()
+  // makes serve() return at once.
   void stop();
 
  private:

@@ -142,6 +142,15 @@ std::vector<Candidate> best_candidates(const std::vector<Beam>& beams, std::span
 
 }  // namespace
 
+void run_beam_pass(const BeamSearchOptions& options, const std::function<void()>& pass) {
+  if (options.cancelled && options.cancelled()) throw BeamSearchCancelled();
+  if (options.run_pass) {
+    options.run_pass(pass);
+  } else {
+    pass();
+  }
+}
+
 std::vector<BeamHypothesis> search_beams(BeamLogitSource& source, size_t vocab_size,
                                          const std::function<bool(TokenId)>& is_end_of_generation,
                                          const BeamSearchOptions& options) {

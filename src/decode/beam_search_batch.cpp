@@ -17,14 +17,15 @@ namespace {
 
 class PerBeamCaches final : public BeamLogitSource {
  public:
-  PerBeamCaches(Model& model, std::span<const TokenId> prompt, int64_t capacity)
-      : model_(model), prompt_(prompt), capacity_(capacity) {}
+  PerBeamCaches(Model& model, std::span<const TokenId> prompt, int64_t capacity, const BeamSearchOptions& options)
+      : model_(model), prompt_(prompt), capacity_(capacity), options_(options) {}
 
   std::vector<float> start() override {
     caches_.clear();
     caches_.emplace_back(std::in_place, model_.config(), capacity_);
     constexpr size_t kPromptBatch = 512;
-    auto logits = prefill(model_, *caches_.front(), prompt_, kPromptBatch);
+    std::vector<float> logits;
+    run_beam_pass(options_, [&] { logits = prefill(model_, *caches_.front(), prompt_, kPromptBatch); });
     forward_passes_ += (prompt_.size() + kPromptBatch - 1) / kPromptBatch;
     note_live_bytes();
     return logits;
@@ -59,8 +60,10 @@ class PerBeamCaches final : public BeamLogitSource {
         throw Error(fmt::format("beam search: a beam's KV cache is full at {} tokens", cache.capacity()));
       }
       const TokenId token[1] = {beams[i].token};
-      const auto row = model_.forward(token, cache, false);
-      std::copy(row.begin(), row.end(), logits.begin() + static_cast<std::ptrdiff_t>(i * vocab));
+      run_beam_pass(options_, [&] {
+        const auto row = model_.forward(token, cache, false);
+        std::copy(row.begin(), row.end(), logits.begin() + static_cast<std::ptrdiff_t>(i * vocab));
+      });
       ++forward_passes_;
     }
     note_live_bytes();
@@ -83,6 +86,7 @@ class PerBeamCaches final : public BeamLogitSource {
   Model& model_;
   std::span<const TokenId> prompt_;
   int64_t capacity_;
+  const BeamSearchOptions& options_;
   std::vector<std::optional<KvCache>> caches_;  // one per current beam, in beam order
   size_t peak_bytes_ = 0;
   size_t forward_passes_ = 0;
@@ -96,7 +100,7 @@ class BatchBeamSearch final : public BeamSearch {
     const auto start = std::chrono::steady_clock::now();
     // The last token chosen is never fed back, so this always suffices.
     const int64_t capacity = static_cast<int64_t>(prompt.size()) + options.max_new_tokens;
-    PerBeamCaches caches(model, prompt, capacity);
+    PerBeamCaches caches(model, prompt, capacity, options);
     BeamSearchResult result;
     result.hypotheses =
         search_beams(caches, static_cast<size_t>(model.config().vocab_size),

@@ -17,8 +17,8 @@ namespace {
 
 class SharedTrieBeams final : public BeamLogitSource {
  public:
-  SharedTrieBeams(Model& model, std::span<const TokenId> prompt) : model_(model), prompt_(prompt),
-      trie_(model.kv_layout()) {}
+  SharedTrieBeams(Model& model, std::span<const TokenId> prompt, const BeamSearchOptions& options)
+      : model_(model), prompt_(prompt), options_(options), trie_(model.kv_layout()) {}
 
   ~SharedTrieBeams() override = default;
 
@@ -33,7 +33,7 @@ class SharedTrieBeams final : public BeamLogitSource {
         node = trie_.extend(node, prompt_[i]);
         entries.push_back({node, i + 1 == prompt_.size()});
       }
-      logits = model_.forward(entries, trie_);
+      run_beam_pass(options_, [&] { logits = model_.forward(entries, trie_); });
       ++forward_passes_;
     }
     trie_.retain(node);
@@ -56,7 +56,8 @@ class SharedTrieBeams final : public BeamLogitSource {
     beams_ = std::move(next);
     // One pass for every beam, each beam's logits exactly those of a pass of
     // its own (so the search matches one run beam by beam).
-    auto logits = model_.forward(entries, trie_, true);
+    std::vector<float> logits;
+    run_beam_pass(options_, [&] { logits = model_.forward(entries, trie_, true); });
     ++forward_passes_;
     return logits;
   }
@@ -77,6 +78,7 @@ class SharedTrieBeams final : public BeamLogitSource {
  private:
   Model& model_;
   std::span<const TokenId> prompt_;
+  const BeamSearchOptions& options_;
   KvTrie trie_;
   std::vector<KvNode> beams_;  // the node of each current beam, in beam order
   size_t forward_passes_ = 0;
@@ -88,7 +90,7 @@ class TrieBeamSearch final : public BeamSearch {
                        const BeamSearchOptions& options) override {
     check_beam_search_inputs(model, tokenizer, prompt, options);
     const auto start = std::chrono::steady_clock::now();
-    SharedTrieBeams beams(model, prompt);
+    SharedTrieBeams beams(model, prompt, options);
     BeamSearchResult result;
     result.hypotheses =
         search_beams(beams, static_cast<size_t>(model.config().vocab_size),

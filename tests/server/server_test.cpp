@@ -20,6 +20,7 @@
 #include "frugal/knowledge_cache.h"
 #include "frugal/server.h"
 #include "server/openai_api.h"
+#include "server/server_fixture.h"
 #include "support/test_paths.h"
 
 namespace frugal {
@@ -27,89 +28,7 @@ namespace {
 
 using nlohmann::json;
 
-class ServerTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    model_ = Model::load(test::shared_path("models/mini-llama-spm-q8_0.gguf"), {.threads = 2}).release();
-    tokenizer_ = Tokenizer::from_gguf(model_->file()).release();
-    dir_ = test::scratch_dir("server");
-    KnowledgeBuildOptions build;
-    build.context = 1024;
-    std::vector<Document> docs = {{"clinic", "Harlow Clinic", "The Harlow Clinic is directed by Dr. Mira Osei."},
-                                  {"school", "Brook School", "The Brook School has 340 pupils."}};
-    KnowledgeCache::build(*model_, *tokenizer_, docs, build).save(dir_ / "town.fkv");
-  }
-  static void TearDownTestSuite() {
-    delete tokenizer_;
-    delete model_;
-  }
-
-  void start(ServerOptions options = {}) {
-    options.port = 0;
-    options.model_name = "mini";
-    options.context = 1024;
-    options.knowledge = {{"town", dir_ / "town.fkv"}};
-    server_ = std::make_unique<Server>(*model_, *tokenizer_, options);
-    server_->bind();
-    thread_ = std::thread([this] { server_->serve(); });
-    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
-    client_->set_read_timeout(60, 0);
-  }
-
-  void TearDown() override {
-    if (server_) server_->stop();
-    if (thread_.joinable()) thread_.join();
-  }
-
-  httplib::Result post(const std::string& path, const json& body, const std::string& key = "") {
-    httplib::Headers headers;
-    if (!key.empty()) headers.emplace("Authorization", "Bearer " + key);
-    return client_->Post(path, headers, body.dump(), "application/json");
-  }
-
-  // The prompt the server builds for one user message (ChatML: the model has no template).
-  static std::vector<TokenId> chat_tokens(const std::string& content) {
-    const std::vector<ChatMessage> messages = {{"user", content}};
-    return encode_chat_prompt(*tokenizer_, apply_chat_template(ChatFormat::ChatML, messages, true), messages);
-  }
-
-  static json chat_body(const std::string& content, bool stream = false) {
-    return {{"model", "mini"}, {"messages", {{{"role", "user"}, {"content", content}}}},
-            {"max_tokens", 12}, {"temperature", 0}, {"stream", stream}};
-  }
-
-  // Concatenated text of an SSE response, checking its framing.
-  static std::string stream_text(const std::string& body, bool chat) {
-    std::string text;
-    size_t at = 0;
-    bool done = false;
-    while ((at = body.find("data: ", at)) != std::string::npos) {
-      const size_t end = body.find("\n\n", at);
-      const std::string data = body.substr(at + 6, end - at - 6);
-      at = end;
-      if (data == "[DONE]") {
-        done = true;
-        continue;
-      }
-      const json chunk = json::parse(data);
-      const json& choice = chunk["choices"][0];
-      if (chat && choice["delta"].contains("content")) text += choice["delta"]["content"].get<std::string>();
-      if (!chat) text += choice["text"].get<std::string>();
-    }
-    EXPECT_TRUE(done) << "no [DONE] event";
-    return text;
-  }
-
-  static Model* model_;
-  static Tokenizer* tokenizer_;
-  static std::filesystem::path dir_;
-  std::unique_ptr<Server> server_;
-  std::thread thread_;
-  std::unique_ptr<httplib::Client> client_;
-};
-Model* ServerTest::model_ = nullptr;
-Tokenizer* ServerTest::tokenizer_ = nullptr;
-std::filesystem::path ServerTest::dir_;
+using test::ServerTest;
 
 TEST_F(ServerTest, HealthAndModels) {
   start();
@@ -329,8 +248,9 @@ TEST_F(ServerTest, BadRequestsGetOpenAiErrors) {
   auto ok = post("/v1/chat/completions", chat_body("hi"), "secret");
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
-  // Metrics count what happened.
-  const std::string metrics = client_->Get("/metrics")->body;
+  // Metrics are behind the key too, and count what happened.
+  expect_error(client_->Get("/metrics"), 401, "API key");
+  const std::string metrics = client_->Get("/metrics", {{"Authorization", "Bearer secret"}})->body;
   EXPECT_NE(metrics.find("frugal_requests_total{endpoint=\"/v1/chat/completions\",code=\"401\"} 2"), std::string::npos)
       << metrics;
   EXPECT_NE(metrics.find("frugal_time_to_first_token_seconds_count 1"), std::string::npos) << metrics;

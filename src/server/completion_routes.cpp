@@ -1,0 +1,349 @@
+// POST /v1/chat/completions and /v1/completions: the prompt, admission,
+// sampled answers through the batch scheduler (whole or streamed), beam
+// answers, and cancellation when the client goes away or the server stops.
+#include <httplib.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <ctime>
+#include <deque>
+#include <mutex>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "frugal/beam_search.h"
+#include "frugal/chat.h"
+#include "frugal/error.h"
+#include "frugal/generate.h"
+#include "frugal/generation_text.h"
+#include "server/server_impl.h"
+
+namespace frugal {
+
+using server::ApiError;
+using server::CompletionRequest;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace server {
+
+Admission::Admission(std::atomic<size_t>& in_flight, size_t limit, size_t sequences)
+    : in_flight_(in_flight), sequences_(sequences) {
+  if (in_flight_.fetch_add(sequences_) + sequences_ > limit) {
+    in_flight_.fetch_sub(sequences_);
+    throw ApiError(429, "rate_limit_error", "the server is busy: too many requests are waiting; retry later", "",
+                   "queue_full");
+  }
+}
+
+}  // namespace server
+
+namespace {
+
+// How often a waiting connection thread looks whether its client is still there.
+constexpr auto kClientCheck = std::chrono::milliseconds(50);
+
+int64_t unix_now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+ApiError shutting_down() { return ApiError(503, "server_error", "the server is shutting down; retry later"); }
+
+// Text of one streamed answer, handed from the scheduler thread to the
+// connection's thread (a slow client never holds up the batch).
+struct StreamChannel {
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<std::string> pieces;
+  bool finished = false;
+};
+
+std::string finish_reason(StopReason reason) {
+  return reason == StopReason::MaxTokens || reason == StopReason::ContextFull ? "length" : "stop";
+}
+
+}  // namespace
+
+void Server::Impl::completions(const httplib::Request& http_request, httplib::Response& response, bool chat) {
+  const auto start = Clock::now();
+  check_key(http_request);
+  const CompletionRequest request = server::parse_completion_request(http_request.body, chat);
+  std::string knowledge_name;  // empty: the model itself, no knowledge cache
+  if (request.model != options.model_name) {
+    const auto at = request.model.find('@');
+    if (at != std::string::npos) knowledge_name = request.model.substr(at + 1);
+    if (at == std::string::npos || request.model.substr(0, at) != options.model_name ||
+        !knowledge->contains(knowledge_name)) {
+      throw ApiError(404, "invalid_request_error",
+                     fmt::format("the model '{}' does not exist; GET /v1/models lists them", request.model), "model",
+                     "model_not_found");
+    }
+  }
+  const bool kb = !knowledge_name.empty();
+  // The prompt: a chat in the model's format, a plain prompt, or (over a
+  // knowledge cache) its knowledge and then the question.
+  std::vector<TokenId> prompt;
+  if (kb) {
+    std::string question;
+    if (chat) {
+      for (auto it = request.messages.rbegin(); it != request.messages.rend() && question.empty(); ++it) {
+        if (it->role == "user") question = it->content;
+      }
+      if (question.empty()) throw server::invalid_request("a knowledge model needs a user message", "messages");
+    } else {
+      question = request.prompt;
+    }
+    prompt = knowledge->prompt_tokens(knowledge_name, question);
+  } else if (chat) {
+    std::string rendered;
+    try {
+      rendered = apply_chat_template(chat_format, request.messages, true, tokenizer);
+    } catch (const Error& e) {
+      throw server::invalid_request(e.what(), "messages");
+    }
+    prompt = encode_chat_prompt(tokenizer, rendered, request.messages);
+  } else {
+    prompt = tokenizer.encode(request.prompt, true, false);
+  }
+  const size_t prompt_tokens = prompt.size();
+  if (static_cast<int64_t>(prompt_tokens) >= options.context || prompt.empty()) {
+    throw ApiError(400, "invalid_request_error",
+                   fmt::format("the prompt has {} tokens; this model's context holds {}", prompt_tokens,
+                               options.context),
+                   chat ? "messages" : "prompt", "context_length_exceeded");
+  }
+  if (request.beam_width > 1 &&
+      static_cast<int64_t>(request.beam_width) * request.max_tokens > options.max_beam_tokens) {
+    throw server::invalid_request(
+        fmt::format("beam_width x max_tokens is {} x {}; this server allows at most {} (lower either)",
+                    request.beam_width, request.max_tokens, options.max_beam_tokens),
+        "beam_width");
+  }
+
+  GenerationOptions generation;
+  generation.max_tokens = request.max_tokens;
+  generation.sampling.temperature = request.temperature;
+  generation.sampling.top_p = request.top_p;
+  generation.sampling.top_k = 0;
+  generation.sampling.min_p = 0;
+  generation.sampling.repeat_penalty = 1;
+  if (request.seed) generation.sampling.seed = *request.seed;
+  generation.stop_strings = request.stop;
+  // An answer over a knowledge cache follows "Answer:": its first space is
+  // the prompt format's. Other answers are passed on as the model wrote them.
+  generation.trim_leading_space = kb;
+  const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", next_id.fetch_add(1));
+  const int64_t created = unix_now();
+  const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
+  const size_t cached_tokens = kb ? knowledge->get(knowledge_name).tokens.size() : 0;
+
+  // Every answer is counted when it ends, on the scheduler thread, whether
+  // or not its client is still there to read it.
+  const auto submitted = Clock::now();
+  auto account = [this, start, submitted, prompt_tokens](const GenerationResult* result) {
+    if (!result) return;
+    metrics.tokens(prompt_tokens, result->tokens.size());
+    metrics.latency(std::chrono::duration<double>(submitted - start).count() + result->first_token_seconds,
+                    std::chrono::duration<double>(Clock::now() - start).count());
+  };
+  auto submit = [this](GenerationJob job) {
+    if (stopping) throw shutting_down();
+    try {
+      return scheduler->submit(std::move(job));
+    } catch (const Error&) {
+      if (stopping) throw shutting_down();
+      throw;
+    }
+  };
+
+  // Admission counts sequences: the n choices of a request are n of them (a
+  // beam search, which runs beside the batch, is one).
+  const size_t sequences = request.beam_width > 1 ? 1 : static_cast<size_t>(request.n);
+  const size_t admitted = options.queue_limit + options.parallel;
+  if (sequences > admitted) {
+    throw server::invalid_request(fmt::format("n = {} is more answers than this server admits at once ({})",
+                                              request.n, admitted),
+                                  "n");
+  }
+  auto admission = std::make_shared<server::Admission>(in_flight, admitted, sequences);
+  if (request.beam_width > 1) {
+    beam_completion(request, prompt, generation.trim_leading_space, id, created, response);
+    metrics.request(endpoint, 200);
+    return;
+  }
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  if (!request.stream) {
+    // The n choices are n sequences of the batch, sharing the prompt's keys
+    // and values, all cancelled if the client hangs up before they end.
+    std::vector<std::future<GenerationResult>> futures;
+    for (int i = 0; i < request.n; ++i) {
+      GenerationJob job{prompt, generation};
+      job.on_finish = account;
+      job.cancel = cancel;
+      futures.push_back(submit(std::move(job)));
+      if (generation.sampling.seed != SamplingParams{}.seed) ++generation.sampling.seed;  // n distinct samples
+    }
+    std::vector<server::Choice> choices;
+    size_t completion_tokens = 0;
+    for (auto& future : futures) {
+      while (future.wait_for(kClientCheck) != std::future_status::ready) {
+        if (!cancel->load() && server::client_gone()) cancel->store(true);
+      }
+      const GenerationResult result = future.get();
+      if (result.stop_reason == StopReason::Cancelled) {
+        if (stopping) throw shutting_down();
+        throw ApiError(499, "invalid_request_error", "the client closed the connection before the answer ended");
+      }
+      choices.push_back({result.text, finish_reason(result.stop_reason)});
+      completion_tokens += result.tokens.size();
+    }
+    json body = server::completion_response(request, id, created, choices, prompt_tokens, completion_tokens);
+    if (kb) body["usage"]["prompt_tokens_details"] = {{"cached_tokens", cached_tokens}};
+    response.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    metrics.request(endpoint, 200);
+    return;
+  }
+  // Streaming: the scheduler thread puts each piece in a channel; this
+  // connection's thread writes it as an SSE chunk. A client that goes away
+  // (a failed write, a hang-up seen while waiting, a response never begun)
+  // cancels the sequence.
+  auto channel = std::make_shared<StreamChannel>();
+  GenerationJob job{prompt, generation};
+  job.cancel = cancel;
+  job.on_text = [channel, cancel](std::string_view text) {
+    {
+      std::lock_guard lock(channel->mutex);
+      channel->pieces.emplace_back(text);
+    }
+    channel->wake.notify_one();
+    return !cancel->load();
+  };
+  job.on_finish = [channel, account](const GenerationResult* result) {
+    account(result);
+    {
+      std::lock_guard lock(channel->mutex);
+      channel->finished = true;
+    }
+    channel->wake.notify_one();
+  };
+  auto future = std::make_shared<std::future<GenerationResult>>(submit(std::move(job)));
+  metrics.request(endpoint, 200);
+  response.set_header("Cache-Control", "no-cache");
+  auto provider = [this, admission, channel, cancel, future, request, id, created](size_t, httplib::DataSink& sink) {
+    bool first = true;
+    auto send = [&](const std::string& bytes) {
+      if (sink.is_writable() && sink.write(bytes.data(), bytes.size())) return true;
+      cancel->store(true);  // the client went away: drop the connection
+      return false;
+    };
+    for (;;) {
+      std::deque<std::string> pieces;
+      bool finished = false;
+      {
+        std::unique_lock lock(channel->mutex);
+        while (!channel->finished && channel->pieces.empty()) {
+          if (channel->wake.wait_for(lock, kClientCheck) == std::cv_status::timeout && server::client_gone()) {
+            cancel->store(true);  // the first token may be far off (a long prompt): notice a hang-up now
+            return false;
+          }
+        }
+        pieces.swap(channel->pieces);
+        finished = channel->finished;
+      }
+      for (const auto& text : pieces) {
+        if (!send(server::stream_chunk(request, id, created, text, "", first))) return false;
+        first = false;
+      }
+      if (finished) break;
+    }
+    auto error_event = [&](const ApiError& error) {
+      // Headers are gone: the error travels as a last event, and no [DONE]
+      // follows, so that no client takes a cut answer for a whole one.
+      send("data: " + server::error_body(error) + "\n\n");
+      sink.done();
+      return false;
+    };
+    GenerationResult result;
+    try {
+      result = future->get();
+    } catch (const std::exception& e) {
+      return error_event(ApiError(500, "server_error", e.what()));
+    }
+    if (result.stop_reason == StopReason::Cancelled) {
+      return error_event(stopping ? shutting_down()
+                                  : ApiError(500, "server_error", "the answer was cancelled before it ended"));
+    }
+    if (!send(server::stream_chunk(request, id, created, "", finish_reason(result.stop_reason), first)) ||
+        !send("data: [DONE]\n\n")) {
+      return false;
+    }
+    sink.done();
+    return true;  // complete: the connection may be kept alive
+  };
+  // Called when the response is over; if it never began (the client left
+  // before the headers went out), the answer is cancelled here.
+  auto released = [cancel](bool success) {
+    if (!success) cancel->store(true);
+  };
+  response.set_chunked_content_provider("text/event-stream", std::move(provider), std::move(released));
+}
+
+// beam_width > 1: a trie beam search whose forward passes run on the
+// scheduler thread between batch steps, so batched answers go on meanwhile;
+// the n best beams are the choices. The search reads the whole prompt, a
+// knowledge prefix included (nothing is reported cached). Stop strings cut
+// a beam's text after the search, which knows nothing of them.
+void Server::Impl::beam_completion(const CompletionRequest& request, const std::vector<TokenId>& prompt,
+                                   bool trim_leading_space, const std::string& id, int64_t created,
+                                   httplib::Response& response) {
+  BeamSearchOptions beam;
+  beam.beam_width = request.beam_width;
+  beam.max_new_tokens = static_cast<int>(
+      std::min<int64_t>(request.max_tokens, options.context - static_cast<int64_t>(prompt.size())));
+  beam.num_return_sequences = request.n;
+  beam.run_pass = [this](const std::function<void()>& pass) {
+    std::future<void> done;
+    try {
+      done = scheduler->run_exclusive(pass);
+    } catch (const Error&) {
+      throw shutting_down();
+    }
+    done.get();
+  };
+  beam.cancelled = [this] { return stopping.load() || server::client_gone(); };
+  const auto start = Clock::now();
+  BeamSearchResult found;
+  try {
+    found = make_trie_beam_search()->run(model, tokenizer, prompt, beam);
+  } catch (const BeamSearchCancelled&) {
+    if (stopping) throw shutting_down();
+    throw ApiError(499, "invalid_request_error", "the client closed the connection before the answer ended");
+  } catch (const Error&) {
+    if (stopping) throw shutting_down();
+    throw;
+  }
+  std::vector<server::Choice> choices;
+  size_t completion_tokens = 0;
+  for (const BeamHypothesis& h : found.hypotheses) {
+    const bool ended = !h.tokens.empty() && tokenizer.is_end_of_generation(h.tokens.back());
+    std::string text = tokenizer.decode(std::span<const TokenId>(h.tokens).first(h.tokens.size() - (ended ? 1 : 0)));
+    std::string finish = ended ? "stop" : "length";
+    size_t cut = std::string::npos;
+    for (const auto& stop : request.stop) {
+      if (!stop.empty()) cut = std::min(cut, text.find(stop));
+    }
+    if (cut != std::string::npos) {
+      text.resize(cut);
+      finish = "stop";
+    }
+    if (trim_leading_space) text = std::string(without_leading_space(text));  // as sampled answers are
+    choices.push_back({text, finish});
+    completion_tokens += h.tokens.size();
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  metrics.tokens(prompt.size(), completion_tokens);
+  metrics.latency(seconds, seconds);  // the text comes all at once
+  const json body = server::completion_response(request, id, created, choices, prompt.size(), completion_tokens);
+  response.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+}  // namespace frugal

@@ -1,0 +1,79 @@
+// The state behind frugal::Server, shared by its routes (http_server.cpp:
+// set-up, authentication, models, metrics; completion_routes.cpp: answers).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "frugal/chat.h"
+#include "frugal/energy.h"
+#include "frugal/knowledge_store.h"
+#include "frugal/scheduler.h"
+#include "frugal/server.h"
+#include "server/guarded_http.h"
+#include "server/metrics.h"
+#include "server/openai_api.h"
+
+namespace frugal {
+
+struct Server::Impl {
+  Impl(Model& m, const Tokenizer& t, const ServerOptions& o);
+
+  Model& model;
+  const Tokenizer& tokenizer;
+  ServerOptions options;
+  server::GuardedHttpServer http;
+  ChatFormat chat_format = ChatFormat::ChatML;
+  server::Metrics metrics;
+  EnergyMeter meter;
+  EnergyMeter::Mark step_mark{};  // the scheduler thread's, around each batch
+  std::unique_ptr<GenerationScheduler> scheduler;
+  // MODEL@NAME models: knowledge caches pinned in the scheduler's store
+  // (declared after it: unpinned before it goes).
+  std::unique_ptr<KnowledgeStore> knowledge;
+  std::atomic<size_t> in_flight{0};  // admitted sequences, waiting or generating
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> serving{false};  // inside serve()
+  std::atomic<bool> http_stopped{false};
+  std::atomic<uint64_t> next_id{1};
+  int bound_port = -1;
+
+  void setup();
+  void check_key(const httplib::Request& request) const;
+  void completions(const httplib::Request& request, httplib::Response& response, bool chat);
+  void beam_completion(const server::CompletionRequest& request, const std::vector<TokenId>& prompt,
+                       bool trim_leading_space, const std::string& id, int64_t created,
+                       httplib::Response& response);
+  void reply_error(httplib::Response& response, const server::ApiError& error, const std::string& endpoint);
+  nlohmann::json models() const;
+};
+
+namespace server {
+
+// The client of the request this thread serves has hung up.
+inline bool client_gone() {
+  const ClientConnection* connection = current_client_connection();
+  return connection && connection->peer_closed();
+}
+
+// Counts `sequences` from admission to the end of their request; refuses
+// (429) when `limit` sequences are already admitted, generating or waiting.
+class Admission {
+ public:
+  Admission(std::atomic<size_t>& in_flight, size_t limit, size_t sequences);
+  ~Admission() { in_flight_.fetch_sub(sequences_); }
+  Admission(const Admission&) = delete;
+  Admission& operator=(const Admission&) = delete;
+
+ private:
+  std::atomic<size_t>& in_flight_;
+  size_t sequences_;
+};
+
+}  // namespace server
+}  // namespace frugal
