@@ -240,6 +240,13 @@ ClientConnection* current_client_connection() { return t_connection; }
 GuardedHttpServer::GuardedHttpServer(ConnectionLimits limits) : limits_(limits) {
   const size_t threads = limits_.max_connections;
   new_task_queue = [threads] { return new ConnectionThreads(threads); };
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a
+  // second server on the same port starts silently and takes half the
+  // connections instead of failing.
+  set_socket_options([](socket_t sock) {
+    const int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   // The body's deadline starts once its headers are in.
   set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     if (auto* connection = current_client_connection()) connection->headers_read();

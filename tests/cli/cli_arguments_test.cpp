@@ -2,7 +2,10 @@
 // and exit code 1), sampling values out of range, random seeds, outputs
 // checked before any work, beam search within the context, `ask` greedy.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -159,6 +162,28 @@ TEST(CliOae, AnEmptyDatasetSaysSo) {
                                   "--out", (dir / "report").string()});
   expect_argument_error(result, "the dataset has no questions");
   std::filesystem::remove_all(dir);
+}
+
+TEST(CliServe, AddressErrorsBlameWhatIsWrong) {
+  const std::string model = tiny_model();
+  auto serve = [&](const std::string& host, const std::string& port) {
+    return run_frugal({"serve", "-m", model, "--host", host, "--port", port});
+  };
+  expect_argument_error(serve("999.1.1.1", "8080"), "not an address or a known host name");
+  expect_argument_error(serve("not-a-host.invalid", "8080"), "not an address or a known host name");
+  expect_argument_error(serve("8.8.8.8", "8080"), "is not an address of this machine");
+  expect_argument_error(serve("", "8080"), "--host is empty");
+  // A port another program listens on.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  socklen_t length = sizeof address;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  expect_argument_error(serve("127.0.0.1", std::to_string(ntohs(address.sin_port))), "the port is in use");
+  ::close(fd);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "frugal/error.h"
 #include "server/server_fixture.h"
 
 namespace frugal {
@@ -272,6 +273,19 @@ TEST_F(HostileClientTest, AStopBeforeServingMakesServeReturn) {
   auto served = std::async(std::launch::async, [&] { server.serve(); });
   EXPECT_EQ(served.wait_for(std::chrono::seconds(5)), std::future_status::ready) << "serve() did not return";
   if (served.wait_for(std::chrono::seconds(0)) != std::future_status::ready) std::_Exit(1);  // it would hang
+}
+
+TEST_F(HostileClientTest, ASecondServerOnTheSamePortFails) {
+  start();
+  ServerOptions options;
+  options.port = server_->port();
+  Server second(*model_, *tokenizer_, options);
+  try {
+    second.bind();
+    ADD_FAILURE() << "a second server bound the port in use";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the port is in use"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(HostileClientTest, ASignalAtStartUpStopsTheServerProcess) {
