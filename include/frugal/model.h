@@ -161,9 +161,14 @@ struct TrieBatchEntry {
 };
 
 struct ModelOptions {
-  size_t threads = 0;        // 0: all hardware threads
+  size_t threads = 0;        // 0: the CPUs this process may use (available_cpus())
   bool pin_threads = false;  // bind compute threads to CPUs
 };
+
+// The CPUs this process may run on: its affinity mask (taskset, cpusets)
+// and a cgroup CPU quota (containers), rounded up. Compute threads beyond it
+// only wait for each other.
+size_t available_cpus();
 
 class Model {
  public:

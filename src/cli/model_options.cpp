@@ -22,7 +22,7 @@ void add_model_arguments(CLI::App& command, ModelArguments& args, bool demo_by_d
                                                     : "GGUF model file");
   model->check(CLI::ExistingFile);
   if (!demo_by_default) model->required();
-  command.add_option("-t,--threads", args.threads, "CPU threads (default: all cores)")->check(integer_in(0, 1024));
+  command.add_option("-t,--threads", args.threads, "CPU threads (default: the CPUs this process may use)")->check(integer_in(0, 1024));
   command.add_flag("--pin-threads", args.pin_threads, "bind compute thread i to CPU i");
   command.add_option("-c,--ctx-size", args.context,
                      "context size in tokens (default: the model's; run, logits and beam use at most 4096)")
@@ -61,6 +61,11 @@ LoadedModel load_model(const ModelArguments& args) {
   LoadedModel loaded;
   ModelOptions options;
   options.threads = static_cast<size_t>(args.threads);
+  if (const size_t cpus = available_cpus(); options.threads > cpus) {
+    fmt::print(stderr, "warning: -t {} is more threads than the {} CPU{} this process may use; they will wait for "
+                       "each other (leave -t out to use {})\n",
+               options.threads, cpus, cpus == 1 ? "" : "s", cpus);
+  }
   options.pin_threads = args.pin_threads;
   std::string path = args.model_path;
   if (path.empty()) {

@@ -79,6 +79,8 @@ void Model::Impl::load_weights() {
 Model::Model() = default;
 Model::~Model() = default;
 
+size_t available_cpus() { return ThreadPool::available_cpus(); }
+
 std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const ModelOptions& options) {
   std::unique_ptr<Model> model(new Model());
   model->impl_ = std::make_unique<Impl>(GgufFile::open(path));

@@ -4,6 +4,9 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <chrono>
 #include <string>
 #include <system_error>
@@ -36,9 +39,10 @@ void pin_to_cpu(std::thread::native_handle_type thread, size_t cpu) {
 
 ThreadPool::ThreadPool(size_t threads, bool pin) {
   threads = std::max<size_t>(threads, 1);
+  oversubscribed_ = threads > available_cpus();
   try {
     for (size_t i = 1; i < threads; ++i) {
-      workers_.emplace_back([this, i] { worker_loop(i); });
+      workers_.emplace_back([this] { worker_loop(); });
       if (pin) pin_to_cpu(workers_.back().native_handle(), i);
     }
     if (pin) {
@@ -67,25 +71,87 @@ void ThreadPool::stop_workers() {
   workers_.clear();
 }
 
-size_t ThreadPool::default_thread_count() {
-  return std::max<size_t>(1, std::thread::hardware_concurrency());
+namespace {
+
+// CPUs a cgroup quota allows ("max" or none: no limit), v2 then v1.
+size_t cgroup_cpu_limit() {
+  auto ceil_ratio = [](double quota, double period) -> size_t {
+    if (quota <= 0 || period <= 0) return 0;
+    return static_cast<size_t>(std::ceil(quota / period));
+  };
+  if (std::ifstream v2("/sys/fs/cgroup/cpu.max"); v2) {
+    std::string quota;
+    double period = 0;
+    if (v2 >> quota >> period && quota != "max") return ceil_ratio(std::strtod(quota.c_str(), nullptr), period);
+    return 0;
+  }
+  std::ifstream quota_file("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), period_file("/sys/fs/cgroup/cpu/cpu.cfs_period_us");
+  double quota = 0, period = 0;
+  if (quota_file >> quota && period_file >> period) return ceil_ratio(quota, period);
+  return 0;
 }
 
-void ThreadPool::run_chunk(size_t index) {
-  const size_t threads = size();
-  const size_t per = (count_ + threads - 1) / threads;
-  const size_t begin = std::min(count_, index * per);
-  const size_t end = std::min(count_, begin + per);
-  if (begin >= end) return;
-  try {
-    (*body_)(begin, end);
-  } catch (...) {
-    std::lock_guard lock(error_mutex_);
-    if (!error_) error_ = std::current_exception();
+}  // namespace
+
+size_t ThreadPool::available_cpus() {
+  size_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cpus = std::max(1, CPU_COUNT(&set));
+  if (const size_t quota = cgroup_cpu_limit(); quota > 0) cpus = std::min(cpus, quota);
+  return cpus;
+}
+
+size_t ThreadPool::default_thread_count() { return available_cpus(); }
+
+namespace {
+
+constexpr uint64_t kNoJob = 0xffffffffull << 32;  // a tag no generation has while a job is set up
+
+// Tags never equal kNoJob: generations are taken modulo 2^32 - 1.
+uint64_t job_tag(uint64_t generation) { return (generation % 0xffffffffull) << 32; }
+
+}  // namespace
+
+// Claims chunks of job `generation` until none is left. Chunk i is the i-th
+// of `chunks_` equal contiguous parts, whoever runs it.
+void ThreadPool::run_chunks(uint64_t generation) {
+  const uint64_t tag = job_tag(generation);
+  for (;;) {
+    uint64_t claim = claim_.load(std::memory_order_acquire);
+    if ((claim & kNoJob) != tag) return;  // that job is over
+    const size_t chunk = static_cast<size_t>(claim & 0xffffffffull);
+    const size_t chunks = chunks_.load(std::memory_order_relaxed);
+    if (chunk >= chunks) return;
+    if (!claim_.compare_exchange_weak(claim, claim + 1, std::memory_order_acq_rel)) continue;
+    // Claimed: the job cannot end before this chunk is done, so what was
+    // read of it is its own.
+    const size_t count = count_.load(std::memory_order_relaxed);
+    const size_t per = (count + chunks - 1) / chunks;
+    const size_t begin = std::min(count, chunk * per);
+    const size_t end = std::min(count, begin + per);
+    if (begin < end) {
+      try {
+        (*body_.load(std::memory_order_relaxed))(begin, end);
+      } catch (...) {
+        std::lock_guard lock(error_mutex_);
+        if (!error_) error_ = std::current_exception();
+      }
+    }
+    done_chunks_.fetch_add(1, std::memory_order_acq_rel);
   }
 }
 
-void ThreadPool::worker_loop(size_t index) {
+// A wait step: a pause instruction, or (with more threads than CPUs, or
+// after a long wait) giving the CPU to a thread that has work.
+void ThreadPool::pause_while_waiting(uint32_t spins) const {
+  if (oversubscribed_ || spins >= 4096) {
+    std::this_thread::yield();
+  } else {
+    cpu_relax();
+  }
+}
+
+void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
     // Spin first: the next job usually comes within microseconds.
@@ -94,7 +160,11 @@ void ThreadPool::worker_loop(size_t index) {
     while (generation_.load(std::memory_order_acquire) == seen && !stopping_.load(std::memory_order_relaxed)) {
       // Yielding here would cost a decode step about a tenth of its speed on
       // an idle machine; on a busy one the sleep below frees the core.
-      cpu_relax();
+      if (oversubscribed_) {
+        std::this_thread::yield();
+      } else {
+        cpu_relax();
+      }
       if (++spins % 1024 == 0 && std::chrono::steady_clock::now() > spin_until) {
         // Then sleep. Announcing the sleep before re-checking under the lock
         // pairs with the caller bumping the generation before it looks at
@@ -108,8 +178,7 @@ void ThreadPool::worker_loop(size_t index) {
     }
     if (stopping_.load()) return;
     seen = generation_.load(std::memory_order_acquire);
-    run_chunk(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    run_chunks(seen);
   }
 }
 
@@ -120,26 +189,28 @@ void ThreadPool::parallel_for(size_t count, const std::function<void(size_t, siz
     return;
   }
   std::lock_guard turn(caller_mutex_);
-  body_ = &body;
-  count_ = count;
+  // No claim succeeds while the job is set up; then its tag opens it.
+  claim_.store(kNoJob, std::memory_order_release);
+  body_.store(&body, std::memory_order_relaxed);
+  count_.store(count, std::memory_order_relaxed);
+  const size_t chunks = std::min(count, size());
+  chunks_.store(chunks, std::memory_order_relaxed);
   error_ = nullptr;
-  pending_.store(workers_.size(), std::memory_order_relaxed);
-  generation_.fetch_add(1);  // publishes body_ and count_
+  done_chunks_.store(0, std::memory_order_relaxed);
+  const uint64_t generation = generation_.load(std::memory_order_relaxed) + 1;
+  claim_.store(job_tag(generation), std::memory_order_release);
+  generation_.store(generation, std::memory_order_release);  // wakes the workers
   if (sleepers_.load() > 0) {
     { std::lock_guard lock(sleep_mutex_); }
     wake_.notify_all();
   }
-  run_chunk(0);
-  // Spin briefly, then yield: on a busy machine a worker may be waiting for
-  // this very core, and spinning on would only delay it.
-  for (uint32_t spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
-    if (spins < 4096) {
-      cpu_relax();
-    } else {
-      std::this_thread::yield();
-    }
+  run_chunks(generation);
+  // The chunks others claimed: spin briefly, then yield (on a busy machine
+  // the thread running one may be waiting for this very core).
+  for (uint32_t spins = 0; done_chunks_.load(std::memory_order_acquire) != chunks; ++spins) {
+    pause_while_waiting(spins);
   }
-  body_ = nullptr;
+  claim_.store(kNoJob, std::memory_order_release);
   if (error_) std::rethrow_exception(error_);
 }
 

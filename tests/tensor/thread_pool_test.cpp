@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
 #include <numeric>
 #include <thread>
 
@@ -63,12 +64,50 @@ namespace {
 TEST(ThreadPool, PinnedThreadsRunOnTheirCpus) {
   if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs two CPUs";
   ThreadPool pool(2, true);
-  std::vector<int> cpus(2, -1);
-  for (int round = 0; round < 3; ++round) {
-    pool.parallel_for(2, [&](size_t begin, size_t) { cpus[begin] = sched_getcpu(); });
+  // Chunks go to whichever thread claims them; each thread stays on its CPU:
+  // the caller on 0, the worker on 1.
+  const auto caller = std::this_thread::get_id();
+  std::mutex mutex;
+  std::vector<std::pair<bool, int>> seen;  // (on the caller, CPU)
+  for (int round = 0; round < 50; ++round) {
+    pool.parallel_for(2, [&](size_t, size_t) {
+      std::lock_guard lock(mutex);
+      seen.emplace_back(std::this_thread::get_id() == caller, sched_getcpu());
+    });
   }
-  EXPECT_EQ(cpus[0], 0);
-  EXPECT_EQ(cpus[1], 1);
+  for (const auto& [on_caller, cpu] : seen) EXPECT_EQ(cpu, on_caller ? 0 : 1);
+}
+
+TEST(ThreadPool, TheDefaultFollowsTheCpusTheProcessMayUse) {
+  // Run on one CPU only (as `taskset -c 0` would): the default is 1 thread.
+  cpu_set_t saved;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(saved), &saved), 0);
+  int first = -1;
+  for (int cpu = 0; cpu < CPU_SETSIZE && first < 0; ++cpu) {
+    if (CPU_ISSET(cpu, &saved)) first = cpu;
+  }
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  const size_t on_one = ThreadPool::default_thread_count();
+  ASSERT_EQ(sched_setaffinity(0, sizeof(saved), &saved), 0);
+  EXPECT_EQ(on_one, 1u);
+  EXPECT_EQ(ThreadPool::default_thread_count(), static_cast<size_t>(CPU_COUNT(&saved)));
+}
+
+TEST(ThreadPool, ManyMoreThreadsThanCpusStillCoverEveryIndexOnce) {
+  // Oversubscribed, workers wake late and claim chunks of jobs that may be
+  // over: each index of each job is still done exactly once.
+  ThreadPool pool(4 * ThreadPool::available_cpus() + 1);
+  std::vector<std::atomic<int>> seen(97);
+  for (int round = 1; round <= 3000; ++round) {
+    const size_t count = 1 + static_cast<size_t>(round) % seen.size();
+    pool.parallel_for(count, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) seen[i]++;
+    });
+    for (size_t i = 0; i < count; ++i) ASSERT_EQ(seen[i].exchange(0), 1) << "round " << round << " index " << i;
+  }
 }
 
 }  // namespace
