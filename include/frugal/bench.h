@@ -17,6 +17,10 @@ struct BenchmarkOptions {
   int64_t prompt_tokens = 512;    // pp test; 0 skips it
   int64_t generated_tokens = 128; // tg test; 0 skips it
   int repetitions = 3;            // timed runs of each test, after one untimed warm-up
+  // Tokens already in the KV cache before each test (llama-bench's -d):
+  // decode at depth reads that many cached positions per token. Filled once,
+  // untimed; each run starts from it again.
+  int64_t depth = 0;
   uint64_t seed = 1234;           // for the (arbitrary) token ids
   KvPrecision cache_precision = KvPrecision::F32;
 };

@@ -26,6 +26,8 @@ struct BenchArguments {
   int64_t prompt_tokens = 512;
   int64_t generated_tokens = 128;
   int repetitions = 3;
+  int64_t depth = 0;
+  std::string cache_type = "f32";
   bool json = false;
 };
 
@@ -44,18 +46,24 @@ std::string model_label(const Model& model, const std::string& path) {
   return fmt::format("{} {}", name, weight_format_label(model.file()));
 }
 
+// llama-bench writes a test at depth as "tg128 @ d4096".
+std::string at_depth(const BenchmarkResult& r) {
+  return r.options.depth > 0 ? fmt::format(" @ d{}", r.options.depth) : "";
+}
+
 void print_table(const BenchmarkResult& r, const std::string& label) {
   fmt::print("| model | size | params | threads | test | t/s | weights/token | GB/s |\n");
   fmt::print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   const std::string common = fmt::format("| {} | {} | {} | {} ", label, human_size(r.model_bytes),
                                          human_count(r.parameters), r.threads);
   if (!r.prefill.tokens_per_second.empty()) {
-    fmt::print("{}| pp{} | {:.2f} ± {:.2f} | | |\n", common, r.options.prompt_tokens, r.prefill.mean(),
-               r.prefill.stddev());
+    fmt::print("{}| pp{}{} | {:.2f} ± {:.2f} | | |\n", common, r.options.prompt_tokens, at_depth(r),
+               r.prefill.mean(), r.prefill.stddev());
   }
   if (!r.decode.tokens_per_second.empty()) {
-    fmt::print("{}| tg{} | {:.2f} ± {:.2f} | {} | {:.2f} |\n", common, r.options.generated_tokens, r.decode.mean(),
-               r.decode.stddev(), human_size(r.weight_bytes_per_token), r.decode_bytes_per_second() / 1e9);
+    fmt::print("{}| tg{}{} | {:.2f} ± {:.2f} | {} | {:.2f} |\n", common, r.options.generated_tokens, at_depth(r),
+               r.decode.mean(), r.decode.stddev(), human_size(r.weight_bytes_per_token),
+               r.decode_bytes_per_second() / 1e9);
   }
 }
 
@@ -85,6 +93,7 @@ void print_json(const BenchmarkResult& r, const std::string& label, const std::s
                                       {"model_n_params", r.parameters},
                                       {"n_threads", r.threads},
                                       {"repetitions", r.options.repetitions},
+                                      {"n_depth", r.options.depth},
                                       {"weight_bytes_per_token", r.weight_bytes_per_token},
                                       {"tests", tests}};
   fmt::print("{}\n", out.dump(2));
@@ -93,12 +102,18 @@ void print_json(const BenchmarkResult& r, const std::string& label, const std::s
 void bench(const BenchArguments& args) {
   ModelOptions model_options;
   model_options.threads = static_cast<size_t>(args.threads);
+  if (const size_t cpus = available_cpus(); model_options.threads > cpus) {
+    fmt::print(stderr, "warning: -t {} is more threads than the {} CPU{} this process may use\n", model_options.threads,
+               cpus, cpus == 1 ? "" : "s");
+  }
   model_options.pin_threads = args.pin_threads;
   const auto model = Model::load(args.model_path, model_options);
   BenchmarkOptions options;
   options.prompt_tokens = args.prompt_tokens;
   options.generated_tokens = args.generated_tokens;
   options.repetitions = args.repetitions;
+  options.depth = args.depth;
+  options.cache_precision = args.cache_type == "f16" ? KvPrecision::F16 : KvPrecision::F32;
   // Progress only for a person watching: it would clutter captured output.
   const bool show_progress = ::isatty(STDERR_FILENO);
   const auto result = run_benchmark(*model, options, [&](const std::string& what) {
@@ -119,7 +134,7 @@ void add_bench_command(CLI::App& app) {
   auto args = std::make_shared<BenchArguments>();
   CLI::App* command = app.add_subcommand("bench", "Measure prefill and decode speed (tokens/s), like llama-bench");
   command->add_option("-m,--model", args->model_path, "GGUF model file")->required()->check(CLI::ExistingFile);
-  command->add_option("-t,--threads", args->threads, "CPU threads (default: all cores)")->check(integer_in(0, 1024));
+  command->add_option("-t,--threads", args->threads, "CPU threads (default: the CPUs this process may use)")->check(integer_in(0, 1024));
   command->add_flag("--pin-threads", args->pin_threads, "bind thread i to CPU i");
   command->add_option("-p,--n-prompt", args->prompt_tokens, "prompt tokens processed in one batch (0: skip)")
       ->check(integer_in(0, int64_t{1} << 20));
@@ -127,6 +142,11 @@ void add_bench_command(CLI::App& app) {
       ->check(integer_in(0, int64_t{1} << 20));
   command->add_option("-r,--repetitions", args->repetitions, "timed runs of each test, after one warm-up")
       ->check(integer_in(1, 1000));
+  command->add_option("-d,--n-depth", args->depth,
+                      "tokens already in the KV cache before each test (decode at depth, as llama-bench -d)")
+      ->check(integer_in(0, int64_t{1} << 20));
+  command->add_option("--cache-type", args->cache_type, "KV cache precision: f32 or f16")
+      ->check(CLI::IsMember({"f32", "f16"}));
   command->add_flag("--json", args->json, "print a JSON object instead of the table");
   command->callback([args] { bench(*args); });
 }

@@ -31,22 +31,38 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// One prompt-processing run: all tokens in one batched pass.
-double time_prefill(Model& model, std::span<const TokenId> tokens, KvPrecision precision) {
-  KvCache cache(model.config(), static_cast<int64_t>(tokens.size()), precision);
+// A cache holding `depth` tokens already (filled in batches, untimed), with
+// room for `more`.
+KvCache cache_at_depth(Model& model, std::span<const TokenId> depth_tokens, int64_t more, KvPrecision precision) {
+  KvCache cache(model.config(), static_cast<int64_t>(depth_tokens.size()) + more, precision);
+  constexpr size_t kBatch = 512;
+  for (size_t begin = 0; begin < depth_tokens.size(); begin += kBatch) {
+    model.forward(depth_tokens.subspan(begin, std::min(kBatch, depth_tokens.size() - begin)), cache, false);
+  }
+  return cache;
+}
+
+// One prompt-processing run: all tokens in one batched pass after the
+// cache's depth (the cache is truncated back to it afterwards).
+double time_prefill(Model& model, KvCache& cache, std::span<const TokenId> tokens) {
+  const int64_t depth = cache.size();
   const auto start = std::chrono::steady_clock::now();
   model.forward(tokens, cache);
-  return seconds_since(start);
+  const double seconds = seconds_since(start);
+  cache.truncate(depth);
+  return seconds;
 }
 
 // One generation run: tokens[0] as a one-token prompt (untimed), then one
 // pass per remaining token.
-double time_decode(Model& model, std::span<const TokenId> tokens, KvPrecision precision) {
-  KvCache cache(model.config(), static_cast<int64_t>(tokens.size()), precision);
+double time_decode(Model& model, KvCache& cache, std::span<const TokenId> tokens) {
+  const int64_t depth = cache.size();
   model.forward(tokens.first(1), cache);
   const auto start = std::chrono::steady_clock::now();
   for (size_t i = 1; i < tokens.size(); ++i) model.forward(tokens.subspan(i, 1), cache);
-  return seconds_since(start);
+  const double seconds = seconds_since(start);
+  cache.truncate(depth);
+  return seconds;
 }
 
 }  // namespace
@@ -90,10 +106,10 @@ std::string weight_format_label(const GgufFile& file) {
 
 BenchmarkResult run_benchmark(Model& model, const BenchmarkOptions& options,
                               const std::function<void(const std::string&)>& progress) {
-  if (options.prompt_tokens < 0 || options.generated_tokens < 0 || options.repetitions < 1) {
-    throw Error(fmt::format("benchmark needs non-negative token counts and at least one repetition (got -p {} -n {} "
-                            "-r {})",
-                            options.prompt_tokens, options.generated_tokens, options.repetitions));
+  if (options.prompt_tokens < 0 || options.generated_tokens < 0 || options.repetitions < 1 || options.depth < 0) {
+    throw Error(fmt::format("benchmark needs non-negative token counts and depth and at least one repetition (got -p "
+                            "{} -n {} -d {} -r {})",
+                            options.prompt_tokens, options.generated_tokens, options.depth, options.repetitions));
   }
   if (options.prompt_tokens == 0 && options.generated_tokens == 0) {
     throw Error("benchmark has nothing to measure: give -p or -n greater than 0");
@@ -110,6 +126,7 @@ BenchmarkResult run_benchmark(Model& model, const BenchmarkOptions& options,
   const int64_t vocab = model.config().vocab_size;
   const auto prompt = pseudo_random_tokens(options.prompt_tokens, vocab, options.seed);
   const auto generated = pseudo_random_tokens(options.generated_tokens + 1, vocab, options.seed + 1);
+  const auto depth = pseudo_random_tokens(options.depth, vocab, options.seed + 2);
   auto tell = [&](const std::string& what) {
     if (progress) progress(what);
   };
@@ -117,18 +134,21 @@ BenchmarkResult run_benchmark(Model& model, const BenchmarkOptions& options,
 
   // Warm-up as llama-bench: a whole prompt, and a single generated token,
   // so that pages are mapped and caches and threads are awake.
+  if (options.depth > 0) tell(fmt::format("depth {}", options.depth));
+  KvCache cache = cache_at_depth(model, depth, std::max(options.prompt_tokens, options.generated_tokens + 1),
+                                 options.cache_precision);
   tell("warm-up");
-  if (options.prompt_tokens > 0) time_prefill(model, prompt, options.cache_precision);
-  if (options.generated_tokens > 0) time_decode(model, std::span(generated).first(2), options.cache_precision);
+  if (options.prompt_tokens > 0) time_prefill(model, cache, prompt);
+  if (options.generated_tokens > 0) time_decode(model, cache, std::span(generated).first(2));
 
   for (int r = 0; r < options.repetitions && options.prompt_tokens > 0; ++r) {
     tell(fmt::format("{} {}/{}", pp, r + 1, options.repetitions));
-    const double seconds = time_prefill(model, prompt, options.cache_precision);
+    const double seconds = time_prefill(model, cache, prompt);
     result.prefill.tokens_per_second.push_back(static_cast<double>(options.prompt_tokens) / seconds);
   }
   for (int r = 0; r < options.repetitions && options.generated_tokens > 0; ++r) {
     tell(fmt::format("{} {}/{}", tg, r + 1, options.repetitions));
-    const double seconds = time_decode(model, generated, options.cache_precision);
+    const double seconds = time_decode(model, cache, generated);
     result.decode.tokens_per_second.push_back(static_cast<double>(options.generated_tokens) / seconds);
   }
   return result;
