@@ -8,7 +8,8 @@
 #
 # Environment: THREADS="1 2", REPS=3, DEPTH=4096 (0: skip the depth test),
 # FILES="smollm2-135m:Q8_0 smollm2-135m:Q4_0 qwen2.5-0.5b:Q8_0 qwen2.5-0.5b:Q4_K_M",
-# WORK=/tmp/frugal-decode-bench (where the synthetic models are kept).
+# WORK=/tmp/frugal-decode-bench (where the synthetic models are kept),
+# VOCAB=../shared/vocab/ggml-vocab-gpt-2.gguf (the vocabulary the models get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 peer=${1:-../shared/peer}
@@ -18,7 +19,7 @@ reps=${REPS:-3}
 depth=${DEPTH:-4096}
 files=${FILES:-"smollm2-135m:Q8_0 smollm2-135m:Q4_0 qwen2.5-0.5b:Q8_0 qwen2.5-0.5b:Q4_K_M"}
 work=${WORK:-/tmp/frugal-decode-bench}
-vocab=../shared/vocab/ggml-vocab-gpt-2.gguf
+vocab=${VOCAB:-../shared/vocab/ggml-vocab-gpt-2.gguf}
 mkdir -p "$work"
 
 for tool in "$peer/bin/llama-bench" "$build/frugal"; do
@@ -29,7 +30,7 @@ command -v python3 >/dev/null || { echo "error: python3 is needed to read the JS
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(nproc) CPUs;" \
      "family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs)," \
      "model $(grep -m1 '^model' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "date: $(date -u +%Y-%m-%dT%H:%MZ); llama.cpp: $("$peer/bin/llama-bench" --version 2>&1 | head -1 || true)"
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ); llama.cpp $("$peer/bin/llama-cli" --version 2>&1 | grep -m1 '^version' || true)"
 echo
 
 # tokens/s of test NAME (pp512, tg128) from llama-bench's or frugal's JSON.
