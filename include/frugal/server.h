@@ -22,7 +22,11 @@ struct ServerOptions {
   int port = 8080;               // 0: any free port (see Server::port)
   std::string api_key;           // empty: no authentication
   std::string model_name;        // id in /v1/models (default: the file's stem)
-  std::vector<std::pair<std::string, std::filesystem::path>> knowledge;  // NAME=FILE.fkv
+  std::vector<std::pair<std::string, std::filesystem::path>> knowledge;  // NAME=FILE.fkv, loaded at start
+  // A folder of knowledge caches, NAME.fkv each (created if missing): every
+  // one is a model MODEL@NAME, loaded (mapped and put into the store) when
+  // first asked for. Several instances can share one folder.
+  std::filesystem::path knowledge_dir;
   size_t parallel = 4;           // answers generated at once (continuous batching)
   size_t prefix_cache_bytes = 64u << 20;  // keys and values of ended requests kept for reuse
   size_t queue_limit = 16;       // requests waiting beyond the `parallel` running; more get 429

@@ -19,6 +19,7 @@ namespace {
 struct ServeArguments {
   ModelArguments model;
   std::vector<std::string> knowledge;
+  std::string knowledge_dir;
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string api_key;
@@ -56,6 +57,7 @@ void serve(const ServeArguments& args) {
   options.context = loaded.context;
   options.precision = loaded.cache_precision;
   options.chat_template = args.chat_template;
+  options.knowledge_dir = args.knowledge_dir;
   options.metrics_public = args.metrics_public;
   options.max_beam_tokens = args.max_beam_tokens;
   options.max_connections = args.max_connections;
@@ -98,6 +100,9 @@ void add_serve_command(CLI::App& app) {
   add_model_arguments(*command, args->model, true);
   command->add_option("--kb", args->knowledge, "knowledge cache served as model MODEL@NAME (NAME=FILE.fkv, repeatable)")
       ->allow_extra_args(false);
+  command->add_option("--kb-dir", args->knowledge_dir,
+                      "folder of knowledge caches (NAME.fkv), each served as MODEL@NAME and loaded when first asked "
+                      "for; several servers may share it");
   command->add_option("--host", args->host, "address to listen on")->capture_default_str();
   command->add_option("--port", args->port, "port (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
   command->add_option("--api-key", args->api_key, "require Authorization: Bearer KEY");

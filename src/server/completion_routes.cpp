@@ -68,31 +68,36 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   check_key(http_request);
   const CompletionRequest request = server::parse_completion_request(http_request.body, chat);
   std::string knowledge_name;  // empty: the model itself, no knowledge cache
+  auto no_such_model = [&] {
+    return ApiError(404, "invalid_request_error",
+                    fmt::format("the model '{}' does not exist; GET /v1/models lists them", request.model), "model",
+                    "model_not_found");
+  };
   if (request.model != options.model_name) {
     const auto at = request.model.find('@');
-    if (at != std::string::npos) knowledge_name = request.model.substr(at + 1);
-    if (at == std::string::npos || request.model.substr(0, at) != options.model_name ||
-        !knowledge->contains(knowledge_name)) {
-      throw ApiError(404, "invalid_request_error",
-                     fmt::format("the model '{}' does not exist; GET /v1/models lists them", request.model), "model",
-                     "model_not_found");
-    }
+    if (at == std::string::npos || request.model.substr(0, at) != options.model_name) throw no_such_model();
+    knowledge_name = request.model.substr(at + 1);
   }
   const bool kb = !knowledge_name.empty();
   // The prompt: a chat in the model's format, a plain prompt, or (over a
   // knowledge cache) its knowledge and then the question.
   std::vector<TokenId> prompt;
+  size_t cached_tokens = 0;
   if (kb) {
     std::string question;
     if (chat) {
       for (auto it = request.messages.rbegin(); it != request.messages.rend() && question.empty(); ++it) {
         if (it->role == "user") question = it->content;
       }
-      if (question.empty()) throw server::invalid_request("a knowledge model needs a user message", "messages");
     } else {
       question = request.prompt;
     }
-    prompt = knowledge->prompt_tokens(knowledge_name, question);
+    auto knowledge_answer = knowledge_prompt(knowledge_name, question);
+    if (!knowledge_answer) throw no_such_model();
+    if (chat && question.empty()) throw server::invalid_request("a knowledge model needs a user message", "messages");
+    prompt = std::move(knowledge_answer->tokens);
+    cached_tokens = knowledge_answer->cached_tokens;
+    metrics.knowledge_request(knowledge_name);
   } else if (chat) {
     std::string rendered;
     try {
@@ -134,7 +139,6 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", next_id.fetch_add(1));
   const int64_t created = unix_now();
   const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
-  const size_t cached_tokens = kb ? knowledge->get(knowledge_name).tokens.size() : 0;
 
   // Every answer is counted when it ends, on the scheduler thread, whether
   // or not its client is still there to read it.

@@ -62,16 +62,6 @@ void Server::Impl::reply_error(httplib::Response& response, const ApiError& erro
   metrics.request(endpoint, error.status);
 }
 
-json Server::Impl::models() const {
-  json data = json::array();
-  data.push_back({{"id", options.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "frugal"}});
-  for (const auto& name : knowledge->names()) {
-    data.push_back({{"id", options.model_name + "@" + name}, {"object", "model"}, {"created", 0},
-                    {"owned_by", "frugal"}, {"knowledge_tokens", knowledge->get(name).tokens.size()}});
-  }
-  return {{"object", "list"}, {"data", data}};
-}
-
 void Server::Impl::setup() {
   if (options.model_name.empty()) options.model_name = std::filesystem::path(model.file().source_name()).stem().string();
   if (options.context <= 0) options.context = std::min<int64_t>(model.config().training_context, 4096);
@@ -93,14 +83,7 @@ void Server::Impl::setup() {
   batching.after_step = [this] { metrics.add_joules(meter.joules_since(step_mark), meter.measured()); };
   scheduler = std::make_unique<GenerationScheduler>(model, tokenizer, batching);
   knowledge = std::make_unique<KnowledgeStore>(model, tokenizer, *scheduler);
-  for (const auto& [name, path] : options.knowledge) {
-    if (name.empty() || name.find('@') != std::string::npos || knowledge->contains(name)) {
-      throw Error(fmt::format("knowledge cache name '{}' is empty, repeated or contains '@'", name));
-    }
-    KnowledgeLoadOptions load;
-    load.context = std::max<int64_t>(options.context, 0);
-    knowledge->add(name, path, load);  // its keys and values go into the store; the file is closed again
-  }
+  load_startup_knowledge();
   // Connection threads, deadlines and the byte budget are GuardedHttpServer's;
   // a Content-Length over the limit is refused before the body is read.
   http.set_payload_max_length(options.max_body_bytes);

@@ -62,6 +62,16 @@ void Metrics::add_joules(double joules, bool measured) {
   joules_measured_ = measured;
 }
 
+void Metrics::knowledge_request(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  ++knowledge_requests_[name];
+}
+
+void Metrics::knowledge_loaded(const std::string& name, double seconds) {
+  std::lock_guard lock(mutex_);
+  knowledge_load_seconds_[name] = seconds;
+}
+
 std::string Metrics::render() const {
   std::lock_guard lock(mutex_);
   std::string out = "# HELP frugal_requests_total HTTP requests by endpoint and status code.\n"
@@ -85,6 +95,16 @@ std::string Metrics::render() const {
                      "# HELP frugal_batched_tokens_total Tokens fed through those passes (all requests together).\n"
                      "# TYPE frugal_batched_tokens_total counter\nfrugal_batched_tokens_total {}\n",
                      steps_, batched_tokens_);
+  out += "# HELP frugal_knowledge_requests_total Answers over each knowledge cache.\n"
+         "# TYPE frugal_knowledge_requests_total counter\n";
+  for (const auto& [name, count] : knowledge_requests_) {
+    out += fmt::format("frugal_knowledge_requests_total{{knowledge=\"{}\"}} {}\n", name, count);
+  }
+  out += "# HELP frugal_knowledge_load_seconds Time this instance took to load each knowledge cache it holds.\n"
+         "# TYPE frugal_knowledge_load_seconds gauge\n";
+  for (const auto& [name, seconds] : knowledge_load_seconds_) {
+    out += fmt::format("frugal_knowledge_load_seconds{{knowledge=\"{}\"}} {}\n", name, seconds);
+  }
   if (joules_measured_) {
     out += fmt::format("# HELP frugal_energy_joules_total Energy of generation, from RAPL counters.\n"
                        "# TYPE frugal_energy_joules_total counter\nfrugal_energy_joules_total {}\n", joules_);

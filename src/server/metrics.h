@@ -32,6 +32,10 @@ class Metrics {
   // passes (steps) and tokens fed through them so far.
   void set_scheduler(size_t waiting, size_t running, uint64_t steps, uint64_t batched_tokens);
   void add_joules(double joules, bool measured);
+  // An answer over knowledge cache `name` (counted per cache, so a front
+  // that routes caches to instances can be checked), and a cache loaded.
+  void knowledge_request(const std::string& name);
+  void knowledge_loaded(const std::string& name, double seconds);
   std::string render() const;
 
  private:
@@ -44,6 +48,8 @@ class Metrics {
   size_t waiting_ = 0, running_ = 0;
   uint64_t steps_ = 0, batched_tokens_ = 0;
   double joules_ = 0;
+  std::map<std::string, uint64_t> knowledge_requests_;
+  std::map<std::string, double> knowledge_load_seconds_;
   bool joules_measured_ = false;
 };
 

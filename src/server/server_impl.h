@@ -5,6 +5,8 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,9 @@ struct Server::Impl {
   // MODEL@NAME models: knowledge caches pinned in the scheduler's store
   // (declared after it: unpinned before it goes).
   std::unique_ptr<KnowledgeStore> knowledge;
+  // Guards `knowledge`: requests read it, a first request for a cache of
+  // the knowledge folder adds to it (knowledge_models.cpp).
+  mutable std::shared_mutex knowledge_mutex;
   std::atomic<size_t> in_flight{0};  // admitted sequences, waiting or generating
   std::atomic<bool> stopping{false};
   std::atomic<bool> serving{false};  // inside serve()
@@ -51,6 +56,18 @@ struct Server::Impl {
                        httplib::Response& response);
   void reply_error(httplib::Response& response, const server::ApiError& error, const std::string& endpoint);
   nlohmann::json models() const;
+
+  // Knowledge caches (knowledge_models.cpp): the --kb ones are loaded at
+  // start; those of the knowledge folder when first asked for.
+  void load_startup_knowledge();
+  struct KnowledgePrompt {
+    std::vector<TokenId> tokens;  // the cache's prefix, then the question
+    size_t cached_tokens = 0;     // of which the cache's
+  };
+  // Empty when there is no cache called `name`; loads it from the folder if
+  // needed (Error when its file is unusable).
+  std::optional<KnowledgePrompt> knowledge_prompt(const std::string& name, const std::string& question);
+  std::vector<std::pair<std::string, size_t>> knowledge_listing() const;  // name, tokens (0: not loaded yet)
 };
 
 namespace server {

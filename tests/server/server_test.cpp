@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <thread>
 
@@ -330,6 +331,39 @@ TEST_F(ServerTest, AClientThatGoesAwayCancelsItsAnswer) {
   auto ok = post("/v1/chat/completions", chat_body("hi"));
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
+}
+
+TEST_F(ServerTest, AKnowledgeFolderIsListedAndLoadedOnFirstUse) {
+  const auto folder = dir_ / "kb-folder";
+  std::filesystem::remove_all(folder);
+  std::filesystem::create_directories(folder);
+  std::filesystem::copy_file(dir_ / "town.fkv", folder / "city.fkv");
+  ServerOptions options;
+  options.knowledge_dir = folder;
+  start(options);
+  const json models = json::parse(client_->Get("/v1/models")->body);
+  std::vector<std::string> ids;
+  for (const auto& m : models["data"]) ids.push_back(m["id"]);
+  EXPECT_NE(std::find(ids.begin(), ids.end(), "mini@city"), ids.end()) << models.dump();
+  EXPECT_EQ(client_->Get("/metrics")->body.find("frugal_knowledge_load_seconds{knowledge=\"city\"}"), std::string::npos);
+  // Asked for, it loads and answers as the same cache given with --kb does.
+  auto ask = [&](const std::string& model) {
+    json body = {{"model", model}, {"messages", {{{"role", "user"}, {"content", "Who directs the Harlow Clinic?"}}}},
+                 {"max_tokens", 8}, {"temperature", 0}};
+    auto r = post("/v1/chat/completions", body);
+    EXPECT_EQ(r->status, 200) << r->body;
+    return json::parse(r->body);
+  };
+  const json from_folder = ask("mini@city"), from_flag = ask("mini@town");
+  EXPECT_EQ(from_folder["choices"][0]["message"]["content"], from_flag["choices"][0]["message"]["content"]);
+  EXPECT_EQ(from_folder["usage"]["prompt_tokens_details"]["cached_tokens"],
+            from_flag["usage"]["prompt_tokens_details"]["cached_tokens"]);
+  const std::string metrics = client_->Get("/metrics")->body;
+  EXPECT_NE(metrics.find("frugal_knowledge_load_seconds{knowledge=\"city\"}"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("frugal_knowledge_requests_total{knowledge=\"city\"} 1"), std::string::npos) << metrics;
+  // A name that is not in the folder, or not a plain name, is no model.
+  EXPECT_EQ(post("/v1/chat/completions", {{"model", "mini@nowhere"}, {"messages", {{{"role", "user"}, {"content", "x"}}}}})->status, 404);
+  EXPECT_EQ(post("/v1/chat/completions", {{"model", "mini@../town"}, {"messages", {{{"role", "user"}, {"content", "x"}}}}})->status, 404);
 }
 
 TEST(OpenAiRequests, ParsingAndValidation) {
