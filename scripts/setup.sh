@@ -17,6 +17,7 @@ packages=(
   chromium  # renders the OAE report in a test (headless)
   nodejs  # the server is tested with the official `openai` npm package
   curl    # ... and with curl, as the README calls it
+  nginx libnginx-mod-http-js prometheus openssl systemd python3  # the scale-out test (deploy/)
 )
 
 if [[ "${FRUGAL_SKIP_APT:-0}" != "1" ]]; then
@@ -43,6 +44,12 @@ fi
 if command -v npm >/dev/null; then
   npm install --prefix tests/server/openai_js --no-audit --no-fund --silent ||
     echo "setup: warning: npm install failed (offline?); the test server_openai_js will fail" >&2
+fi
+
+# dockerfile-utils (pinned in deploy/lint/package.json) checks deploy/Containerfile.
+if command -v npm >/dev/null; then
+  npm install --prefix deploy/lint --no-audit --no-fund --silent ||
+    echo "setup: warning: npm install failed (offline?); the test deploy_scale_out will fail" >&2
 fi
 
 build_dir="${FRUGAL_BUILD_DIR:-build}"
