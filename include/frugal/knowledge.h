@@ -38,6 +38,12 @@ struct Document {
 // ("# Title", removed from the text) or else the id. Throws Error naming the
 // file (and line) for unreadable files, bad JSON, empty or duplicate ids.
 std::vector<Document> read_documents(std::span<const std::filesystem::path> paths);
+// The documents of one file's content, by the same rules (an upload): a
+// .txt/.md file is one document, a .jsonl file one per line. Throws Error for
+// other extensions, bad JSON or invalid UTF-8.
+std::vector<Document> documents_from_file(const std::string& file_name, std::string_view content);
+// Throws Error for an empty or repeated id.
+void check_unique_ids(std::span<const Document> documents);
 
 // A 64-bit hash of a document's id, title and text, as stored in a
 // knowledge cache's document table to tell which documents changed.

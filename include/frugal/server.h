@@ -35,6 +35,8 @@ struct ServerOptions {
   KvPrecision precision = KvPrecision::F32;  // F32 only: the batching store holds F32 rows
   std::string chat_template;     // format name overriding the model's template
   bool metrics_public = false;   // GET /metrics without the API key
+  bool read_only_knowledge = false;  // no creating, editing or deleting caches over HTTP
+  std::filesystem::path oae_report_dir;  // served under /reports/ (an `oae run --out` folder)
   // beam_width x max_tokens of a beam request at most (the search's memory
   // and time grow with both).
   int64_t max_beam_tokens = 4096;

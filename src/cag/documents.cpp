@@ -38,10 +38,9 @@ std::string trim(std::string_view text) {
 }
 
 // A Markdown file's first line "# Title" becomes the title.
-Document text_document(const fs::path& path) {
+Document text_document(const std::string& id, std::string_view text) {
   Document document;
-  document.id = path.stem().string();
-  std::string text = read_file(path);
+  document.id = id;
   const std::string start = trim(text);
   if (start.rfind("# ", 0) == 0) {
     const size_t end = start.find('\n');
@@ -54,9 +53,7 @@ Document text_document(const fs::path& path) {
   return document;
 }
 
-void read_jsonl(const fs::path& path, std::vector<Document>& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(fmt::format("{}: cannot read the document file", path.string()));
+void read_jsonl(std::istream& in, const fs::path& path, std::vector<Document>& out) {
   std::string line;
   size_t line_number = 0;
   while (std::getline(in, line)) {
@@ -136,18 +133,44 @@ std::vector<Document> read_documents(std::span<const fs::path> paths) {
       });
       if (files.empty()) throw Error(fmt::format("{}: the folder has no .txt or .md files", path.string()));
       for (const auto& file : files) {
-        documents.push_back(text_document(file));
+        documents.push_back(text_document(file.stem().string(), read_file(file)));
         check_utf8(documents.back(), file.string());
       }
     } else if (!fs::exists(path, error)) {
       throw Error(fmt::format("{}: no such file or folder", path.string()));
     } else if (path.extension() == ".jsonl") {
-      read_jsonl(path, documents);  // the JSON parser rejects invalid UTF-8 itself
+      std::ifstream in(path, std::ios::binary);
+      if (!in) throw Error(fmt::format("{}: cannot read the document file", path.string()));
+      read_jsonl(in, path, documents);  // the JSON parser rejects invalid UTF-8 itself
     } else {
-      documents.push_back(text_document(path));
+      documents.push_back(text_document(path.stem().string(), read_file(path)));
       check_utf8(documents.back(), path.string());
     }
   }
+  check_unique_ids(documents);
+  return documents;
+}
+
+std::vector<Document> documents_from_file(const std::string& file_name, std::string_view content) {
+  const fs::path path(file_name);
+  if (file_name.empty() || path.has_parent_path() || path.stem().string().empty()) {
+    throw Error(fmt::format("'{}' is not a plain file name (name.txt, name.md or name.jsonl)", file_name));
+  }
+  std::vector<Document> documents;
+  if (path.extension() == ".jsonl") {
+    std::istringstream in{std::string(content)};
+    read_jsonl(in, path, documents);
+  } else if (is_text_file(path)) {
+    documents.push_back(text_document(path.stem().string(), content));
+    check_utf8(documents.back(), file_name);
+  } else {
+    throw Error(fmt::format("{}: only .txt, .md and .jsonl files can be documents", file_name));
+  }
+  check_unique_ids(documents);
+  return documents;
+}
+
+void check_unique_ids(std::span<const Document> documents) {
   std::set<std::string> ids;
   for (const Document& document : documents) {
     if (document.id.empty()) throw Error("a document has an empty id");
@@ -156,7 +179,6 @@ std::vector<Document> read_documents(std::span<const fs::path> paths) {
                               "\"id\" in the JSONL)", document.id));
     }
   }
-  return documents;
 }
 
 uint64_t document_hash(const Document& document) {

@@ -29,6 +29,8 @@ struct ServeArguments {
   std::string name;
   std::string chat_template;
   bool metrics_public = false;
+  bool read_only_knowledge = false;
+  std::string oae_report;
   int64_t max_beam_tokens = 4096;
   size_t max_connections = 256;
   size_t max_client_connections = 64;
@@ -59,6 +61,8 @@ void serve(const ServeArguments& args) {
   options.chat_template = args.chat_template;
   options.knowledge_dir = args.knowledge_dir;
   options.metrics_public = args.metrics_public;
+  options.read_only_knowledge = args.read_only_knowledge;
+  options.oae_report_dir = args.oae_report;
   options.max_beam_tokens = args.max_beam_tokens;
   options.max_connections = args.max_connections;
   options.max_connections_per_client = args.max_client_connections;
@@ -84,8 +88,9 @@ void serve(const ServeArguments& args) {
     fmt::print(stderr, "\nstopping (signal {})\n", signal);
     server.stop();
   });
-  fmt::print(stderr, "serving on http://{}:{}/v1 (models: GET /v1/models; metrics: GET /metrics)\n", args.host,
-             server.port());
+  fmt::print(stderr, "serving on http://{}:{}/v1 (web page: http://{}:{}/; models: GET /v1/models; metrics: GET "
+                     "/metrics)\n",
+             args.host, server.port(), args.host, server.port());
   server.serve();
   done = true;
   pthread_kill(watcher.native_handle(), SIGTERM);  // pending until the watcher takes it, if it has not yet
@@ -120,6 +125,10 @@ void add_serve_command(CLI::App& app) {
   command->add_option("--name", args->name, "model id in the API (default: the file name without .gguf)");
   command->add_option("--chat-template", args->chat_template, "chat format name, overriding the model's template");
   command->add_flag("--metrics-public", args->metrics_public, "serve GET /metrics without the API key");
+  command->add_flag("--read-only-knowledge", args->read_only_knowledge,
+                    "no creating, editing or deleting knowledge caches over HTTP (the web page only reads them)");
+  command->add_option("--oae-report", args->oae_report,
+                      "folder of an OAE report (frugal oae run --out), shown under /reports/");
   command->add_option("--max-beam-tokens", args->max_beam_tokens,
                       "largest beam_width x max_tokens a beam-search request may ask for")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))

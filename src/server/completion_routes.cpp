@@ -188,6 +188,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     }
     std::vector<server::Choice> choices;
     size_t completion_tokens = 0;
+    server::Timings timings{prompt_tokens, cached_tokens};
     for (auto& future : futures) {
       while (future.wait_for(kClientCheck) != std::future_status::ready) {
         if (!cancel->load() && server::client_gone()) cancel->store(true);
@@ -199,9 +200,16 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
       }
       choices.push_back({result.text, finish_reason(result.stop_reason)});
       completion_tokens += result.tokens.size();
+      if (choices.size() == 1) {
+        timings.first_token_seconds =
+            std::chrono::duration<double>(submitted - start).count() + result.first_token_seconds;
+        timings.generation_seconds = result.generation_seconds;
+        timings.completion_tokens = result.tokens.size();
+      }
     }
     json body = server::completion_response(request, id, created, choices, prompt_tokens, completion_tokens);
     if (kb) body["usage"]["prompt_tokens_details"] = {{"cached_tokens", cached_tokens}};
+    body["timings"] = timings.to_json();  // of the first choice
     response.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
     metrics.request(endpoint, 200);
     return;
@@ -232,7 +240,9 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   auto future = std::make_shared<std::future<GenerationResult>>(submit(std::move(job)));
   metrics.request(endpoint, 200);
   response.set_header("Cache-Control", "no-cache");
-  auto provider = [this, admission, channel, cancel, future, request, id, created](size_t, httplib::DataSink& sink) {
+  const double queued = std::chrono::duration<double>(submitted - start).count();
+  auto provider = [this, admission, channel, cancel, future, request, id, created, prompt_tokens, cached_tokens,
+                   queued](size_t, httplib::DataSink& sink) {
     bool first = true;
     auto send = [&](const std::string& bytes) {
       if (sink.is_writable() && sink.write(bytes.data(), bytes.size())) return true;
@@ -276,10 +286,13 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
       return error_event(stopping ? shutting_down()
                                   : ApiError(500, "server_error", "the answer was cancelled before it ended"));
     }
-    if (!send(server::stream_chunk(request, id, created, "", finish_reason(result.stop_reason), first)) ||
-        !send("data: [DONE]\n\n")) {
-      return false;
+    if (!send(server::stream_chunk(request, id, created, "", finish_reason(result.stop_reason), first))) return false;
+    if (request.include_usage) {
+      const server::Timings timings{prompt_tokens, cached_tokens, result.tokens.size(),
+                                    queued + result.first_token_seconds, result.generation_seconds};
+      if (!send(server::usage_chunk(request, id, created, timings))) return false;
     }
+    if (!send("data: [DONE]\n\n")) return false;
     sink.done();
     return true;  // complete: the connection may be kept alive
   };

@@ -62,6 +62,20 @@ void Server::Impl::reply_error(httplib::Response& response, const ApiError& erro
   metrics.request(endpoint, error.status);
 }
 
+httplib::Server::Handler Server::Impl::guarded(const std::string& endpoint, RouteBody body) {
+  return [this, endpoint, body = std::move(body)](const httplib::Request& request, httplib::Response& response) {
+    try {
+      body(request, response);
+    } catch (const ApiError& e) {
+      reply_error(response, e, endpoint);
+    } catch (const Error& e) {
+      reply_error(response, ApiError(400, "invalid_request_error", e.what()), endpoint);
+    } catch (const std::exception& e) {
+      reply_error(response, ApiError(500, "server_error", e.what()), endpoint);
+    }
+  };
+}
+
 void Server::Impl::setup() {
   if (options.model_name.empty()) options.model_name = std::filesystem::path(model.file().source_name()).stem().string();
   if (options.context <= 0) options.context = std::min<int64_t>(model.config().training_context, 4096);
@@ -88,19 +102,6 @@ void Server::Impl::setup() {
   // a Content-Length over the limit is refused before the body is read.
   http.set_payload_max_length(options.max_body_bytes);
 
-  auto guarded = [this](const std::string& endpoint, auto body) {
-    return [this, endpoint, body](const httplib::Request& request, httplib::Response& response) {
-      try {
-        body(request, response);
-      } catch (const ApiError& e) {
-        reply_error(response, e, endpoint);
-      } catch (const Error& e) {
-        reply_error(response, ApiError(400, "invalid_request_error", e.what()), endpoint);
-      } catch (const std::exception& e) {
-        reply_error(response, ApiError(500, "server_error", e.what()), endpoint);
-      }
-    };
-  };
   http.Get("/health", guarded("/health", [this](const httplib::Request&, httplib::Response& response) {
     response.set_content(json{{"status", stopping ? "stopping" : "ok"}}.dump(), "application/json");
     metrics.request("/health", 200);
@@ -125,6 +126,8 @@ void Server::Impl::setup() {
                                                                httplib::Response& response) {
     completions(request, response, false);
   }));
+  add_knowledge_routes();
+  add_web_routes();
   // Errors httplib raises itself (unknown path, body too large) get an
   // OpenAI-style body too.
   http.set_error_handler([](const httplib::Request& request, httplib::Response& response) {

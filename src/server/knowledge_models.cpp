@@ -19,18 +19,19 @@ namespace frugal {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-namespace {
+using server::valid_knowledge_name;
 
-constexpr const char* kCacheExtension = ".fkv";
-
-// Names that are safe as a file name and a model name suffix.
-bool valid_knowledge_name(const std::string& name) {
+bool server::valid_knowledge_name(const std::string& name) {
   if (name.empty() || name.size() > 128 || name[0] == '.') return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
            c == '.';
   });
 }
+
+namespace {
+
+constexpr const char* kCacheExtension = ".fkv";
 
 // NAME -> file of every cache in the folder (none when there is no folder).
 std::map<std::string, fs::path> folder_caches(const fs::path& dir) {

@@ -112,6 +112,18 @@ CompletionRequest parse_completion_request(std::string_view text, bool chat) {
     r.stream = body["stream"].get<bool>();
   }
   if (r.stream && r.n > 1) throw invalid_request("n > 1 is not supported with stream", "n");
+  if (body.contains("stream_options") && !body["stream_options"].is_null()) {
+    const json& o = body["stream_options"];
+    if (!r.stream) throw invalid_request("stream_options needs stream: true", "stream_options");
+    if (!o.is_object()) throw invalid_request("stream_options must be an object", "stream_options");
+    for (const auto& [key, value] : o.items()) {
+      if (key != "include_usage") {
+        throw invalid_request(fmt::format("stream_options.{} is not supported", key), "stream_options." + key);
+      }
+      if (!value.is_boolean()) throw invalid_request("include_usage must be true or false", "stream_options");
+      r.include_usage = value.get<bool>();
+    }
+  }
   r.beam_width = number<int>(body, "beam_width", 1, 16, 1);
   if (r.beam_width > 1 && r.stream) throw invalid_request("beam_width > 1 is not supported with stream", "beam_width");
   if (r.beam_width > 1 && r.n > r.beam_width) {
@@ -154,6 +166,36 @@ json completion_response(const CompletionRequest& request, const std::string& id
           {"usage", {{"prompt_tokens", prompt_tokens},
                      {"completion_tokens", completion_tokens},
                      {"total_tokens", prompt_tokens + completion_tokens}}}};
+}
+
+json Timings::to_json() const {
+  return {{"prompt_n", prompt_tokens},
+          {"cached_n", cached_tokens},
+          {"ttft_ms", first_token_seconds * 1000},
+          {"predicted_n", completion_tokens},
+          {"predicted_ms", generation_seconds * 1000},
+          {"predicted_per_second",
+           generation_seconds > 0 && completion_tokens > 1 ? (completion_tokens - 1) / generation_seconds : 0.0}};
+}
+
+json usage_json(size_t prompt_tokens, size_t completion_tokens, size_t cached_tokens) {
+  json usage = {{"prompt_tokens", prompt_tokens},
+                {"completion_tokens", completion_tokens},
+                {"total_tokens", prompt_tokens + completion_tokens}};
+  if (cached_tokens > 0) usage["prompt_tokens_details"] = {{"cached_tokens", cached_tokens}};
+  return usage;
+}
+
+std::string usage_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
+                        const Timings& timings) {
+  const json chunk = {{"id", id},
+                      {"object", request.chat ? "chat.completion.chunk" : "text_completion"},
+                      {"created", created},
+                      {"model", request.model},
+                      {"choices", json::array()},
+                      {"usage", usage_json(timings.prompt_tokens, timings.completion_tokens, timings.cached_tokens)},
+                      {"timings", timings.to_json()}};
+  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
 std::string stream_chunk(const CompletionRequest& request, const std::string& id, int64_t created,

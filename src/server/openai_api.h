@@ -39,6 +39,7 @@ struct CompletionRequest {
   std::optional<uint64_t> seed;
   int n = 1;
   bool stream = false;
+  bool include_usage = false;         // stream_options.include_usage: a last chunk with usage
   // frugal's extension: > 1 answers with a beam search of that width (the n
   // best beams are the choices; temperature, top_p and seed do not apply).
   int beam_width = 1;
@@ -56,6 +57,23 @@ struct Choice {
 nlohmann::json completion_response(const CompletionRequest& request, const std::string& id, int64_t created,
                                    const std::vector<Choice>& choices, size_t prompt_tokens,
                                    size_t completion_tokens);
+// How long an answer took, as llama.cpp's server reports it ("timings"):
+// the web page shows these under each answer.
+struct Timings {
+  size_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
+  double first_token_seconds = 0;  // from the request's arrival
+  double generation_seconds = 0;   // from the first token to the last
+  nlohmann::json to_json() const;
+};
+
+// The usage object, with cached prompt tokens when there are any.
+nlohmann::json usage_json(size_t prompt_tokens, size_t completion_tokens, size_t cached_tokens);
+
+// The last chunk of a stream when stream_options.include_usage is set: no
+// choices, the usage and the timings.
+std::string usage_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
+                        const Timings& timings);
+
 // One server-sent-events chunk ("data: {...}\n\n"): a piece of text, or the
 // end with its finish reason (text empty).
 std::string stream_chunk(const CompletionRequest& request, const std::string& id, int64_t created,

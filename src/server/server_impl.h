@@ -4,7 +4,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -14,6 +17,8 @@
 
 #include "frugal/chat.h"
 #include "frugal/energy.h"
+#include "frugal/knowledge.h"
+#include "frugal/knowledge_cache.h"
 #include "frugal/knowledge_store.h"
 #include "frugal/scheduler.h"
 #include "frugal/server.h"
@@ -45,10 +50,17 @@ struct Server::Impl {
   std::atomic<bool> stopping{false};
   std::atomic<bool> serving{false};  // inside serve()
   std::atomic<bool> http_stopped{false};
+  std::mutex knowledge_edit_mutex;  // one knowledge edit at a time
   std::atomic<uint64_t> next_id{1};
   int bound_port = -1;
 
   void setup();
+  // A route body wrapped so that every failure becomes an OpenAI-style error
+  // counted under `endpoint`.
+  using RouteBody = std::function<void(const httplib::Request&, httplib::Response&)>;
+  httplib::Server::Handler guarded(const std::string& endpoint, RouteBody body);
+  void add_knowledge_routes();  // knowledge_routes.cpp: /v1/knowledge...
+  void add_web_routes();        // web_routes.cpp: the page, /reports/
   void check_key(const httplib::Request& request) const;
   void completions(const httplib::Request& request, httplib::Response& response, bool chat);
   void beam_completion(const server::CompletionRequest& request, const std::vector<TokenId>& prompt,
@@ -68,9 +80,29 @@ struct Server::Impl {
   // needed (Error when its file is unusable).
   std::optional<KnowledgePrompt> knowledge_prompt(const std::string& name, const std::string& question);
   std::vector<std::pair<std::string, size_t>> knowledge_listing() const;  // name, tokens (0: not loaded yet)
+
+  // Knowledge over HTTP (knowledge_routes.cpp).
+  std::filesystem::path knowledge_file(const std::string& name) const;  // empty: no such cache
+  nlohmann::json describe_knowledge(const std::string& name) const;
+  std::filesystem::path editable_knowledge_file(const std::string& name) const;  // or 403/400
+  void run_on_engine(const std::function<void()>& work);  // between batch steps, on the scheduler thread
+  void swap_in_knowledge(const std::string& name, const std::filesystem::path& path);
+  nlohmann::json create_knowledge(const std::string& name, std::vector<Document> documents,
+                                  const PrefillProgress& progress);
+  nlohmann::json edit_knowledge(const std::string& name,
+                                const std::function<void(KnowledgeCache&, const PrefillProgress&)>& change,
+                                const PrefillProgress& progress);
+  void delete_knowledge(const std::string& name);
+  void respond_with_progress(const httplib::Request& request, httplib::Response& response,
+                             const std::string& endpoint, int status,
+                             std::function<nlohmann::json(const PrefillProgress&)> work);
 };
 
 namespace server {
+
+// A knowledge cache name: letters, digits, '-', '_' and '.', not starting
+// with '.', at most 128 (safe as a file name and in a model id).
+bool valid_knowledge_name(const std::string& name);
 
 // The client of the request this thread serves has hung up.
 inline bool client_gone() {
