@@ -46,10 +46,13 @@ if command -v npm >/dev/null; then
     echo "setup: warning: npm install failed (offline?); the test server_openai_js will fail" >&2
 fi
 
-# dockerfile-utils (pinned in deploy/lint/package.json) checks deploy/Containerfile.
+# dockerfile-utils (pinned in deploy/lint/package.json) checks deploy/Containerfile;
+# puppeteer-core (pinned in tests/web/package.json) drives Chromium through the web page.
 if command -v npm >/dev/null; then
   npm install --prefix deploy/lint --no-audit --no-fund --silent ||
     echo "setup: warning: npm install failed (offline?); the test deploy_scale_out will fail" >&2
+  npm install --prefix tests/web --no-audit --no-fund --silent ||
+    echo "setup: warning: npm install failed (offline?); the test web_page_chromium will fail" >&2
 fi
 
 build_dir="${FRUGAL_BUILD_DIR:-build}"

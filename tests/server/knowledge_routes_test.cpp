@@ -199,5 +199,30 @@ TEST_F(KnowledgeRoutes, AnEditDuringAnAnswerLeavesThatAnswerOnTheOldVersion) {
   EXPECT_GT(raced, 0) << "no answer was still running when an edit landed";
 }
 
+TEST_F(KnowledgeRoutes, ThePageAndAnOaeReportAreServed) {
+  const auto report = dir_ / "oae-report";
+  std::filesystem::create_directories(report);
+  std::ofstream(report / "report.html") << "<html><body>OAE report</body></html>";
+  ServerOptions options;
+  options.oae_report_dir = report;
+  start_with_folder(options);
+  auto page = client_->Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);  // the page's files need no key: they hold no data
+  EXPECT_NE(page->body.find("<title>frugal</title>"), std::string::npos);
+  EXPECT_EQ(page->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  for (const char* asset : {"/app.js", "/style.css", "/vendor/marked.umd.js", "/vendor/purify.min.js"}) {
+    auto r = client_->Get(asset);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << asset;
+    EXPECT_GT(r->body.size(), 1000u) << asset;
+  }
+  auto shown = client_->Get("/reports/report.html");
+  ASSERT_TRUE(shown);
+  EXPECT_EQ(shown->status, 200);
+  EXPECT_NE(shown->body.find("OAE report"), std::string::npos);
+  EXPECT_EQ(client_->Get("/reports")->status, 302);
+}
+
 }  // namespace
 }  // namespace frugal
