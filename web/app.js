@@ -273,7 +273,8 @@ async function answer(conversation) {
       }
       if (chunk.timings) {
         message.stats = { ttft_ms: chunk.timings.ttft_ms, per_second: chunk.timings.predicted_per_second,
-                          tokens: chunk.usage?.completion_tokens, cached: chunk.usage?.prompt_tokens_details?.cached_tokens };
+                          tokens: chunk.usage?.completion_tokens, cached: chunk.usage?.prompt_tokens_details?.cached_tokens,
+                          joules: chunk.timings.energy_joules };
       }
     });
     message.stats ??= { ttft_ms: firstAt ? firstAt - started : null };

@@ -41,6 +41,10 @@ struct GenerationResult {
   size_t prompt_tokens = 0;
   double prompt_seconds = 0;
   double first_token_seconds = 0;  // from the call to the first sampled token (time to first token)
+  // Energy of this answer where it was measured (RAPL): a batching server
+  // gives each answer its share of every step, by tokens fed. Negative: not
+  // measured.
+  double energy_joules = -1;
   double generation_seconds = 0;
   uint64_t seed = 0;  // the sampler's seed (the drawn one for a random seed), to repeat a run
 };

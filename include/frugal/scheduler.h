@@ -42,6 +42,10 @@ struct SchedulerOptions {
   size_t cache_bytes = 64u << 20;  // keys and values kept after their request ended, for reuse
   // Called on the scheduler thread around each forward pass (energy meters).
   std::function<void()> before_step{}, after_step{};
+  // Called after after_step: the joules the step just run took, or a
+  // negative number when energy is not measured. Each token fed in the step
+  // carries an equal share to its answer (GenerationResult::energy_joules).
+  std::function<double()> step_joules{};
 };
 
 struct GenerationJob {
@@ -111,6 +115,7 @@ class GenerationScheduler {
   void release(Sequence& sequence);
   void deliver(Sequence& sequence);
   void advance(Sequence& sequence, KvNode next);
+  void share_energy(std::span<Sequence* const> fed_by, double joules);
   void trim_cache();
   void update_store_stats();  // under store_mutex_ (or on the scheduler thread)
 

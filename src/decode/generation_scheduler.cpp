@@ -235,6 +235,7 @@ void GenerationScheduler::advance(Sequence& sequence, KvNode next) {
 void GenerationScheduler::step() {
   std::vector<TrieBatchEntry> entries;
   std::vector<Sequence*> owners;  // the sequence of each logits row, in order
+  std::vector<Sequence*> fed_by;  // the sequence of each entry (for energy shares)
   std::vector<KvNode> created;    // nodes made this step: their rows are written by the forward pass
   std::vector<float> logits;
   try {
@@ -248,6 +249,7 @@ void GenerationScheduler::step() {
       advance(*s, next);
       entries.push_back({next, true, is_new});
       owners.push_back(s.get());
+      fed_by.push_back(s.get());
     }
     size_t chunk = options_.prompt_chunk;
     for (auto& s : running_) {
@@ -267,7 +269,10 @@ void GenerationScheduler::step() {
         // A node that already exists holds its rows (or gets them from another
         // entry of this batch: every entry's keys and values of a layer are
         // stored before any attends); only a last token is run for its logits.
-        if (is_new || last) entries.push_back({next, last, is_new});
+        if (is_new || last) {
+          entries.push_back({next, last, is_new});
+          fed_by.push_back(s.get());
+        }
         if (last) owners.push_back(s.get());
       }
       s->read += count;
@@ -277,6 +282,7 @@ void GenerationScheduler::step() {
       if (options_.before_step) options_.before_step();
       logits = model_.forward(entries, store_);
       if (options_.after_step) options_.after_step();
+      if (options_.step_joules) share_energy(fed_by, options_.step_joules());
     }
   } catch (...) {
     // These sequences cannot go on, and the nodes made this step hold no
@@ -307,6 +313,17 @@ void GenerationScheduler::step() {
   }
   for (auto& s : running_) {
     if (s->cancelled()) finish(*s, StopReason::Cancelled);
+  }
+}
+
+// Every token fed in a step carries an equal share of the step's energy to
+// its answer.
+void GenerationScheduler::share_energy(std::span<Sequence* const> fed_by, double joules) {
+  if (joules < 0 || fed_by.empty()) return;
+  const double share = joules / static_cast<double>(fed_by.size());
+  for (Sequence* s : fed_by) {
+    double& energy = s->answer.result().energy_joules;
+    energy = std::max(energy, 0.0) + share;
   }
 }
 

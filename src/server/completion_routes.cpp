@@ -205,6 +205,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
             std::chrono::duration<double>(submitted - start).count() + result.first_token_seconds;
         timings.generation_seconds = result.generation_seconds;
         timings.completion_tokens = result.tokens.size();
+        timings.energy_joules = result.energy_joules;
       }
     }
     json body = server::completion_response(request, id, created, choices, prompt_tokens, completion_tokens);
@@ -289,7 +290,8 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     if (!send(server::stream_chunk(request, id, created, "", finish_reason(result.stop_reason), first))) return false;
     if (request.include_usage) {
       const server::Timings timings{prompt_tokens, cached_tokens, result.tokens.size(),
-                                    queued + result.first_token_seconds, result.generation_seconds};
+                                    queued + result.first_token_seconds, result.generation_seconds,
+                                    result.energy_joules};
       if (!send(server::usage_chunk(request, id, created, timings))) return false;
     }
     if (!send("data: [DONE]\n\n")) return false;

@@ -169,13 +169,15 @@ json completion_response(const CompletionRequest& request, const std::string& id
 }
 
 json Timings::to_json() const {
-  return {{"prompt_n", prompt_tokens},
+  json out = {{"prompt_n", prompt_tokens},
           {"cached_n", cached_tokens},
           {"ttft_ms", first_token_seconds * 1000},
           {"predicted_n", completion_tokens},
           {"predicted_ms", generation_seconds * 1000},
           {"predicted_per_second",
            generation_seconds > 0 && completion_tokens > 1 ? (completion_tokens - 1) / generation_seconds : 0.0}};
+  if (energy_joules >= 0) out["energy_joules"] = energy_joules;
+  return out;
 }
 
 json usage_json(size_t prompt_tokens, size_t completion_tokens, size_t cached_tokens) {

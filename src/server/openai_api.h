@@ -63,6 +63,7 @@ struct Timings {
   size_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
   double first_token_seconds = 0;  // from the request's arrival
   double generation_seconds = 0;   // from the first token to the last
+  double energy_joules = -1;       // negative: not measured
   nlohmann::json to_json() const;
 };
 

@@ -39,6 +39,7 @@ struct Server::Impl {
   server::Metrics metrics;
   EnergyMeter meter;
   EnergyMeter::Mark step_mark{};  // the scheduler thread's, around each batch
+  double step_energy = 0;         // joules of the last batch step (the scheduler thread's)
   std::unique_ptr<GenerationScheduler> scheduler;
   // MODEL@NAME models: knowledge caches pinned in the scheduler's store
   // (declared after it: unpinned before it goes).

@@ -262,6 +262,25 @@ TEST_F(Scheduler, AFailedStepLeavesNoUnwrittenKeysAndValuesBehind) {
   EXPECT_EQ(scheduler.submit({tokens, greedy()}).get().tokens, alone(tokens, greedy()).tokens);
 }
 
+TEST_F(Scheduler, EachAnswerGetsItsShareOfEveryStepsEnergy) {
+  // 1 J per step, shared by the tokens fed in it: the answers' energies add
+  // up to the number of steps, and nothing is measured without a meter.
+  SchedulerOptions options{.parallel = 4, .context = 1024, .prompt_chunk = 32};
+  options.step_joules = [] { return 1.0; };
+  GenerationScheduler scheduler(*model_, *tokenizer_, options);
+  std::vector<std::future<GenerationResult>> futures;
+  for (size_t i = 0; i < 3; ++i) futures.push_back(scheduler.submit({prompt(kQuestions[i]), greedy()}));
+  double total = 0;
+  for (auto& f : futures) {
+    const double joules = f.get().energy_joules;
+    EXPECT_GT(joules, 0);
+    total += joules;
+  }
+  EXPECT_NEAR(total, static_cast<double>(scheduler.stats().steps), 1e-9);
+  GenerationScheduler unmeasured(*model_, *tokenizer_, {.parallel = 1, .context = 1024});
+  EXPECT_LT(unmeasured.submit({prompt(kQuestions[0]), greedy()}).get().energy_joules, 0);
+}
+
 TEST_F(Scheduler, BadJobsAreRefusedAtOnce) {
   GenerationScheduler scheduler(*model_, *tokenizer_, {.parallel = 1, .context = 16});
   EXPECT_THROW(scheduler.submit({{}, greedy()}), Error);
