@@ -173,9 +173,11 @@ void micro_tile(const uint8_t* weights, size_t weight_stride, const uint8_t* act
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   }
   if constexpr (T == 1) {
-    // Decode streams the weights from memory: fetch the same place of the
-    // next R rows ahead, as the hardware prefetcher starts late on short rows.
-    const size_t ahead = R * weight_stride;
+    // Decode streams the weights from memory: fetch the same place of rows
+    // kDecodePrefetchBytes ahead, as the hardware prefetcher starts late on
+    // short rows.
+    const size_t group = R * weight_stride;
+    const size_t ahead = (kDecodePrefetchBytes + group - 1) / group * group;
     for (size_t b = 0; b < blocks; ++b) {
       if (b % 2 == 0) {
 #pragma GCC unroll 8

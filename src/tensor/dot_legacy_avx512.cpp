@@ -290,9 +290,11 @@ void micro_tile(const uint8_t* weights, size_t weight_stride, const uint8_t* act
   }
   size_t b = 0;
   if constexpr (T == 1) {
-    // Decode streams the weights from memory: fetch the same place of the
-    // next R rows ahead, as the hardware prefetcher starts late on short rows.
-    const size_t ahead = R * weight_stride;
+    // Decode streams the weights from memory: fetch the same place of rows
+    // kDecodePrefetchBytes ahead, as the hardware prefetcher starts late on
+    // short rows.
+    const size_t group = R * weight_stride;
+    const size_t ahead = (kDecodePrefetchBytes + group - 1) / group * group;
     for (; b + 4 <= blocks; b += 4) {
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
