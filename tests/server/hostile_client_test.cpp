@@ -361,18 +361,9 @@ TEST_F(HostileClientTest, StreamedAnswersGoOnDuringABeamSearch) {
   std::atomic<bool> beam_running{false}, beam_done{false};
   size_t during_beam = 0;
   auto stream = std::async(std::launch::async, [&] {
-    httplib::Client client("127.0.0.1", server_->port());
-    client.set_read_timeout(60, 0);
-    httplib::Request request;
-    request.method = "POST";
-    request.path = "/v1/chat/completions";
-    request.headers = {{"Content-Type", "application/json"}};
-    request.body = long_chat(2000, true).dump();
-    request.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
+    return post_streaming(long_chat(2000, true), [&](const char*, size_t) {
       if (beam_running && !beam_done) ++during_beam;
-      return true;
-    };
-    return client.send(request);
+    });
   });
   for (int i = 0; i < 500 && metric("frugal_requests_running") < 1; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));

@@ -166,24 +166,14 @@ TEST_F(KnowledgeRoutes, AnEditDuringAnAnswerLeavesThatAnswerOnTheOldVersion) {
     std::atomic<size_t> pieces_after_edit{0};
     std::string streamed;
     auto in_flight = std::async(std::launch::async, [&] {
-      httplib::Client client("127.0.0.1", server_->port());
-      client.set_read_timeout(60, 0);
-      httplib::Request request;
-      request.method = "POST";
-      request.path = "/v1/chat/completions";
-      request.headers = key();
-      request.headers.emplace("Content-Type", "application/json");
-      request.body = body.dump();
-      request.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
+      return post_streaming(body, [&](const char* data, size_t size) {
         streamed.append(data, size);
         if (edited) ++pieces_after_edit;
         if (!told) {
           told = true;
           began.set_value();
         }
-        return true;
-      };
-      return client.send(request);
+      }, key());
     });
     ASSERT_EQ(began_future.wait_for(std::chrono::seconds(30)), std::future_status::ready);
     const std::string director = attempt % 2 ? "Dr. Mira Osei" : "Dr. Lena Park";

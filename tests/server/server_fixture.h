@@ -7,6 +7,7 @@
 #include <httplib.h>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -71,6 +72,25 @@ class ServerTest : public ::testing::Test {
   static json chat_body(const std::string& content, bool stream = false) {
     return {{"model", "mini"}, {"messages", {{{"role", "user"}, {"content", content}}}},
             {"max_tokens", 12}, {"temperature", 0}, {"stream", stream}};
+  }
+
+  // POSTs a chat request on a connection of its own, handing each piece of
+  // the response to `receive` as it arrives (for streams watched live).
+  httplib::Result post_streaming(const json& body, const std::function<void(const char*, size_t)>& receive,
+                                 httplib::Headers headers = {}) const {
+    httplib::Client client("127.0.0.1", server_->port());
+    client.set_read_timeout(60, 0);
+    httplib::Request request;
+    request.method = "POST";
+    request.path = "/v1/chat/completions";
+    request.headers = std::move(headers);
+    request.headers.emplace("Content-Type", "application/json");
+    request.body = body.dump();
+    request.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
+      receive(data, size);
+      return true;
+    };
+    return client.send(request);
   }
 
   // Concatenated text of an SSE response, checking its framing.
