@@ -22,6 +22,10 @@ namespace frugal {
 
 // Called during prefill with tokens done and tokens to do.
 using PrefillProgress = std::function<void(size_t done, size_t total)>;
+// Runs one forward pass of a prefill (a batch of tokens) and returns when it
+// has run; empty: on the calling thread. A server hands each pass to its
+// batch scheduler, so answers go on between the passes of a long prefill.
+using PrefillPassRunner = std::function<void(const std::function<void()>&)>;
 
 struct KnowledgeBuildOptions {
   PromptTemplate prompt = plain_prompt_template();
@@ -31,6 +35,7 @@ struct KnowledgeBuildOptions {
   int64_t reserve = 256;         // tokens left free for a question and its answer
   size_t batch = 512;            // tokens per forward pass
   PrefillProgress progress;
+  PrefillPassRunner run_pass;
 };
 
 struct KnowledgeLoadOptions {
@@ -128,6 +133,9 @@ class KnowledgeCache {
   size_t kv_bytes() const;   // keys and values of the prefix
   bool mapped() const;       // loaded without copying (pages mapped from the file)
   KvCache& cache();
+  // How later edits run their forward passes, and how many tokens each
+  // takes (as KnowledgeBuildOptions::run_pass and batch).
+  void set_prefill_passes(PrefillPassRunner run_pass, size_t batch);
 
  private:
   struct State;

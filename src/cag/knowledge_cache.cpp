@@ -151,7 +151,12 @@ void KnowledgeCache::State::prefill_from(size_t position, const PrefillProgress&
   if (progress) progress(0, total);
   while (position + done < tokens.size()) {
     const size_t count = std::min(batch, total - done);
-    model->forward(std::span(tokens).subspan(position + done, count), cache, false);
+    const auto pass = [&] { model->forward(std::span(tokens).subspan(position + done, count), cache, false); };
+    if (run_pass) {
+      run_pass(pass);
+    } else {
+      pass();
+    }
     done += count;
     if (progress) progress(done, total);
   }
@@ -180,7 +185,7 @@ KnowledgeCache KnowledgeCache::build(Model& model, const Tokenizer& tokenizer, s
   auto state = std::make_unique<State>(State{&model, &tokenizer, options.prompt,
                                              options.system.empty() ? options.prompt.default_system : options.system,
                                              {}, {}, 0, KvCache(model.config(), context, options.precision), false,
-                                             options.reserve, std::max<size_t>(options.batch, 1)});
+                                             options.reserve, std::max<size_t>(options.batch, 1), options.run_pass});
   state->tokens = encode_header(tokenizer, state->prompt, state->system);
   state->header_tokens = static_cast<int64_t>(state->tokens.size());
   state->documents = state->lay_out(std::move(documents), 0, state->tokens);
@@ -262,7 +267,7 @@ KnowledgeCache KnowledgeCache::load(const std::filesystem::path& path, Model& mo
                             h.token_count, context));
   }
   auto state = std::make_unique<State>(State{&model, &tokenizer, {}, {}, {}, std::move(file.tokens), 0,
-                                             KvCache(config, context, h.precision), false, 256, 512});
+                                             KvCache(config, context, h.precision), false, 256, 512, {}});
   const Manifest manifest = read_manifest(file, name);
   state->prompt = manifest.prompt;
   state->system = manifest.system;
@@ -317,5 +322,10 @@ size_t KnowledgeCache::kv_bytes() const {
 }
 bool KnowledgeCache::mapped() const { return state_->mapped; }
 KvCache& KnowledgeCache::cache() { return state_->cache; }
+
+void KnowledgeCache::set_prefill_passes(PrefillPassRunner run_pass, size_t batch) {
+  state_->run_pass = std::move(run_pass);
+  state_->batch = std::max<size_t>(batch, 1);
+}
 
 }  // namespace frugal

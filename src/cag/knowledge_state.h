@@ -20,6 +20,7 @@ struct KnowledgeCache::State {
   bool mapped = false;
   int64_t reserve = 256;
   size_t batch = 512;
+  PrefillPassRunner run_pass;  // empty: forward passes on the calling thread
 
   // Throws Error, listing documents by size, when `total_tokens` leave less
   // than `reserve` of the context free.

@@ -91,10 +91,18 @@ void serve(const ServeArguments& args) {
   fmt::print(stderr, "serving on http://{}:{}/v1 (web page: http://{}:{}/; models: GET /v1/models; metrics: GET "
                      "/metrics)\n",
              args.host, server.port(), args.host, server.port());
-  server.serve();
-  done = true;
-  pthread_kill(watcher.native_handle(), SIGTERM);  // pending until the watcher takes it, if it has not yet
-  watcher.join();
+  auto end_watcher = [&] {
+    done = true;
+    pthread_kill(watcher.native_handle(), SIGTERM);  // pending until the watcher takes it, if it has not yet
+    watcher.join();
+  };
+  try {
+    server.serve();
+  } catch (...) {
+    end_watcher();
+    throw;
+  }
+  end_watcher();
 }
 
 }  // namespace

@@ -142,7 +142,13 @@ void GenerationScheduler::loop() {
         const size_t free = options_.parallel - std::min(options_.parallel, running_.size());
         const size_t take = std::min(free, waiting_.size());
         for (size_t i = 0; i < take; ++i) incoming.push_back(std::move(waiting_[i]));
+        // Jobs cancelled while waiting leave now, not when a slot frees up
+        // (their clients are gone; admit() ends them).
+        for (size_t i = take; i < waiting_.size(); ++i) {
+          if (waiting_[i]->cancelled()) incoming.push_back(std::move(waiting_[i]));
+        }
         waiting_.erase(waiting_.begin(), waiting_.begin() + static_cast<long>(take));
+        std::erase(waiting_, nullptr);
       }
       stats_.waiting = waiting_.size();
     }

@@ -179,9 +179,18 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     // The n choices are n sequences of the batch, sharing the prompt's keys
     // and values, all cancelled if the client hangs up before they end.
     std::vector<std::future<GenerationResult>> futures;
+    // Whatever ends this request early (an error, a hang-up) cancels the
+    // answers still running; each holds its admission until it has ended.
+    struct CancelUnlessDone {
+      std::shared_ptr<std::atomic<bool>> flag;
+      bool done = false;
+      ~CancelUnlessDone() {
+        if (!done) flag->store(true);
+      }
+    } cancel_unless_done{cancel};
     for (int i = 0; i < request.n; ++i) {
       GenerationJob job{prompt, generation};
-      job.on_finish = account;
+      job.on_finish = [account, admission](const GenerationResult* result) { account(result); };
       job.cancel = cancel;
       futures.push_back(submit(std::move(job)));
       if (generation.sampling.seed != SamplingParams{}.seed) ++generation.sampling.seed;  // n distinct samples
@@ -208,6 +217,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
         timings.energy_joules = result.energy_joules;
       }
     }
+    cancel_unless_done.done = true;
     json body = server::completion_response(request, id, created, choices, prompt_tokens, completion_tokens);
     if (kb) body["usage"]["prompt_tokens_details"] = {{"cached_tokens", cached_tokens}};
     body["timings"] = timings.to_json();  // of the first choice
@@ -230,7 +240,9 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     channel->wake.notify_one();
     return !cancel->load();
   };
-  job.on_finish = [channel, account](const GenerationResult* result) {
+  // The admission is held until the answer has ended, not only while its
+  // client reads: an abandoned stream still counts until it leaves the engine.
+  job.on_finish = [channel, account, admission](const GenerationResult* result) {
     account(result);
     {
       std::lock_guard lock(channel->mutex);

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -69,7 +70,16 @@ void refuse(int fd, int status, const char* reason, const std::string& message, 
       "Retry-After: 1\r\n\r\n{}",
       status, reason, body.size(), body);
   [[maybe_unused]] const ssize_t n = ::send(fd, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-  ::shutdown(fd, SHUT_RDWR);
+  // Read what the client already sent (without waiting) before closing:
+  // closing with unread bytes resets the connection, and the client would
+  // see "connection reset" instead of this answer.
+  ::shutdown(fd, SHUT_WR);
+  char drain[4096];
+  for (size_t total = 0; total < (64u << 10);) {
+    const ssize_t got = ::recv(fd, drain, sizeof drain, MSG_DONTWAIT);
+    if (got <= 0) break;
+    total += static_cast<size_t>(got);
+  }
   ::close(fd);
 }
 
@@ -77,9 +87,8 @@ void refuse(int fd, int status, const char* reason, const std::string& message, 
 // request's deadline and byte budget.
 class ConnectionStream final : public httplib::Stream, public ClientConnection {
  public:
-  ConnectionStream(int fd, const ConnectionLimits& limits, std::chrono::milliseconds read_timeout,
-                   std::chrono::milliseconds write_timeout)
-      : fd_(fd), limits_(limits), read_timeout_(read_timeout), write_timeout_(write_timeout) {}
+  ConnectionStream(int fd, const ConnectionLimits& limits, std::chrono::milliseconds write_timeout)
+      : fd_(fd), limits_(limits), write_timeout_(write_timeout) {}
 
   // A new request starts with its first byte: the header deadline and the
   // byte budget start again.
@@ -88,8 +97,12 @@ class ConnectionStream final : public httplib::Stream, public ClientConnection {
     request_bytes_ = 0;
     over_budget_ = false;
     timed_out_ = false;
+    read_failed_ = false;
   }
-  bool broken() const { return over_budget_ || timed_out_; }
+  // A request that could not be read whole (over budget, past its deadline,
+  // a read error): its connection must not serve another, since what
+  // follows in the stream may be the rest of this one.
+  bool broken() const { return over_budget_ || timed_out_ || read_failed_; }
   bool has_buffered() const { return begin_ < end_; }
 
   // ClientConnection
@@ -114,13 +127,19 @@ class ConnectionStream final : public httplib::Stream, public ClientConnection {
         over_budget_ = true;
         return -1;
       }
-      if (!wait_for_request_bytes()) return -1;
+      if (!wait_for_request_bytes()) {
+        read_failed_ = true;
+        return -1;
+      }
       const size_t want = std::min(sizeof(buffer_), limits_.max_request_bytes - request_bytes_);
       ssize_t n;
       do {
         n = ::recv(fd_, buffer_, want, 0);
       } while (n < 0 && errno == EINTR);
-      if (n <= 0) return n < 0 ? -1 : 0;
+      if (n <= 0) {
+        read_failed_ = true;
+        return n < 0 ? -1 : 0;
+      }
       begin_ = 0;
       end_ = static_cast<size_t>(n);
       request_bytes_ += static_cast<size_t>(n);
@@ -153,7 +172,9 @@ class ConnectionStream final : public httplib::Stream, public ClientConnection {
   // is_readable() as well as read(), and each must keep the deadline).
   bool wait_for_request_bytes() const {
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline_ - Clock::now());
-    if (left.count() <= 0 || !wait_readable(std::min(left, read_timeout_))) {
+    // The deadline alone bounds the wait: a slow upload may pause longer than
+    // one read timeout as long as it ends in time.
+    if (left.count() <= 0 || !wait_readable(left)) {
       if (Clock::now() >= deadline_) timed_out_ = true;
       return false;
     }
@@ -162,10 +183,10 @@ class ConnectionStream final : public httplib::Stream, public ClientConnection {
 
   int fd_;
   const ConnectionLimits& limits_;
-  std::chrono::milliseconds read_timeout_, write_timeout_;
+  std::chrono::milliseconds write_timeout_;
   Clock::time_point deadline_{};
   size_t request_bytes_ = 0;
-  bool over_budget_ = false;
+  bool over_budget_ = false, read_failed_ = false;
   mutable bool timed_out_ = false;
   char buffer_[4096];
   size_t begin_ = 0, end_ = 0;
@@ -185,7 +206,13 @@ class ConnectionThreads final : public httplib::TaskQueue {
       std::lock_guard lock(mutex_);
       if (tasks_.size() >= idle_) {  // no idle thread left for this one
         full = threads_.size() >= max_threads_;
-        if (!full) threads_.emplace_back([this] { work(); });
+        if (!full) {
+          try {
+            threads_.emplace_back([this] { work(); });
+          } catch (const std::system_error&) {
+            full = true;  // the system allows no more threads (a pids limit): turn the connection away
+          }
+        }
       }
       if (!full) tasks_.push_back(std::move(task));
     }
@@ -292,9 +319,8 @@ bool GuardedHttpServer::process_and_close_socket(socket_t sock) {
     return false;
   }
   using std::chrono::milliseconds;
-  const auto read_timeout = milliseconds(read_timeout_sec_ * 1000 + read_timeout_usec_ / 1000);
   const auto write_timeout = milliseconds(write_timeout_sec_ * 1000 + write_timeout_usec_ / 1000);
-  ConnectionStream stream(sock, limits_, read_timeout, write_timeout);
+  ConnectionStream stream(sock, limits_, write_timeout);
   t_connection = &stream;
   bool ok = false;
   // Keep-alive: up to keep_alive_max_count_ requests, each waited for at

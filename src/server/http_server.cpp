@@ -224,8 +224,11 @@ void Server::bind() {
 void Server::serve() {
   Impl& s = *impl_;
   s.serving = true;
+  struct NotServing {
+    std::atomic<bool>& serving;
+    ~NotServing() { serving = false; }
+  } not_serving{s.serving};
   if (!s.stopping) s.http.listen_after_bind();
-  s.serving = false;
 }
 
 void Server::run() {

@@ -2,6 +2,8 @@
 // start) and from the knowledge folder (loaded by the first request that
 // asks for one, so instances sharing a folder each hold only the caches
 // routed to them), and their listing in GET /v1/models.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -72,33 +74,54 @@ void Server::Impl::load_startup_knowledge() {
   }
 }
 
+std::optional<Server::Impl::FileStamp> Server::Impl::stamp_of(const fs::path& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) return std::nullopt;
+  return FileStamp{static_cast<uint64_t>(info.st_ino),
+                   static_cast<int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec};
+}
+
 std::optional<Server::Impl::KnowledgePrompt> Server::Impl::knowledge_prompt(const std::string& name,
                                                                             const std::string& question) {
   auto prompt = [&]() -> std::optional<KnowledgePrompt> {
     if (!knowledge->contains(name)) return std::nullopt;
     return KnowledgePrompt{knowledge->prompt_tokens(name, question), knowledge->get(name).tokens.size()};
   };
+  const bool given_at_start = std::any_of(options.knowledge.begin(), options.knowledge.end(),
+                                          [&](const auto& entry) { return entry.first == name; });
+  fs::path path;
+  if (!given_at_start && !options.knowledge_dir.empty() && valid_knowledge_name(name)) {
+    path = options.knowledge_dir / (name + kCacheExtension);
+  }
+  // The usual case: loaded, and (for the folder's) its file unchanged.
   {
     std::shared_lock lock(knowledge_mutex);
-    if (auto found = prompt()) return found;
-  }
-  if (options.knowledge_dir.empty() || !valid_knowledge_name(name)) return std::nullopt;
-  const fs::path path = options.knowledge_dir / (name + kCacheExtension);
-  std::error_code error;
-  if (!fs::is_regular_file(path, error)) return std::nullopt;
-  std::unique_lock lock(knowledge_mutex);
-  if (!knowledge->contains(name)) {  // another request may have loaded it meanwhile
-    KnowledgeLoadOptions load;
-    load.context = std::max<int64_t>(options.context, 0);
-    const auto start = std::chrono::steady_clock::now();
-    try {
-      knowledge->add(name, path, load);
-    } catch (const Error& e) {
-      throw server::ApiError(500, "server_error", fmt::format("the knowledge cache '{}' cannot be loaded: {}", name,
-                                                              e.what()));
+    if (knowledge->contains(name)) {
+      const auto stamp = knowledge_stamps.find(name);
+      if (given_at_start || (stamp != knowledge_stamps.end() && stamp_of(path) == stamp->second)) return prompt();
     }
-    metrics.knowledge_loaded(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
+  if (path.empty()) return std::nullopt;
+  // First use, or the file was replaced or deleted (by an edit here, or by
+  // another server sharing the folder): load again, or let go.
+  std::unique_lock lock(knowledge_mutex);
+  const auto now = stamp_of(path);
+  const auto known = knowledge_stamps.find(name);
+  if (knowledge->contains(name) && known != knowledge_stamps.end() && now == known->second) return prompt();
+  if (knowledge->contains(name)) knowledge->remove(name);
+  knowledge_stamps.erase(name);
+  if (!now) return std::nullopt;
+  KnowledgeLoadOptions load;
+  load.context = std::max<int64_t>(options.context, 0);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    knowledge->add(name, path, load);
+  } catch (const Error& e) {
+    throw server::ApiError(500, "server_error", fmt::format("the knowledge cache '{}' cannot be loaded: {}", name,
+                                                            e.what()));
+  }
+  knowledge_stamps[name] = *now;
+  metrics.knowledge_loaded(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return prompt();
 }
 

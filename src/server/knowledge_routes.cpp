@@ -38,6 +38,10 @@ using server::valid_knowledge_name;
 namespace {
 
 constexpr auto kProgressWait = std::chrono::milliseconds(50);
+// Tokens per forward pass of a knowledge prefill on a serving engine: each
+// pass runs between two batch steps, so running answers pause for one pass
+// at a time (tens of milliseconds), not for the whole prefill.
+constexpr size_t kEditBatch = 64;
 
 ApiError not_found(const std::string& what) {
   return ApiError(404, "invalid_request_error", what, "", "not_found");
@@ -210,9 +214,12 @@ void Server::Impl::swap_in_knowledge(const std::string& name, const fs::path& pa
   std::unique_lock lock(knowledge_mutex);
   if (!knowledge->contains(name)) return;  // loaded when first asked for
   knowledge->remove(name);
+  knowledge_stamps.erase(name);
   KnowledgeLoadOptions load;
   load.context = std::max<int64_t>(options.context, 0);
+  const auto stamp = stamp_of(path);
   knowledge->add(name, path, load);
+  if (stamp) knowledge_stamps[name] = *stamp;
 }
 
 fs::path Server::Impl::editable_knowledge_file(const std::string& name) const {
@@ -245,9 +252,11 @@ json Server::Impl::create_knowledge(const std::string& name, std::vector<Documen
   build.prompt = default_prompt_template(model, tokenizer);
   build.context = std::max<int64_t>(options.context, 0);
   build.progress = progress;
+  build.run_pass = [this](const std::function<void()>& pass) { run_on_engine(pass); };
+  build.batch = kEditBatch;
   std::optional<KnowledgeCache> cache;
   try {
-    run_on_engine([&] { cache.emplace(KnowledgeCache::build(model, tokenizer, std::move(documents), build)); });
+    cache.emplace(KnowledgeCache::build(model, tokenizer, std::move(documents), build));
   } catch (const ApiError&) {
     throw;
   } catch (const Error& e) {
@@ -266,8 +275,9 @@ json Server::Impl::edit_knowledge(const std::string& name,
   KnowledgeLoadOptions load;
   load.context = std::max<int64_t>(options.context, 0);
   KnowledgeCache cache = KnowledgeCache::load(path, model, tokenizer, load);
+  cache.set_prefill_passes([this](const std::function<void()>& pass) { run_on_engine(pass); }, kEditBatch);
   try {
-    run_on_engine([&] { change(cache, progress); });
+    change(cache, progress);
   } catch (const ApiError&) {
     throw;
   } catch (const Error& e) {
@@ -282,10 +292,10 @@ void Server::Impl::delete_knowledge(const std::string& name) {
   const fs::path path = editable_knowledge_file(name);
   std::lock_guard edit(knowledge_edit_mutex);
   if (knowledge_file(name) != path) throw not_found(fmt::format("there is no knowledge cache '{}'", name));
-  {
-    std::unique_lock lock(knowledge_mutex);
-    if (knowledge->contains(name)) knowledge->remove(name);
-  }
+  // Under the lock, so that no request loads the file again between the two.
+  std::unique_lock lock(knowledge_mutex);
+  if (knowledge->contains(name)) knowledge->remove(name);
+  knowledge_stamps.erase(name);
   fs::remove(path);
 }
 
@@ -343,7 +353,13 @@ void Server::Impl::add_knowledge_routes() {
   http.Get(collection, guarded(collection, [this](const httplib::Request& request, httplib::Response& response) {
     check_key(request);
     json data = json::array();
-    for (const auto& [name, tokens] : knowledge_listing()) data.push_back(describe_knowledge(name));
+    for (const auto& [name, tokens] : knowledge_listing()) {
+      try {
+        data.push_back(describe_knowledge(name));
+      } catch (const std::exception&) {
+        // Deleted meanwhile, or unreadable: one bad cache does not hide the others.
+      }
+    }
     response.set_content(json{{"object", "list"}, {"data", data}}.dump(-1, ' ', false, json::error_handler_t::replace),
                          "application/json");
     metrics.request("/v1/knowledge", 200);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -47,6 +48,16 @@ struct Server::Impl {
   // Guards `knowledge`: requests read it, a first request for a cache of
   // the knowledge folder adds to it (knowledge_models.cpp).
   mutable std::shared_mutex knowledge_mutex;
+  // When each cache of the knowledge folder was loaded from its file (under
+  // knowledge_mutex): a file replaced or deleted since (by another server
+  // sharing the folder) is loaded again or let go.
+  struct FileStamp {
+    uint64_t inode = 0;
+    int64_t modified_ns = 0;
+    bool operator==(const FileStamp&) const = default;
+  };
+  std::map<std::string, FileStamp> knowledge_stamps;
+  static std::optional<FileStamp> stamp_of(const std::filesystem::path& path);  // none: no such file
   std::atomic<size_t> in_flight{0};  // admitted sequences, waiting or generating
   std::atomic<bool> stopping{false};
   std::atomic<bool> serving{false};  // inside serve()

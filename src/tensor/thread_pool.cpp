@@ -199,7 +199,9 @@ void ThreadPool::parallel_for(size_t count, const std::function<void(size_t, siz
   done_chunks_.store(0, std::memory_order_relaxed);
   const uint64_t generation = generation_.load(std::memory_order_relaxed) + 1;
   claim_.store(job_tag(generation), std::memory_order_release);
-  generation_.store(generation, std::memory_order_release);  // wakes the workers
+  // Sequentially consistent: pairs with a worker announcing its sleep
+  // (sleepers_) before it checks the generation, so no wake-up is lost.
+  generation_.store(generation, std::memory_order_seq_cst);
   if (sleepers_.load() > 0) {
     { std::lock_guard lock(sleep_mutex_); }
     wake_.notify_all();

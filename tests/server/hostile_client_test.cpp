@@ -236,6 +236,54 @@ TEST_F(HostileClientTest, AdmissionCountsSequencesNotRequests) {
   slow.join();
 }
 
+TEST_F(HostileClientTest, AnAbandonedWaitingStreamLeavesTheQueueAtOnce) {
+  ServerOptions options;
+  options.parallel = 1;
+  options.queue_limit = 1;
+  start(options);
+  std::thread slow([&] {
+    httplib::Client client("127.0.0.1", server_->port());
+    client.set_read_timeout(60, 0);
+    client.Post("/v1/chat/completions", long_chat(2000, true).dump(), "application/json");
+  });
+  for (int i = 0; i < 500 && metric("frugal_requests_running") < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  {
+    RawClient waiting(server_->port());
+    ASSERT_TRUE(waiting.send(http_post("/v1/chat/completions", long_chat(50, true).dump())));
+    for (int i = 0; i < 500 && metric("frugal_requests_waiting") < 1; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_EQ(metric("frugal_requests_waiting"), 1);
+  }  // hangs up while waiting
+  // It leaves the queue while the long answer still runs, and its place counts until then.
+  bool left = false;
+  for (int i = 0; i < 200 && !left; ++i) {
+    left = metric("frugal_requests_waiting") == 0;
+    if (!left) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(left) << metrics();
+  EXPECT_EQ(metric("frugal_requests_running"), 1);
+  server_->stop();
+  slow.join();
+}
+
+TEST_F(HostileClientTest, ARequestWhoseBodyStallsClosesItsConnection) {
+  ServerOptions options;
+  options.body_timeout_seconds = 0.5;
+  start(options);
+  RawClient raw(server_->port());
+  ASSERT_TRUE(raw.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       "Content-Length: 100\r\n\r\n{\"model\": "));
+  raw.receive(std::chrono::milliseconds(1500));  // the error, once the body's deadline passed
+  // Whatever comes next on that connection is never read as a new request.
+  raw.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string after = raw.receive(std::chrono::milliseconds(500));
+  EXPECT_EQ(after.find("\"status\""), std::string::npos) << after;
+  EXPECT_TRUE(raw.closed_by_server());
+}
+
 TEST_F(HostileClientTest, AStreamCutByShutdownEndsWithAnErrorNotDone) {
   start();
   RawClient raw(server_->port());

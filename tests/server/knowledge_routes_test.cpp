@@ -189,6 +189,28 @@ TEST_F(KnowledgeRoutes, AnEditDuringAnAnswerLeavesThatAnswerOnTheOldVersion) {
   EXPECT_GT(raced, 0) << "no answer was still running when an edit landed";
 }
 
+TEST_F(KnowledgeRoutes, AFileReplacedOrDeletedBehindTheServersBackIsFollowed) {
+  // As another server sharing the folder would do it.
+  start_with_folder();
+  ASSERT_EQ(send("POST", "/v1/knowledge", {{"name", "city"}, {"files", town_files()}})->status, 201);
+  const std::string before = ask("mini@city");
+  KnowledgeBuildOptions build;
+  build.context = 1024;
+  std::vector<Document> docs = {{"clinic", "Harlow Clinic", "Dr. Lena Park directs the Harlow Clinic."}};
+  KnowledgeCache::build(*model_, *tokenizer_, docs, build).save(folder_ / "city.fkv");
+  const std::string after = ask("mini@city");
+  EXPECT_NE(after, before);
+  ASSERT_EQ(send("POST", "/v1/knowledge", {{"name", "same"}, {"documents", {{{"id", "clinic"}, {"title", "Harlow Clinic"},
+                 {"text", "Dr. Lena Park directs the Harlow Clinic."}}}}})->status, 201);
+  EXPECT_EQ(after, ask("mini@same"));
+  std::filesystem::remove(folder_ / "city.fkv");
+  json body = {{"model", "mini@city"}, {"messages", {{{"role", "user"}, {"content", "Who?"}}}}};
+  EXPECT_EQ(send("POST", "/v1/chat/completions", body)->status, 404);
+  auto listed = send("GET", "/v1/knowledge");
+  ASSERT_EQ(listed->status, 200);
+  EXPECT_EQ(listed->body.find("\"city\""), std::string::npos);
+}
+
 TEST_F(KnowledgeRoutes, ThePageAndAnOaeReportAreServed) {
   const auto report = dir_ / "oae-report";
   std::filesystem::create_directories(report);
