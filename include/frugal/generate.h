@@ -39,6 +39,9 @@ struct GenerationResult {
   std::string text;             // printed text (stop string and EOG excluded)
   StopReason stop_reason = StopReason::MaxTokens;
   size_t prompt_tokens = 0;
+  // Prompt tokens whose keys and values were found already stored (a
+  // batching server's knowledge caches and prefix cache) and not read again.
+  size_t cached_tokens = 0;
   double prompt_seconds = 0;
   double first_token_seconds = 0;  // from the call to the first sampled token (time to first token)
   // Energy of this answer where it was measured (RAPL): a batching server

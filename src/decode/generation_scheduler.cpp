@@ -223,6 +223,7 @@ void GenerationScheduler::admit(std::vector<std::unique_ptr<Sequence>>& incoming
     s->tip = node;
     if (node != KvTrie::kRoot) store_.retain(node);
     s->read = length;
+    s->answer.result().cached_tokens = length;
     running_.push_back(std::move(s));
   }
 }

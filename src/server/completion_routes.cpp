@@ -116,11 +116,15 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
                                options.context),
                    chat ? "messages" : "prompt", "context_length_exceeded");
   }
-  if (request.beam_width > 1 &&
-      static_cast<int64_t>(request.beam_width) * request.max_tokens > options.max_beam_tokens) {
+  // What is left of the context bounds an answer; a request without
+  // max_tokens gets all of it.
+  const int64_t room = options.context - static_cast<int64_t>(prompt_tokens);
+  const int64_t answer_tokens = request.max_tokens < 0 ? room : std::min<int64_t>(request.max_tokens, room);
+  if (request.beam_width > 1 && request.beam_width * answer_tokens > options.max_beam_tokens) {
     throw server::invalid_request(
-        fmt::format("beam_width x max_tokens is {} x {}; this server allows at most {} (lower either)",
-                    request.beam_width, request.max_tokens, options.max_beam_tokens),
+        fmt::format("beam_width x max_tokens is {} x {}; this server allows at most {} (lower either, or give "
+                    "max_tokens)",
+                    request.beam_width, answer_tokens, options.max_beam_tokens),
         "beam_width");
   }
 
@@ -215,11 +219,12 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
         timings.generation_seconds = result.generation_seconds;
         timings.completion_tokens = result.tokens.size();
         timings.energy_joules = result.energy_joules;
+        timings.cached_tokens = std::max(cached_tokens, result.cached_tokens);
       }
     }
     cancel_unless_done.done = true;
     json body = server::completion_response(request, id, created, choices, prompt_tokens, completion_tokens);
-    if (kb) body["usage"]["prompt_tokens_details"] = {{"cached_tokens", cached_tokens}};
+    if (timings.cached_tokens > 0) body["usage"]["prompt_tokens_details"] = {{"cached_tokens", timings.cached_tokens}};
     body["timings"] = timings.to_json();  // of the first choice
     response.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
     metrics.request(endpoint, 200);
@@ -301,7 +306,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     }
     if (!send(server::stream_chunk(request, id, created, "", finish_reason(result.stop_reason), first))) return false;
     if (request.include_usage) {
-      const server::Timings timings{prompt_tokens, cached_tokens, result.tokens.size(),
+      const server::Timings timings{prompt_tokens, std::max(cached_tokens, result.cached_tokens), result.tokens.size(),
                                     queued + result.first_token_seconds, result.generation_seconds,
                                     result.energy_joules};
       if (!send(server::usage_chunk(request, id, created, timings))) return false;
@@ -328,8 +333,8 @@ void Server::Impl::beam_completion(const CompletionRequest& request, const std::
                                    httplib::Response& response) {
   BeamSearchOptions beam;
   beam.beam_width = request.beam_width;
-  beam.max_new_tokens = static_cast<int>(
-      std::min<int64_t>(request.max_tokens, options.context - static_cast<int64_t>(prompt.size())));
+  const int64_t room = options.context - static_cast<int64_t>(prompt.size());
+  beam.max_new_tokens = static_cast<int>(request.max_tokens < 0 ? room : std::min<int64_t>(request.max_tokens, room));
   beam.num_return_sequences = request.n;
   beam.run_pass = [this](const std::function<void()>& pass) {
     std::future<void> done;

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include <set>
+
 #include <fmt/format.h>
 
 namespace frugal::server {
@@ -58,6 +60,31 @@ T number(const json& body, const char* key, T low, T high, T fallback) {
 
 }  // namespace
 
+namespace {
+
+// Every request field is either honoured, accepted at a value that asks for
+// nothing frugal lacks, or refused with a 400 naming it: a field that is
+// silently ignored makes a client believe it got what it asked for.
+void refuse_unknown_fields(const json& body) {
+  static const std::set<std::string> kHonoured = {"model", "messages", "prompt", "max_tokens",
+                                                  "max_completion_tokens", "temperature", "top_p", "n", "seed",
+                                                  "stream", "stream_options", "stop", "beam_width"};
+  // Bookkeeping for the client's side; they change nothing in an answer.
+  static const std::set<std::string> kHarmless = {"user", "metadata", "store", "service_tier"};
+  for (const auto& [key, value] : body.items()) {
+    if (kHonoured.count(key) || kHarmless.count(key) || value.is_null()) continue;
+    const bool is_zero = value.is_number() && value.get<double>() == 0;
+    const bool is_false = value.is_boolean() && !value.get<bool>();
+    if ((key == "frequency_penalty" || key == "presence_penalty") && is_zero) continue;
+    if ((key == "logprobs" || key == "echo" || key == "parallel_tool_calls") && is_false) continue;
+    if (key == "best_of" && value.is_number_integer() && value.get<int64_t>() == 1) continue;
+    if (key == "response_format" && value.is_object() && value.value("type", "") == "text") continue;
+    throw invalid_request(fmt::format("'{}' is not supported by this server; leave it out", key), key);
+  }
+}
+
+}  // namespace
+
 CompletionRequest parse_completion_request(std::string_view text, bool chat) {
   json body;
   try {
@@ -98,8 +125,9 @@ CompletionRequest parse_completion_request(std::string_view text, bool chat) {
       throw invalid_request("prompt must be a string (or an array of one string)", "prompt");
     }
   }
+  // Left out: until the answer ends or the context is full, as OpenAI does.
   const char* length_key = body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-  r.max_tokens = number<int32_t>(body, length_key, 1, 1 << 20, 256);
+  r.max_tokens = number<int32_t>(body, length_key, 1, 1 << 20, -1);
   r.temperature = number<float>(body, "temperature", 0.0f, 2.0f, 1.0f);
   r.top_p = number<float>(body, "top_p", 0.0f, 1.0f, 1.0f);
   r.n = number<int>(body, "n", 1, 8, 1);
@@ -142,6 +170,7 @@ CompletionRequest parse_completion_request(std::string_view text, bool chat) {
       throw invalid_request("stop must be a string or up to 4 strings", "stop");
     }
   }
+  refuse_unknown_fields(body);
   return r;
 }
 

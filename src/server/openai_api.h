@@ -32,7 +32,7 @@ struct CompletionRequest {
   std::string model;
   std::vector<ChatMessage> messages;  // chat
   std::string prompt;                 // completions
-  int32_t max_tokens = 256;
+  int32_t max_tokens = -1;           // -1: until the answer ends or the context is full
   float temperature = 1.0f;           // OpenAI's default
   float top_p = 1.0f;
   std::vector<std::string> stop;
