@@ -349,6 +349,8 @@ async function change(method, path, body, progress, status) {
 }
 
 const kib = (bytes) => `${(bytes / 1024).toFixed(0)} KiB`;
+// What the last change to a cache said, shown again once its card is drawn anew.
+const cacheMessages = {};
 
 function cacheCard(cache) {
   const card = document.createElement("article");
@@ -367,7 +369,7 @@ function cacheCard(cache) {
     card.querySelectorAll("button").forEach((b) => { b.disabled = true; });
     try {
       await change(method, path, body, progress, status);
-      status.textContent = done;
+      cacheMessages[cache.name] = done;
       await refresh();
     } catch (error) {
       status.textContent = error.message;
@@ -427,6 +429,8 @@ function cacheCard(cache) {
     }));
     card.append(actions);
   }
+  status.textContent = cacheMessages[cache.name] ?? "";
+  delete cacheMessages[cache.name];
   card.append(progress, status);
   return card;
 }

@@ -99,8 +99,9 @@ try {
                  "It was founded in 1987. It opens at 8 am.";
   });
   await page.click("form.document button[type=submit]");
-  await page.waitForFunction(() => document.querySelector('.cache[data-name="town"]')?.textContent.includes("5 documents")
-                                   && !document.querySelector("form.document"), { timeout: 60000 });
+  // Saved, and the card drawn anew with what the change said.
+  await page.waitForFunction(() => document.querySelector('.cache[data-name="town"] [role=status]')
+                                   ?.textContent.startsWith("Replaced"), { timeout: 60000 });
   await ask("Dr. Lena Park");
 
   // Remove it: the model no longer knows.
@@ -108,8 +109,11 @@ try {
   await page.waitForNetworkIdle({ idleTime: 300 });
   await page.waitForSelector('.cache[data-name="town"] tr[data-id="harlow-clinic"]');
   await page.click('.cache[data-name="town"] tr[data-id="harlow-clinic"] button:nth-of-type(3)');  // Remove
-  await page.waitForFunction(() => document.querySelector('.cache[data-name="town"]')?.textContent.includes("4 documents"),
-                             { timeout: 60000 });
+  await page.waitForFunction(() => document.querySelector('.cache[data-name="town"] [role=status]')
+                                   ?.textContent.startsWith("Removed"), { timeout: 60000 });
+  const remaining = await page.$eval('.cache[data-name="town"]', (card) => ({
+    text: card.textContent, clinicRow: !!card.querySelector('tr[data-id="harlow-clinic"]') }));
+  check(remaining.text.includes("4 documents") && !remaining.clinicRow, "the clinic's document is gone");
   await ask("unknown");
 
   // A phone's width: nothing wider than the screen.
