@@ -12,6 +12,7 @@
 
 #include "cli/arguments.h"
 #include "cli/commands.h"
+#include "cli/model_options.h"
 #include "frugal/bench.h"
 #include "frugal/error.h"
 
@@ -102,10 +103,7 @@ void print_json(const BenchmarkResult& r, const std::string& label, const std::s
 void bench(const BenchArguments& args) {
   ModelOptions model_options;
   model_options.threads = static_cast<size_t>(args.threads);
-  if (const size_t cpus = available_cpus(); model_options.threads > cpus) {
-    fmt::print(stderr, "warning: -t {} is more threads than the {} CPU{} this process may use\n", model_options.threads,
-               cpus, cpus == 1 ? "" : "s");
-  }
+  warn_if_more_threads_than_cpus(model_options.threads);
   model_options.pin_threads = args.pin_threads;
   const auto model = Model::load(args.model_path, model_options);
   BenchmarkOptions options;

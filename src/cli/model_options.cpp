@@ -57,15 +57,19 @@ std::string demo_model_path() {
                           "pass -m MODEL.gguf, or set FRUGAL_DEFAULT_MODEL", kName, places));
 }
 
+void warn_if_more_threads_than_cpus(size_t threads) {
+  if (const size_t cpus = available_cpus(); threads > cpus) {
+    fmt::print(stderr, "warning: -t {} is more threads than the {} CPU{} this process may use; they will wait for "
+                       "each other (leave -t out to use {})\n",
+               threads, cpus, cpus == 1 ? "" : "s", cpus);
+  }
+}
+
 LoadedModel load_model(const ModelArguments& args) {
   LoadedModel loaded;
   ModelOptions options;
   options.threads = static_cast<size_t>(args.threads);
-  if (const size_t cpus = available_cpus(); options.threads > cpus) {
-    fmt::print(stderr, "warning: -t {} is more threads than the {} CPU{} this process may use; they will wait for "
-                       "each other (leave -t out to use {})\n",
-               options.threads, cpus, cpus == 1 ? "" : "s", cpus);
-  }
+  warn_if_more_threads_than_cpus(options.threads);
   options.pin_threads = args.pin_threads;
   std::string path = args.model_path;
   if (path.empty()) {

@@ -40,6 +40,10 @@ struct LoadedModel {
 
 LoadedModel load_model(const ModelArguments& args);
 
+// Warns on stderr when `threads` is more than the CPUs this process may use
+// (they would only wait for each other).
+void warn_if_more_threads_than_cpus(size_t threads);
+
 // Sampling and stopping options shared by `run` and `ask` (llama.cpp names).
 struct GenerationArguments {
   int32_t max_tokens = 256;

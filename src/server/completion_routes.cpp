@@ -82,7 +82,6 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   // The prompt: a chat in the model's format, a plain prompt, or (over a
   // knowledge cache) its knowledge and then the question.
   std::vector<TokenId> prompt;
-  size_t cached_tokens = 0;
   if (kb) {
     std::string question;
     if (chat) {
@@ -92,11 +91,10 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     } else {
       question = request.prompt;
     }
-    auto knowledge_answer = knowledge_prompt(knowledge_name, question);
-    if (!knowledge_answer) throw no_such_model();
+    auto knowledge_tokens = knowledge_prompt(knowledge_name, question);
+    if (!knowledge_tokens) throw no_such_model();
     if (chat && question.empty()) throw server::invalid_request("a knowledge model needs a user message", "messages");
-    prompt = std::move(knowledge_answer->tokens);
-    cached_tokens = knowledge_answer->cached_tokens;
+    prompt = std::move(*knowledge_tokens);
     metrics.knowledge_request(knowledge_name);
   } else if (chat) {
     std::string rendered;
@@ -201,7 +199,8 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     }
     std::vector<server::Choice> choices;
     size_t completion_tokens = 0;
-    server::Timings timings{prompt_tokens, cached_tokens};
+    // Cached tokens: what the scheduler found stored (a knowledge prefix and more).
+    server::Timings timings{prompt_tokens};
     for (auto& future : futures) {
       while (future.wait_for(kClientCheck) != std::future_status::ready) {
         if (!cancel->load() && server::client_gone()) cancel->store(true);
@@ -219,7 +218,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
         timings.generation_seconds = result.generation_seconds;
         timings.completion_tokens = result.tokens.size();
         timings.energy_joules = result.energy_joules;
-        timings.cached_tokens = std::max(cached_tokens, result.cached_tokens);
+        timings.cached_tokens = result.cached_tokens;
       }
     }
     cancel_unless_done.done = true;
@@ -259,8 +258,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   metrics.request(endpoint, 200);
   response.set_header("Cache-Control", "no-cache");
   const double queued = std::chrono::duration<double>(submitted - start).count();
-  auto provider = [this, admission, channel, cancel, future, request, id, created, prompt_tokens, cached_tokens,
-                   queued](size_t, httplib::DataSink& sink) {
+  auto provider = [this, admission, channel, cancel, future, request, id, created, prompt_tokens, queued](size_t, httplib::DataSink& sink) {
     bool first = true;
     auto send = [&](const std::string& bytes) {
       if (sink.is_writable() && sink.write(bytes.data(), bytes.size())) return true;
@@ -306,7 +304,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     }
     if (!send(server::stream_chunk(request, id, created, "", finish_reason(result.stop_reason), first))) return false;
     if (request.include_usage) {
-      const server::Timings timings{prompt_tokens, std::max(cached_tokens, result.cached_tokens), result.tokens.size(),
+      const server::Timings timings{prompt_tokens, result.cached_tokens, result.tokens.size(),
                                     queued + result.first_token_seconds, result.generation_seconds,
                                     result.energy_joules};
       if (!send(server::usage_chunk(request, id, created, timings))) return false;

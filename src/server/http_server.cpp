@@ -94,11 +94,11 @@ void Server::Impl::setup() {
   batching.context = options.context;
   batching.cache_bytes = options.prefix_cache_bytes;
   batching.before_step = [this] { step_mark = meter.mark(); };
-  batching.after_step = [this] {
-    step_energy = meter.joules_since(step_mark);
-    metrics.add_joules(step_energy, meter.measured());
+  batching.step_joules = [this] {
+    const double joules = meter.joules_since(step_mark);
+    metrics.add_joules(joules, meter.measured());
+    return meter.measured() ? joules : -1.0;
   };
-  batching.step_joules = [this] { return meter.measured() ? step_energy : -1.0; };
   scheduler = std::make_unique<GenerationScheduler>(model, tokenizer, batching);
   knowledge = std::make_unique<KnowledgeStore>(model, tokenizer, *scheduler);
   load_startup_knowledge();

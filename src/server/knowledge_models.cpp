@@ -66,12 +66,16 @@ void Server::Impl::load_startup_knowledge() {
                               "digits, '-', '_' and '.'",
                               name));
     }
-    KnowledgeLoadOptions load;
-    load.context = std::max<int64_t>(options.context, 0);
-    const auto start = std::chrono::steady_clock::now();
-    knowledge->add(name, path, load);  // its keys and values go into the store; the file is closed again
-    metrics.knowledge_loaded(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    load_into_store(name, path);
   }
+}
+
+void Server::Impl::load_into_store(const std::string& name, const fs::path& path) {
+  KnowledgeLoadOptions load;
+  load.context = std::max<int64_t>(options.context, 0);
+  const auto start = std::chrono::steady_clock::now();
+  knowledge->add(name, path, load);  // its keys and values go into the store; the file is closed again
+  metrics.knowledge_loaded(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
 std::optional<Server::Impl::FileStamp> Server::Impl::stamp_of(const fs::path& path) {
@@ -81,11 +85,11 @@ std::optional<Server::Impl::FileStamp> Server::Impl::stamp_of(const fs::path& pa
                    static_cast<int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec};
 }
 
-std::optional<Server::Impl::KnowledgePrompt> Server::Impl::knowledge_prompt(const std::string& name,
-                                                                            const std::string& question) {
-  auto prompt = [&]() -> std::optional<KnowledgePrompt> {
+std::optional<std::vector<TokenId>> Server::Impl::knowledge_prompt(const std::string& name,
+                                                                   const std::string& question) {
+  auto prompt = [&]() -> std::optional<std::vector<TokenId>> {
     if (!knowledge->contains(name)) return std::nullopt;
-    return KnowledgePrompt{knowledge->prompt_tokens(name, question), knowledge->get(name).tokens.size()};
+    return knowledge->prompt_tokens(name, question);
   };
   const bool given_at_start = std::any_of(options.knowledge.begin(), options.knowledge.end(),
                                           [&](const auto& entry) { return entry.first == name; });
@@ -111,17 +115,13 @@ std::optional<Server::Impl::KnowledgePrompt> Server::Impl::knowledge_prompt(cons
   if (knowledge->contains(name)) knowledge->remove(name);
   knowledge_stamps.erase(name);
   if (!now) return std::nullopt;
-  KnowledgeLoadOptions load;
-  load.context = std::max<int64_t>(options.context, 0);
-  const auto start = std::chrono::steady_clock::now();
   try {
-    knowledge->add(name, path, load);
+    load_into_store(name, path);
   } catch (const Error& e) {
     throw server::ApiError(500, "server_error", fmt::format("the knowledge cache '{}' cannot be loaded: {}", name,
                                                             e.what()));
   }
   knowledge_stamps[name] = *now;
-  metrics.knowledge_loaded(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return prompt();
 }
 

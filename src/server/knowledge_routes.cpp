@@ -215,10 +215,8 @@ void Server::Impl::swap_in_knowledge(const std::string& name, const fs::path& pa
   if (!knowledge->contains(name)) return;  // loaded when first asked for
   knowledge->remove(name);
   knowledge_stamps.erase(name);
-  KnowledgeLoadOptions load;
-  load.context = std::max<int64_t>(options.context, 0);
   const auto stamp = stamp_of(path);
-  knowledge->add(name, path, load);
+  load_into_store(name, path);
   if (stamp) knowledge_stamps[name] = *stamp;
 }
 

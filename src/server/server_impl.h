@@ -40,7 +40,6 @@ struct Server::Impl {
   server::Metrics metrics;
   EnergyMeter meter;
   EnergyMeter::Mark step_mark{};  // the scheduler thread's, around each batch
-  double step_energy = 0;         // joules of the last batch step (the scheduler thread's)
   std::unique_ptr<GenerationScheduler> scheduler;
   // MODEL@NAME models: knowledge caches pinned in the scheduler's store
   // (declared after it: unpinned before it goes).
@@ -84,13 +83,13 @@ struct Server::Impl {
   // Knowledge caches (knowledge_models.cpp): the --kb ones are loaded at
   // start; those of the knowledge folder when first asked for.
   void load_startup_knowledge();
-  struct KnowledgePrompt {
-    std::vector<TokenId> tokens;  // the cache's prefix, then the question
-    size_t cached_tokens = 0;     // of which the cache's
-  };
-  // Empty when there is no cache called `name`; loads it from the folder if
-  // needed (Error when its file is unusable).
-  std::optional<KnowledgePrompt> knowledge_prompt(const std::string& name, const std::string& question);
+  // The cache's prefix, then the question. Empty when there is no cache
+  // called `name`; loads it from the folder if needed (Error when its file
+  // is unusable).
+  std::optional<std::vector<TokenId>> knowledge_prompt(const std::string& name, const std::string& question);
+  // Puts the cache at `path` into the store as `name` (knowledge_mutex held
+  // for writing, or at start-up), timed in the metrics.
+  void load_into_store(const std::string& name, const std::filesystem::path& path);
   std::vector<std::pair<std::string, size_t>> knowledge_listing() const;  // name, tokens (0: not loaded yet)
 
   // Knowledge over HTTP (knowledge_routes.cpp).
