@@ -29,6 +29,7 @@ struct BenchArguments {
   int repetitions = 3;
   int64_t depth = 0;
   std::string cache_type = "f32";
+  std::string repack = "auto";
   bool json = false;
 };
 
@@ -50,6 +51,12 @@ std::string model_label(const Model& model, const std::string& path) {
 // llama-bench writes a test at depth as "tg128 @ d4096".
 std::string at_depth(const BenchmarkResult& r) {
   return r.options.depth > 0 ? fmt::format(" @ d{}", r.options.depth) : "";
+}
+
+std::string repacking_line(const RepackingReport& r) {
+  if (r.matrices == 0) return "weights as stored (not repacked)";
+  return fmt::format("repacked {} matrices ({}, {}) in {:.3f} s at load", r.matrices, r.formats, human_size(r.bytes),
+                     r.seconds);
 }
 
 void print_table(const BenchmarkResult& r, const std::string& label) {
@@ -77,7 +84,8 @@ nlohmann::ordered_json rates(const std::string& test, int64_t n_prompt, int64_t 
           {"samples_ts", samples.tokens_per_second}};
 }
 
-void print_json(const BenchmarkResult& r, const std::string& label, const std::string& path) {
+void print_json(const BenchmarkResult& r, const RepackingReport& repacking, const std::string& label,
+                const std::string& path) {
   nlohmann::ordered_json tests = nlohmann::ordered_json::array();
   if (!r.prefill.tokens_per_second.empty()) {
     tests.push_back(rates(fmt::format("pp{}", r.options.prompt_tokens), r.options.prompt_tokens, 0, r.prefill));
@@ -96,6 +104,9 @@ void print_json(const BenchmarkResult& r, const std::string& label, const std::s
                                       {"repetitions", r.options.repetitions},
                                       {"n_depth", r.options.depth},
                                       {"weight_bytes_per_token", r.weight_bytes_per_token},
+                                      {"repacked_matrices", repacking.matrices},
+                                      {"repacked_formats", repacking.formats},
+                                      {"repack_seconds", repacking.seconds},
                                       {"tests", tests}};
   fmt::print("{}\n", out.dump(2));
 }
@@ -105,6 +116,7 @@ void bench(const BenchArguments& args) {
   model_options.threads = static_cast<size_t>(args.threads);
   warn_if_more_threads_than_cpus(model_options.threads);
   model_options.pin_threads = args.pin_threads;
+  model_options.repacking = repacking_from_argument(args.repack);
   const auto model = Model::load(args.model_path, model_options);
   BenchmarkOptions options;
   options.prompt_tokens = args.prompt_tokens;
@@ -120,9 +132,10 @@ void bench(const BenchArguments& args) {
   if (show_progress) fmt::print(stderr, "\r{:<24}\r", "");
   const std::string label = model_label(*model, args.model_path);
   if (args.json) {
-    print_json(result, label, args.model_path);
+    print_json(result, model->repacking(), label, args.model_path);
   } else {
     print_table(result, label);
+    fmt::print("\n{}\n", repacking_line(model->repacking()));
   }
 }
 
@@ -134,6 +147,7 @@ void add_bench_command(CLI::App& app) {
   command->add_option("-m,--model", args->model_path, "GGUF model file")->required()->check(CLI::ExistingFile);
   command->add_option("-t,--threads", args->threads, "CPU threads (default: the CPUs this process may use)")->check(integer_in(0, 1024));
   command->add_flag("--pin-threads", args->pin_threads, "bind thread i to CPU i");
+  command->add_option("--repack", args->repack, kRepackHelp)->check(CLI::IsMember({"auto", "on", "off"}));
   command->add_option("-p,--n-prompt", args->prompt_tokens, "prompt tokens processed in one batch (0: skip)")
       ->check(integer_in(0, int64_t{1} << 20));
   command->add_option("-n,--n-gen", args->generated_tokens, "tokens generated one at a time (0: skip)")

@@ -29,6 +29,14 @@ void add_model_arguments(CLI::App& command, ModelArguments& args, bool demo_by_d
       ->check(integer_in(0, int64_t{1} << 24));
   command.add_option("--cache-type", args.cache_type, "KV cache precision (keys and values): f32 or f16")
       ->check(CLI::IsMember({"f32", "f16"}));
+  command.add_option("--repack", args.repack, kRepackHelp)->check(CLI::IsMember({"auto", "on", "off"}));
+}
+
+WeightRepacking repacking_from_argument(const std::string& value) {
+  if (value == "on") return WeightRepacking::On;
+  if (value == "off") return WeightRepacking::Off;
+  if (value == "auto") return WeightRepacking::Auto;
+  throw Error(fmt::format("--repack {}: expected auto, on or off", value));
 }
 
 std::string demo_model_path() {
@@ -71,6 +79,7 @@ LoadedModel load_model(const ModelArguments& args) {
   options.threads = static_cast<size_t>(args.threads);
   warn_if_more_threads_than_cpus(options.threads);
   options.pin_threads = args.pin_threads;
+  options.repacking = repacking_from_argument(args.repack);
   std::string path = args.model_path;
   if (path.empty()) {
     path = demo_model_path();

@@ -20,7 +20,13 @@ struct ModelArguments {
   bool pin_threads = false;
   int64_t context = 0;      // 0: the model's training context, at most 4096
   std::string cache_type = "f32";
+  std::string repack = "auto";
 };
+
+// --repack's values (auto, on, off) as the option they stand for.
+WeightRepacking repacking_from_argument(const std::string& value);
+inline constexpr const char* kRepackHelp =
+    "repack quantized weights at load for this CPU's SIMD width: auto (where timing says it is faster), on, off";
 
 // With `demo_by_default`, -m may be left out: the built-in demo model is
 // used (demo_model_path()) and stderr says so.

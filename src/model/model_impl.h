@@ -1,6 +1,7 @@
 // Internal state of a loaded model: weight views into the mapped file.
 #pragma once
 
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -41,9 +42,18 @@ struct Model::Impl {
   std::vector<LayerWeights> layers;
   std::unique_ptr<RotaryEmbedding> rope;
   std::unique_ptr<ThreadPool> pool;
+  // Repacked copies of weights, one buffer (the matrices point into it).
+  struct FreeBuffer {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  using PackedBuffer = std::unique_ptr<uint8_t, FreeBuffer>;
+  PackedBuffer packed_storage;
+  RepackingReport repacking;
 
   explicit Impl(GgufFile f) : file(std::move(f)) {}
   void load_weights();
+  // After load_weights and the pool (weight_repacking.cpp).
+  void repack_weights(WeightRepacking mode);
   std::vector<float> forward(std::span<const TokenId> tokens, KvCache& cache, bool all_logits);
   std::vector<float> forward(std::span<const TrieBatchEntry> entries, KvTrie& trie, bool token_invariant);
   // The layers over a batch; logits of the rows in `logit_rows`, in order.

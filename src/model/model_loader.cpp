@@ -88,12 +88,14 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
   model->impl_->load_weights();
   const size_t threads = options.threads ? options.threads : ThreadPool::default_thread_count();
   model->impl_->pool = std::make_unique<ThreadPool>(threads, options.pin_threads);
+  model->impl_->repack_weights(options.repacking);
   return model;
 }
 
 const ModelConfig& Model::config() const { return impl_->config; }
 const GgufFile& Model::file() const { return impl_->file; }
 size_t Model::thread_count() const { return impl_->pool->size(); }
+const RepackingReport& Model::repacking() const { return impl_->repacking; }
 
 std::vector<float> Model::forward(std::span<const TokenId> tokens, KvCache& cache, bool all_logits) {
   return impl_->forward(tokens, cache, all_logits);

@@ -20,6 +20,7 @@
 
 #include "frugal/tensor_type.h"
 #include "tensor/cpu_features.h"
+#include "tensor/packed_weights.h"
 
 namespace frugal {
 
@@ -30,6 +31,12 @@ namespace frugal {
 using DotTileFn = void (*)(const uint8_t* weights, size_t weight_stride, const uint8_t* activations,
                            size_t activation_stride, size_t n, size_t rows, size_t tokens, float* out,
                            size_t out_stride);
+// Rows [0, rows) of a repacked matrix (packed_weights.h) times `tokens`
+// Q8_0 activation rows: `groups` points at the first 16-row group, each
+// group `group_bytes` after the one before; out as for DotTileFn.
+using DotPackedFn = void (*)(const uint8_t* groups, size_t group_bytes, const uint8_t* activations,
+                             size_t activation_stride, size_t n, size_t rows, size_t tokens, float* out,
+                             size_t out_stride);
 // Converts n F32 values to an activation format (bit-identical across levels).
 using QuantizeActivationFn = void (*)(const float* x, void* out, size_t n);
 
@@ -47,6 +54,9 @@ struct KernelSet {
   Isa isa = Isa::Scalar;
   DotTileFn dot_tile[kTensorTypeSlots] = {};                         // by weight type id
   QuantizeActivationFn quantize_activation[kTensorTypeSlots] = {};  // by activation type id
+  // By PackedLayout; null where the level has no kernel for the layout (the
+  // weights then stay as stored).
+  DotPackedFn dot_packed[kPackedLayoutSlots] = {};
   float (*dot_f32)(const float* a, const float* b, size_t n) = nullptr;
   void (*axpy_f32)(float alpha, const float* x, float* y, size_t n) = nullptr;  // y += alpha * x
   // Element-wise and row operations of the transformer (ops_*.cpp).
@@ -76,6 +86,7 @@ void install_legacy_avx2(KernelSet& set);     // dot_legacy_avx2.cpp: F32/F16/BF
 void install_legacy_avx512(KernelSet& set);   // dot_legacy_avx512.cpp
 void install_kquant_avx2(KernelSet& set);     // dot_kquant_avx2.cpp: Q2_K..Q6_K, Q8_K quantizer
 void install_kquant_avx512(KernelSet& set);   // dot_kquant_avx512.cpp
+void install_packed_avx512(KernelSet& set);   // dot_packed_avx512.cpp: repacked Q8_0/Q4_0
 void install_ops_avx2(KernelSet& set);        // ops_avx2.cpp: swiglu, softmax, weighted sums
 void install_ops_avx512(KernelSet& set);      // ops_avx512.cpp
 

@@ -52,6 +52,7 @@ void install_avx512_kernels(KernelSet& set) {
   set.axpy_f32 = axpy_f32_avx512;
   install_legacy_avx512(set);
   install_kquant_avx512(set);
+  install_packed_avx512(set);
   install_ops_avx512(set);
 }
 

@@ -43,9 +43,28 @@ const uint8_t* convert_activations(TensorType activation, const float* in, size_
   return target;
 }
 
+// Rows [begin, end) of a repacked product; begin is a multiple of the group
+// size. The kernel blocks tokens and weights itself.
+void multiply_packed_rows(const WeightMatrix& weight, const uint8_t* activations, size_t activation_row_bytes,
+                          size_t tokens, float* out, size_t begin, size_t end, bool per_token) {
+  const DotPackedFn dot_packed = active_kernels().dot_packed[static_cast<size_t>(weight.packed_layout)];
+  const size_t rows = static_cast<size_t>(weight.rows), cols = static_cast<size_t>(weight.cols);
+  const size_t group_bytes = packed_matrix_bytes(weight.packed_layout, kPackedGroupRows, cols);
+  const uint8_t* groups = weight.packed + begin / kPackedGroupRows * group_bytes;
+  const size_t token_block = per_token ? 1 : tokens;
+  for (size_t t0 = 0; t0 < tokens; t0 += token_block) {
+    dot_packed(groups, group_bytes, activations + t0 * activation_row_bytes, activation_row_bytes, cols, end - begin,
+               std::min(token_block, tokens - t0), out + t0 * rows + begin, rows);
+  }
+}
+
 // Rows [begin, end) of one product, tiled.
 void multiply_rows(const WeightMatrix& weight, const uint8_t* activations, size_t activation_row_bytes, size_t tokens,
                    float* out, size_t begin, size_t end, bool per_token) {
+  if (weight.packed) {
+    multiply_packed_rows(weight, activations, activation_row_bytes, tokens, out, begin, end, per_token);
+    return;
+  }
   const DotTileFn dot_tile = active_kernels().dot_tile[type_slot(weight.type)];
   const size_t rows = static_cast<size_t>(weight.rows), cols = static_cast<size_t>(weight.cols);
   for (size_t r0 = begin; r0 < end; r0 += kRowBlock) {
@@ -73,27 +92,33 @@ void matmul_shared_input(std::span<const WeightMatrix* const> weights, const flo
   if (weights.empty()) return;
   const TensorType activation = activation_type(weights[0]->type);
   const size_t cols = static_cast<size_t>(weights[0]->cols);
-  size_t total_rows = 0;
+  // Work is shared out in units of a repacked group's rows, so that a
+  // thread's part starts on a group (stored weights don't mind).
+  const auto units_of = [](const WeightMatrix& w) {
+    return (static_cast<size_t>(w.rows) + kPackedGroupRows - 1) / kPackedGroupRows;
+  };
+  size_t total_units = 0;
   for (const WeightMatrix* w : weights) {
     if (activation_type(w->type) != activation || static_cast<size_t>(w->cols) != cols) {
       for (size_t i = 0; i < weights.size(); ++i) matmul(*weights[i], in, tokens, outs[i], pool, per_token);
       return;
     }
-    total_rows += static_cast<size_t>(w->rows);
+    total_units += units_of(*w);
   }
   const uint8_t* activations = convert_activations(activation, in, tokens, cols, pool);
   const size_t activation_row_bytes = tensor_row_bytes(activation, cols);
   // Rows of all products in one range, each thread taking a contiguous part.
-  pool.parallel_for(total_rows, [&](size_t begin, size_t end) {
+  pool.parallel_for(total_units, [&](size_t begin, size_t end) {
     size_t offset = 0;
     for (size_t i = 0; i < weights.size(); ++i) {
-      const size_t rows = static_cast<size_t>(weights[i]->rows);
-      const size_t first = std::max(begin, offset), last = std::min(end, offset + rows);
+      const size_t units = units_of(*weights[i]), rows = static_cast<size_t>(weights[i]->rows);
+      const size_t first = std::max(begin, offset), last = std::min(end, offset + units);
       if (first < last) {
-        multiply_rows(*weights[i], activations, activation_row_bytes, tokens, outs[i], first - offset, last - offset,
+        multiply_rows(*weights[i], activations, activation_row_bytes, tokens, outs[i],
+                      (first - offset) * kPackedGroupRows, std::min(rows, (last - offset) * kPackedGroupRows),
                       per_token);
       }
-      offset += rows;
+      offset += units;
     }
   });
 }
@@ -101,6 +126,11 @@ void matmul_shared_input(std::span<const WeightMatrix* const> weights, const flo
 void dequantize_matrix_row(const WeightMatrix& weight, int64_t row, float* out) {
   if (row < 0 || row >= weight.rows) {
     throw Error(fmt::format("row {} is outside the matrix ({} rows)", row, weight.rows));
+  }
+  if (weight.packed) {
+    dequantize_packed_row(weight.packed_layout, weight.packed, static_cast<size_t>(weight.cols),
+                          static_cast<size_t>(row), out);
+    return;
   }
   dequantize_row(weight.type, weight.data + static_cast<size_t>(row) * weight.row_bytes, out,
                  static_cast<size_t>(weight.cols));

@@ -8,19 +8,23 @@
 #include <vector>
 
 #include "frugal/tensor_type.h"
+#include "tensor/packed_weights.h"
 
 namespace frugal {
 
 class ThreadPool;
 
 // A 2-D weight matrix as stored in GGUF: `rows` rows of `cols` elements, each
-// row `row_bytes` long, contiguous.
+// row `row_bytes` long, contiguous. When `packed` is set, products and row
+// reads use that copy (packed_weights.h) and never touch `data`.
 struct WeightMatrix {
   TensorType type = TensorType::F32;
   const uint8_t* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
   size_t row_bytes = 0;
+  PackedLayout packed_layout = PackedLayout::None;
+  const uint8_t* packed = nullptr;
 };
 
 // out[t * weight.rows + r] = dot(weight row r, in[t * weight.cols ...]) for

@@ -20,6 +20,7 @@ struct ReferenceCase {
   double absolute;         // tolerance: absolute + relative * |ref|
   double relative;
   bool greedy_exact;       // all greedy tokens must match
+  WeightRepacking repacking = WeightRepacking::Auto;
 };
 
 std::ostream& operator<<(std::ostream& os, const ReferenceCase& c) { return os << c.model; }
@@ -30,7 +31,14 @@ TEST_P(ReferenceLogits, MatchesReferenceEngine) {
   const ReferenceCase& param = GetParam();
   ModelOptions options;
   options.threads = 2;
+  options.repacking = param.repacking;
   auto model = Model::load(test::shared_path("models/" + param.model + ".gguf"), options);
+  if (param.repacking == WeightRepacking::On && model->repacking().matrices == 0) {
+    GTEST_SKIP() << "this CPU has no repacked kernels";
+  }
+  if (param.repacking == WeightRepacking::Off) {
+    EXPECT_EQ(model->repacking().matrices, 0u);
+  }
   auto tokenizer = Tokenizer::from_gguf(model->file());
   const size_t vocab = static_cast<size_t>(model->config().vocab_size);
   std::ifstream in(test::shared_path("fixtures/reference/" + param.model + ".jsonl"));
@@ -126,8 +134,12 @@ INSTANTIATE_TEST_SUITE_P(
     SharedModels, ReferenceLogits,
     ::testing::Values(ReferenceCase{"tiny-llama-spm", 0.02, 1e-3, true},
                       ReferenceCase{"tiny-qwen2-gpt2", 0.02, 1e-3, false},
-                      ReferenceCase{"mini-llama-spm-q8_0", 0.35, 0, false},
-                      ReferenceCase{"mini-llama-spm-q4_0", 0.35, 0, false},
+                      // The formats repacked at load, both ways (Auto
+                      // may choose either on a given CPU).
+                      ReferenceCase{"mini-llama-spm-q8_0", 0.35, 0, false, WeightRepacking::On},
+                      ReferenceCase{"mini-llama-spm-q8_0", 0.35, 0, false, WeightRepacking::Off},
+                      ReferenceCase{"mini-llama-spm-q4_0", 0.35, 0, false, WeightRepacking::On},
+                      ReferenceCase{"mini-llama-spm-q4_0", 0.35, 0, false, WeightRepacking::Off},
                       ReferenceCase{"mini-llama-spm-q4_k_m", 0.35, 0, false},
                       // One logit of the 43-token prompt reaches 0.36 here:
                       // ulp-level differences in float summation order flip
@@ -137,6 +149,8 @@ INSTANTIATE_TEST_SUITE_P(
                       ReferenceCase{"mini-llama-spm-q6_k", 0.40, 0, false}),
     [](const auto& info) {
       std::string name = info.param.model;
+      if (info.param.repacking == WeightRepacking::On) name += "_repacked";
+      if (info.param.repacking == WeightRepacking::Off) name += "_stored";
       for (auto& c : name) if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
       return name;
     });
