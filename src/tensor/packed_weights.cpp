@@ -13,13 +13,69 @@ namespace frugal {
 
 namespace {
 
-using detail::BlockQ4_0;
-using detail::BlockQ8_0;
 constexpr size_t kBlock = detail::kLegacyBlockElements;
 constexpr size_t kRows = kPackedGroupRows;
 
-// Quant vectors per group and block (64 bytes each), before the scales.
-size_t quant_vectors(PackedLayout layout) { return layout == PackedLayout::Q8_0x16 ? 8 : 4; }
+// One stored block's parts, whatever the format.
+struct BlockParts {
+  uint16_t d = 0, m = 0;
+  uint32_t qh = 0;
+  uint8_t qs[32] = {};  // Q8_0: the 32 quants; nibble formats: the 16 qs bytes
+};
+
+struct Traits {
+  TensorType type;
+  size_t stored_bytes;  // per block
+  size_t vectors;       // quant vectors per group and block
+  bool high_bits;       // Q5: one more vector of fifth bits
+  bool min;             // _1 formats: 16 fp16 m after the d
+};
+
+Traits traits_of(PackedLayout layout) {
+  switch (layout) {
+    case PackedLayout::Q8_0x16: return {TensorType::Q8_0, 34, 8, false, false};
+    case PackedLayout::Q4_0x16: return {TensorType::Q4_0, 18, 4, false, false};
+    case PackedLayout::Q4_1x16: return {TensorType::Q4_1, 20, 4, false, true};
+    case PackedLayout::Q5_0x16: return {TensorType::Q5_0, 22, 4, true, false};
+    case PackedLayout::Q5_1x16: return {TensorType::Q5_1, 24, 4, true, true};
+    case PackedLayout::None: break;
+  }
+  throw Error("no repacked layout");
+}
+
+// Fifth-bit order (see the header): element e's bit moves to bit
+// 8 * (e % 4) + 4 + (e % 16) / 4 for e < 16, 8 * (e % 4) + (e - 16) / 4 after.
+unsigned fifth_bit_position(unsigned e) { return e < 16 ? 8 * (e % 4) + 4 + e / 4 : 8 * (e % 4) + (e - 16) / 4; }
+
+BlockParts read_block(const Traits& t, const uint8_t* p) {
+  BlockParts b;
+  std::memcpy(&b.d, p, 2);
+  size_t at = 2;
+  if (t.min) {
+    std::memcpy(&b.m, p + at, 2);
+    at += 2;
+  }
+  if (t.high_bits) {
+    std::memcpy(&b.qh, p + at, 4);
+    at += 4;
+  }
+  std::memcpy(b.qs, p + at, t.vectors * 4);
+  return b;
+}
+
+void write_block(const Traits& t, const BlockParts& b, uint8_t* p) {
+  std::memcpy(p, &b.d, 2);
+  size_t at = 2;
+  if (t.min) {
+    std::memcpy(p + at, &b.m, 2);
+    at += 2;
+  }
+  if (t.high_bits) {
+    std::memcpy(p + at, &b.qh, 4);
+    at += 4;
+  }
+  std::memcpy(p + at, b.qs, t.vectors * 4);
+}
 
 void check_packable(PackedLayout layout, size_t cols) {
   if (layout == PackedLayout::None || cols % kBlock != 0) {
@@ -33,6 +89,9 @@ PackedLayout packed_layout_for(TensorType type) {
   switch (type) {
     case TensorType::Q8_0: return PackedLayout::Q8_0x16;
     case TensorType::Q4_0: return PackedLayout::Q4_0x16;
+    case TensorType::Q4_1: return PackedLayout::Q4_1x16;
+    case TensorType::Q5_0: return PackedLayout::Q5_0x16;
+    case TensorType::Q5_1: return PackedLayout::Q5_1x16;
     default: return PackedLayout::None;
   }
 }
@@ -41,6 +100,9 @@ const char* packed_layout_name(PackedLayout layout) {
   switch (layout) {
     case PackedLayout::Q8_0x16: return "Q8_0x16";
     case PackedLayout::Q4_0x16: return "Q4_0x16";
+    case PackedLayout::Q4_1x16: return "Q4_1x16";
+    case PackedLayout::Q5_0x16: return "Q5_0x16";
+    case PackedLayout::Q5_1x16: return "Q5_1x16";
     case PackedLayout::None: break;
   }
   return "stored";
@@ -48,7 +110,8 @@ const char* packed_layout_name(PackedLayout layout) {
 
 size_t packed_group_block_bytes(PackedLayout layout) {
   if (layout == PackedLayout::None) return 0;
-  return 64 * quant_vectors(layout) + 2 * kRows;
+  const Traits t = traits_of(layout);
+  return kRows * t.stored_bytes;
 }
 
 size_t packed_matrix_bytes(PackedLayout layout, size_t rows, size_t cols) {
@@ -60,8 +123,9 @@ void pack_matrix_groups(PackedLayout layout, const WeightMatrix& weight, size_t 
                         uint8_t* out) {
   const size_t cols = static_cast<size_t>(weight.cols), rows = static_cast<size_t>(weight.rows);
   check_packable(layout, cols);
+  const Traits t = traits_of(layout);
   const size_t blocks = cols / kBlock, block_bytes = packed_group_block_bytes(layout);
-  const size_t vectors = quant_vectors(layout);
+  const size_t scales_at = 64 * t.vectors + (t.high_bits ? 64 : 0);
   for (size_t g = group_begin; g < group_end; ++g) {
     const uint8_t* row[kRows];
     for (size_t r = 0; r < kRows; ++r) {
@@ -70,21 +134,19 @@ void pack_matrix_groups(PackedLayout layout, const WeightMatrix& weight, size_t 
     }
     uint8_t* dst = out + g * blocks * block_bytes;
     for (size_t k = 0; k < blocks; ++k, dst += block_bytes) {
-      uint16_t* scales = reinterpret_cast<uint16_t*>(dst + 64 * vectors);
       for (size_t r = 0; r < kRows; ++r) {
-        if (layout == PackedLayout::Q8_0x16) {
-          BlockQ8_0 b;
-          std::memcpy(&b, row[r] + k * sizeof b, sizeof b);
-          for (size_t j = 0; j < vectors; ++j) {
-            for (size_t i = 0; i < 4; ++i) dst[64 * j + 4 * r + i] = static_cast<uint8_t>(b.qs[4 * j + i] ^ 0x80);
-          }
-          std::memcpy(scales + r, &b.d, 2);
-        } else {
-          BlockQ4_0 b;
-          std::memcpy(&b, row[r] + k * sizeof b, sizeof b);
-          for (size_t j = 0; j < vectors; ++j) std::memcpy(dst + 64 * j + 4 * r, b.qs + 4 * j, 4);
-          std::memcpy(scales + r, &b.d, 2);
+        BlockParts b = read_block(t, row[r] + k * t.stored_bytes);
+        if (t.type == TensorType::Q8_0) {
+          for (size_t i = 0; i < 32; ++i) b.qs[i] ^= 0x80;  // unsigned for dpbusd
         }
+        for (size_t j = 0; j < t.vectors; ++j) std::memcpy(dst + 64 * j + 4 * r, b.qs + 4 * j, 4);
+        if (t.high_bits) {
+          uint32_t moved = 0;
+          for (unsigned e = 0; e < 32; ++e) moved |= ((b.qh >> e) & 1u) << fifth_bit_position(e);
+          std::memcpy(dst + 64 * t.vectors + 4 * r, &moved, 4);
+        }
+        std::memcpy(dst + scales_at + 2 * r, &b.d, 2);
+        if (t.min) std::memcpy(dst + scales_at + 32 + 2 * r, &b.m, 2);
       }
     }
   }
@@ -92,24 +154,28 @@ void pack_matrix_groups(PackedLayout layout, const WeightMatrix& weight, size_t 
 
 void dequantize_packed_row(PackedLayout layout, const uint8_t* packed, size_t cols, size_t row, float* out) {
   check_packable(layout, cols);
+  const Traits t = traits_of(layout);
   const size_t blocks = cols / kBlock, block_bytes = packed_group_block_bytes(layout);
-  const size_t vectors = quant_vectors(layout), r = row % kRows;
+  const size_t scales_at = 64 * t.vectors + (t.high_bits ? 64 : 0), r = row % kRows;
   const uint8_t* src = packed + (row / kRows) * blocks * block_bytes;
-  for (size_t k = 0; k < blocks; ++k, src += block_bytes, out += kBlock) {
-    uint16_t d_bits;
-    std::memcpy(&d_bits, src + 64 * vectors + 2 * r, 2);
-    const float d = f16_to_f32(d_bits);
-    for (size_t j = 0; j < vectors; ++j) {
-      for (size_t i = 0; i < 4; ++i) {
-        const uint8_t byte = src[64 * j + 4 * r + i];
-        if (layout == PackedLayout::Q8_0x16) {
-          out[4 * j + i] = d * static_cast<float>(static_cast<int8_t>(byte ^ 0x80));
-        } else {
-          out[4 * j + i] = d * static_cast<float>((byte & 0x0F) - 8);
-          out[16 + 4 * j + i] = d * static_cast<float>((byte >> 4) - 8);
-        }
-      }
+  // Each block rebuilt as stored, then dequantized as stored: the same
+  // values bit for bit.
+  uint8_t stored[34];
+  for (size_t k = 0; k < blocks; ++k, src += block_bytes) {
+    BlockParts b;
+    for (size_t j = 0; j < t.vectors; ++j) std::memcpy(b.qs + 4 * j, src + 64 * j + 4 * r, 4);
+    if (t.type == TensorType::Q8_0) {
+      for (size_t i = 0; i < 32; ++i) b.qs[i] ^= 0x80;
     }
+    if (t.high_bits) {
+      uint32_t moved;
+      std::memcpy(&moved, src + 64 * t.vectors + 4 * r, 4);
+      for (unsigned e = 0; e < 32; ++e) b.qh |= ((moved >> fifth_bit_position(e)) & 1u) << e;
+    }
+    std::memcpy(&b.d, src + scales_at + 2 * r, 2);
+    if (t.min) std::memcpy(&b.m, src + scales_at + 32 + 2 * r, 2);
+    write_block(t, b, stored);
+    dequantize_row(t.type, stored, out + k * kBlock, kBlock);
   }
 }
 

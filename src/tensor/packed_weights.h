@@ -9,10 +9,17 @@
 //
 //   group g (rows 16g .. 16g+15), block k (elements 32k .. 32k+31):
 //     Q8_0x16: 8 vectors, vector j = quants 4j..4j+3 of rows 0..15, stored
-//              as unsigned bytes (q + 128); then the 16 fp16 scales.  544 B
+//              as unsigned bytes (q + 128); then the 16 fp16 d.        544 B
 //     Q4_0x16: 4 vectors, vector j = bytes 4j..4j+3 of each row's qs (low
 //              nibbles: elements 4j..4j+3, high: 16+4j..16+4j+3); then the
-//              16 fp16 scales.                                          288 B
+//              16 fp16 d.                                               288 B
+//     Q5_0x16: as Q4_0, then one vector of each row's 32 fifth bits, moved
+//              so that the bits of a quant vector's 4 elements sit at bit 4
+//              of their bytes after one shift: element e < 16 (low nibble
+//              of vector e/4, byte e%4) at bit 8*(e%4) + 4 + e/4, element
+//              e >= 16 at bit 8*(e%4) + (e-16)/4 (shift left by 4 - that);
+//              then the 16 d.                                           352 B
+//     Q4_1x16, Q5_1x16: as Q4_0 / Q5_0, then the 16 d, then the 16 fp16 m.
 //
 // Groups follow one another, each holding all its blocks; a last group with
 // fewer than 16 rows repeats its last row. The bytes per group and block are
@@ -30,8 +37,8 @@ namespace frugal {
 struct WeightMatrix;
 class ThreadPool;
 
-enum class PackedLayout : uint8_t { None = 0, Q8_0x16 = 1, Q4_0x16 = 2 };
-inline constexpr size_t kPackedLayoutSlots = 3;
+enum class PackedLayout : uint8_t { None = 0, Q8_0x16, Q4_0x16, Q4_1x16, Q5_0x16, Q5_1x16 };
+inline constexpr size_t kPackedLayoutSlots = 6;
 inline constexpr size_t kPackedGroupRows = 16;
 
 // The layout a stored type repacks into (None: it stays as stored).
