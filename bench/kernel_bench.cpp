@@ -16,6 +16,8 @@
 
 #include "frugal/quant.h"
 #include "tensor/kernel_set.h"
+#include "tensor/matmul.h"
+#include "tensor/packed_weights.h"
 
 namespace frugal {
 namespace {
@@ -67,6 +69,32 @@ void matvec(benchmark::State& state, Isa isa, TensorType type) {
   for (auto _ : state) {
     kernels.dot_tile[type_slot(type)](p.weights.data(), p.weight_row_bytes, p.activations.data(),
                                       p.activation_row_bytes, kCols, kRows, 1, out.data(), kRows);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * p.weights.size()));
+}
+
+// The same product over the weights repacked (tensor/packed_weights.h): what
+// --repack on reads in decode.
+void matvec_packed(benchmark::State& state, Isa isa, TensorType type) {
+  const PackedLayout layout = packed_layout_for(type);
+  if (!cpu_supports(isa) || kernel_set(isa).dot_packed[static_cast<size_t>(layout)] == nullptr) {
+    state.SkipWithError("no repacked kernel at this level");
+    return;
+  }
+  constexpr size_t kCols = 2048;
+  const size_t kRows = (size_t{256} << 20) / tensor_row_bytes(type, kCols) / kPackedGroupRows * kPackedGroupRows;
+  const PackedProblem p = make_problem(type, kRows, kCols, 1);
+  const WeightMatrix stored{type, p.weights.data(), static_cast<int64_t>(kRows), static_cast<int64_t>(kCols),
+                            p.weight_row_bytes};
+  std::vector<uint8_t> packed(packed_matrix_bytes(layout, kRows, kCols));
+  pack_matrix_groups(layout, stored, 0, kRows / kPackedGroupRows, packed.data());
+  const size_t group_bytes = packed_matrix_bytes(layout, kPackedGroupRows, kCols);
+  std::vector<float> out(kRows);
+  for (auto _ : state) {
+    kernel_set(isa).dot_packed[static_cast<size_t>(layout)](packed.data(), group_bytes, p.activations.data(),
+                                                            p.activation_row_bytes, kCols, kRows, 1, out.data(),
+                                                            kRows);
     benchmark::DoNotOptimize(out.data());
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * p.weights.size()));
@@ -126,6 +154,10 @@ const bool kRegistered = [] {
       const std::string suffix = std::string(isa_name(isa)) + "/" + std::string(tensor_type_name(type));
       benchmark::RegisterBenchmark(("matvec/" + suffix).c_str(), matvec, isa, type)->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(("tile/" + suffix).c_str(), tile, isa, type)->Unit(benchmark::kMicrosecond);
+      if (packed_layout_for(type) != PackedLayout::None) {
+        benchmark::RegisterBenchmark(("matvec_packed/" + suffix).c_str(), matvec_packed, isa, type)
+            ->Unit(benchmark::kMicrosecond);
+      }
     }
   }
   benchmark::RegisterBenchmark("read_bandwidth", read_bandwidth)->Arg(1)->Arg(2)->UseRealTime();

@@ -21,10 +21,23 @@
 //              then the 16 d.                                           352 B
 //     Q4_1x16, Q5_1x16: as Q4_0 / Q5_0, then the 16 d, then the 16 fp16 m.
 //
+//   K formats, per group and super-block (elements 256k .. 256k+255):
+//     Q4_Kx16: 32 vectors, vector v = qs bytes 4v..4v+3 of each row (low
+//              nibbles: sub-block 2(v/8), high: 2(v/8)+1); then per
+//              sub-block s the 16 rows' 6-bit scales as bytes (8 x 16), the
+//              mins likewise, the 16 fp16 d and the 16 fp16 dmin.     2368 B
+//              (scales unpacked: 64 bytes more than 16 stored rows)
+//     Q6_Kx16: 16 steps (h = 0..1, i = 0..7) of three vectors (lane = row):
+//              ql bytes 64h+4i.., ql bytes 64h+32+4i.., qh bytes 32h+4i..
+//              (in the order the kernel reads them, so decode streams
+//              forward); then per 16-element sub-block the 16 rows' int8
+//              scales (16 x 16), then the 16 fp16 d.                   3360 B
+//
 // Groups follow one another, each holding all its blocks; a last group with
 // fewer than 16 rows repeats its last row. The bytes per group and block are
-// exactly those of 16 stored rows: a repacked matrix takes the file's size,
-// and the mapped pages it replaces are given back (see Model loading).
+// those of 16 stored rows (Q4_K: 2.8% more): a repacked matrix takes about
+// the file's size, and the mapped pages it replaces are given back (see
+// Model loading).
 #pragma once
 
 #include <cstddef>
@@ -37,13 +50,15 @@ namespace frugal {
 struct WeightMatrix;
 class ThreadPool;
 
-enum class PackedLayout : uint8_t { None = 0, Q8_0x16, Q4_0x16, Q4_1x16, Q5_0x16, Q5_1x16 };
-inline constexpr size_t kPackedLayoutSlots = 6;
+enum class PackedLayout : uint8_t { None = 0, Q8_0x16, Q4_0x16, Q4_1x16, Q5_0x16, Q5_1x16, Q4_Kx16, Q6_Kx16 };
+inline constexpr size_t kPackedLayoutSlots = 8;
 inline constexpr size_t kPackedGroupRows = 16;
 
 // The layout a stored type repacks into (None: it stays as stored).
 PackedLayout packed_layout_for(TensorType type);
 const char* packed_layout_name(PackedLayout layout);
+// Elements per block of a layout (32, or 256 for the K formats).
+size_t packed_block_elements(PackedLayout layout);
 // Bytes of one group and block.
 size_t packed_group_block_bytes(PackedLayout layout);
 // Bytes of a whole repacked matrix.
