@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "frugal/model.h"
 
@@ -16,6 +17,36 @@ struct AttentionShape {
   size_t head_size = 0;
   float scale = 1.0f;  // applied to q.k before the softmax
 };
+
+// Cached positions of one sequence as runs of evenly spaced rows (a
+// contiguous cache is one run; the KV trie's path, one per run of
+// consecutive slots in a page). Pointers are to the run's first row of the
+// layer, KV head 0.
+struct KvRun {
+  size_t first_position = 0;
+  size_t length = 0;
+  const uint8_t* keys = nullptr;
+  const uint8_t* values = nullptr;
+};
+struct KvRows {
+  std::span<const KvRun> runs;  // in position order, from 0
+  size_t row_elements = 0;      // elements from one position to the next
+  bool f16 = false;             // else F32
+};
+
+// Attention of one token (all its query heads, q: [head_count * head_size])
+// over `visible` cached positions, in work items of one KV head and a chunk
+// of positions (flash-decoding); the result does not depend on how the
+// positions are split into runs. Used by the contiguous cache and the trie
+// alike, so a beam decoded in a batch gives what it gives alone, bit for
+// bit. Callers run the items in their own parallel loops:
+size_t decode_items(size_t visible, const AttentionShape& shape);  // KV heads x chunks
+// Floats of partial results one token needs (per query head and chunk).
+size_t decode_partial_floats(size_t visible, const AttentionShape& shape);
+void decode_item(const float* q, const KvRows& rows, size_t visible, const AttentionShape& shape, size_t item,
+                 float* partials);
+// After all items: the chunks merged into out [head_count * head_size].
+void decode_merge(const float* partials, size_t visible, const AttentionShape& shape, float* out);
 
 // q: [tokens][head_count * head_size], the queries of positions start ..
 // start + tokens - 1, whose keys and values are already in `cache`.

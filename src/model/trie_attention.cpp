@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "frugal/error.h"
+#include "model/attention.h"
 #include "model/model_impl.h"
 #include "tensor/kernel_set.h"
 
@@ -77,6 +78,10 @@ class TrieBackend final : public KvBackend {
     for (size_t c = 0; c < chains_.size(); ++c) {
       Chain& chain = chains_[c];
       chain.runs = slot_runs(trie.path_slots(entries[chain.first_entry + chain.length - 1].node), trie.slots_per_page());
+      if (chain.length == 1) {  // attends as one-token decoding does (attention.h)
+        lone_.push_back(c);
+        continue;
+      }
       for (size_t t0 = chain.first_entry; t0 < chain.first_entry + chain.length; t0 += kQueryBlock) {
         blocks_.push_back({c, t0, std::min(chain.first_entry + chain.length, t0 + kQueryBlock)});
       }
@@ -99,11 +104,39 @@ class TrieBackend final : public KvBackend {
     const size_t q_width = head_count_ * head_size_;
     const size_t group = head_count_ / kv_head_count_;
     const size_t row_bytes = trie_.layout().row_bytes();
-    pool_.parallel_for(blocks_.size() * head_count_, [&](size_t begin, size_t end) {
+    const AttentionShape shape{head_count_, kv_head_count_, head_size_, scale_};
+    // Lone entries: their paths as runs of rows of this layer, their work
+    // items and partial results laid end to end.
+    lone_runs_.resize(lone_.size());
+    lone_item_start_.assign(lone_.size() + 1, 0);
+    lone_partial_start_.assign(lone_.size() + 1, 0);
+    for (size_t i = 0; i < lone_.size(); ++i) {
+      const Chain& chain = chains_[lone_[i]];
+      lone_runs_[i].clear();
+      for (const SlotRun& run : chain.runs) {
+        lone_runs_[i].push_back({run.first_position, run.length, trie_.key_row(layer, run.first_slot),
+                                 trie_.value_row(layer, run.first_slot)});
+      }
+      lone_item_start_[i + 1] = lone_item_start_[i] + decode_items(chain.first_visible, shape);
+      lone_partial_start_[i + 1] = lone_partial_start_[i] + decode_partial_floats(chain.first_visible, shape);
+    }
+    lone_partials_.resize(lone_partial_start_.back());
+    const size_t lone_items = lone_item_start_.back();
+    pool_.parallel_for(lone_items + blocks_.size() * head_count_, [&](size_t begin, size_t end) {
       thread_local std::vector<float> scores;
       for (size_t item = begin; item < end; ++item) {
-        const QueryBlock& block = blocks_[item / head_count_];
-        const size_t head = item % head_count_;
+        if (item < lone_items) {
+          const size_t i = static_cast<size_t>(
+              std::upper_bound(lone_item_start_.begin(), lone_item_start_.end(), item) - lone_item_start_.begin() - 1);
+          const Chain& chain = chains_[lone_[i]];
+          const KvRows rows{lone_runs_[i], row_bytes / sizeof(float), false};
+          decode_item(q + chain.first_entry * q_width, rows, chain.first_visible, shape, item - lone_item_start_[i],
+                      lone_partials_.data() + lone_partial_start_[i]);
+          continue;
+        }
+        const size_t block_item = item - lone_items;
+        const QueryBlock& block = blocks_[block_item / head_count_];
+        const size_t head = block_item % head_count_;
         const Chain& chain = chains_[block.chain];
         const size_t offset = (head / group) * head_size_ * sizeof(float);
         const size_t first_visible = chain.first_visible + (block.t0 - chain.first_entry);
@@ -135,6 +168,11 @@ class TrieBackend final : public KvBackend {
         }
       }
     });
+    for (size_t i = 0; i < lone_.size(); ++i) {
+      const Chain& chain = chains_[lone_[i]];
+      decode_merge(lone_partials_.data() + lone_partial_start_[i], chain.first_visible, shape,
+                   out + chain.first_entry * q_width);
+    }
   }
 
  private:
@@ -144,7 +182,11 @@ class TrieBackend final : public KvBackend {
   float scale_;
   ThreadPool& pool_;
   std::vector<Chain> chains_;
-  std::vector<QueryBlock> blocks_;
+  std::vector<QueryBlock> blocks_;  // of chains of several entries
+  std::vector<size_t> lone_;        // chains of one entry
+  std::vector<std::vector<KvRun>> lone_runs_;
+  std::vector<size_t> lone_item_start_, lone_partial_start_;
+  std::vector<float> lone_partials_;
 };
 
 }  // namespace

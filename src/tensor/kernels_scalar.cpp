@@ -45,6 +45,32 @@ void weighted_sum_f32_scalar(const float* weights, size_t count, const float* ro
   }
 }
 
+void weighted_sum_f16_scalar(const float* weights, size_t count, const uint16_t* rows, size_t row_stride, float* out,
+                             size_t n) {
+  for (size_t j = 0; j < count; ++j) {
+    for (size_t i = 0; i < n; ++i) out[i] += weights[j] * f16_to_f32(rows[j * row_stride + i]);
+  }
+}
+
+template <class Key, float (*ToFloat)(Key)>
+void key_scores_scalar(const Key* keys, size_t key_stride, size_t count, const float* queries, size_t query_stride,
+                       size_t queries_count, size_t head_size, float* scores) {
+  for (size_t q = 0; q < queries_count; ++q) {
+    for (size_t j = 0; j < count; ++j) {
+      float sum = 0;
+      for (size_t i = 0; i < head_size; ++i) sum += ToFloat(keys[j * key_stride + i]) * queries[q * query_stride + i];
+      scores[q * count + j] = sum;
+    }
+  }
+}
+float same(float x) { return x; }
+
+template <class Row, void (*One)(const float*, size_t, const Row*, size_t, float*, size_t)>
+void weighted_sums_by_one(const float* weights, size_t weight_stride, size_t outputs, size_t count, const Row* rows,
+                          size_t row_stride, float* out, size_t out_stride, size_t n) {
+  for (size_t o = 0; o < outputs; ++o) One(weights + o * weight_stride, count, rows, row_stride, out + o * out_stride, n);
+}
+
 }  // namespace
 
 void install_scalar_kernels(KernelSet& set) {
@@ -76,6 +102,11 @@ void install_scalar_kernels(KernelSet& set) {
   set.swiglu = swiglu;
   set.softmax = softmax;
   set.weighted_sum_f32 = weighted_sum_f32_scalar;
+  set.weighted_sum_f16 = weighted_sum_f16_scalar;
+  set.weighted_sums_f32 = weighted_sums_by_one<float, weighted_sum_f32_scalar>;
+  set.weighted_sums_f16 = weighted_sums_by_one<uint16_t, weighted_sum_f16_scalar>;
+  set.key_scores_f32 = key_scores_scalar<float, same>;
+  set.key_scores_f16 = key_scores_scalar<uint16_t, f16_to_f32>;
 }
 
 }  // namespace frugal

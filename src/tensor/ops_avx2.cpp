@@ -118,6 +118,72 @@ void weighted_sum_f32_avx2(const float* weights, size_t count, const float* rows
   }
 }
 
+FRUGAL_INLINE __m256 halves8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+void weighted_sum_f16_avx2(const float* weights, size_t count, const uint16_t* rows, size_t row_stride, float* out,
+                           size_t n) {
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256 a0 = _mm256_loadu_ps(out + i), a1 = _mm256_loadu_ps(out + i + 8), a2 = _mm256_loadu_ps(out + i + 16),
+           a3 = _mm256_loadu_ps(out + i + 24);
+    for (size_t j = 0; j < count; ++j) {
+      const __m256 w = _mm256_set1_ps(weights[j]);
+      const uint16_t* row = rows + j * row_stride + i;
+      a0 = _mm256_fmadd_ps(w, halves8(row), a0);
+      a1 = _mm256_fmadd_ps(w, halves8(row + 8), a1);
+      a2 = _mm256_fmadd_ps(w, halves8(row + 16), a2);
+      a3 = _mm256_fmadd_ps(w, halves8(row + 24), a3);
+    }
+    _mm256_storeu_ps(out + i, a0);
+    _mm256_storeu_ps(out + i + 8, a1);
+    _mm256_storeu_ps(out + i + 16, a2);
+    _mm256_storeu_ps(out + i + 24, a3);
+  }
+  for (; i + 8 <= n; i += 8) {
+    __m256 a = _mm256_loadu_ps(out + i);
+    for (size_t j = 0; j < count; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(weights[j]), halves8(rows + j * row_stride + i), a);
+    _mm256_storeu_ps(out + i, a);
+  }
+  for (; i < n; ++i) {
+    float a = out[i];
+    for (size_t j = 0; j < count; ++j) a += weights[j] * _cvtsh_ss(rows[j * row_stride + i]);
+    out[i] = a;
+  }
+}
+
+FRUGAL_INLINE __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+FRUGAL_INLINE __m256 load8(const uint16_t* p) { return halves8(p); }
+FRUGAL_INLINE float to_float(float x) { return x; }
+FRUGAL_INLINE float to_float(uint16_t x) { return _cvtsh_ss(x); }
+
+template <class Row, void (*One)(const float*, size_t, const Row*, size_t, float*, size_t)>
+void weighted_sums_by_one(const float* weights, size_t weight_stride, size_t outputs, size_t count, const Row* rows,
+                          size_t row_stride, float* out, size_t out_stride, size_t n) {
+  for (size_t o = 0; o < outputs; ++o) One(weights + o * weight_stride, count, rows, row_stride, out + o * out_stride, n);
+}
+
+template <class Key>
+void key_scores_avx2(const Key* keys, size_t key_stride, size_t count, const float* queries, size_t query_stride,
+                     size_t queries_count, size_t head_size, float* scores) {
+  for (size_t q = 0; q < queries_count; ++q) {
+    const float* query = queries + q * query_stride;
+    for (size_t j = 0; j < count; ++j) {
+      const Key* key = keys + j * key_stride;
+      __m256 acc = _mm256_setzero_ps();
+      size_t i = 0;
+      for (; i + 8 <= head_size; i += 8) acc = _mm256_fmadd_ps(load8(key + i), _mm256_loadu_ps(query + i), acc);
+      __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+      h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+      h = _mm_add_ss(h, _mm_movehdup_ps(h));
+      float sum = _mm_cvtss_f32(h);
+      for (; i < head_size; ++i) sum += to_float(key[i]) * query[i];
+      scores[q * count + j] = sum;
+    }
+  }
+}
+
 }  // namespace
 
 void install_ops_avx2(KernelSet& set) {
@@ -125,6 +191,11 @@ void install_ops_avx2(KernelSet& set) {
   set.swiglu = swiglu_avx2;
   set.softmax = softmax_avx2;
   set.weighted_sum_f32 = weighted_sum_f32_avx2;
+  set.weighted_sum_f16 = weighted_sum_f16_avx2;
+  set.weighted_sums_f32 = weighted_sums_by_one<float, weighted_sum_f32_avx2>;
+  set.weighted_sums_f16 = weighted_sums_by_one<uint16_t, weighted_sum_f16_avx2>;
+  set.key_scores_f32 = key_scores_avx2<float>;
+  set.key_scores_f16 = key_scores_avx2<uint16_t>;
 }
 
 }  // namespace frugal

@@ -95,12 +95,165 @@ void weighted_sum_f32_avx512(const float* weights, size_t count, const float* ro
   }
 }
 
+FRUGAL_INLINE __m512 halves16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+void weighted_sum_f16_avx512(const float* weights, size_t count, const uint16_t* rows, size_t row_stride, float* out,
+                             size_t n) {
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    __m512 a0 = _mm512_loadu_ps(out + i), a1 = _mm512_loadu_ps(out + i + 16), a2 = _mm512_loadu_ps(out + i + 32),
+           a3 = _mm512_loadu_ps(out + i + 48);
+    for (size_t j = 0; j < count; ++j) {
+      const __m512 w = _mm512_set1_ps(weights[j]);
+      const uint16_t* row = rows + j * row_stride + i;
+      a0 = _mm512_fmadd_ps(w, halves16(row), a0);
+      a1 = _mm512_fmadd_ps(w, halves16(row + 16), a1);
+      a2 = _mm512_fmadd_ps(w, halves16(row + 32), a2);
+      a3 = _mm512_fmadd_ps(w, halves16(row + 48), a3);
+    }
+    _mm512_storeu_ps(out + i, a0);
+    _mm512_storeu_ps(out + i + 16, a1);
+    _mm512_storeu_ps(out + i + 32, a2);
+    _mm512_storeu_ps(out + i + 48, a3);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 mask = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    __m512 a = _mm512_maskz_loadu_ps(mask, out + i);
+    for (size_t j = 0; j < count; ++j) {
+      const __m512 v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, rows + j * row_stride + i));
+      a = _mm512_fmadd_ps(_mm512_set1_ps(weights[j]), v, a);
+    }
+    _mm512_mask_storeu_ps(out + i, mask, a);
+  }
+}
+
+FRUGAL_INLINE __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+FRUGAL_INLINE __m512 load16(const uint16_t* p) { return halves16(p); }
+
+// Up to 4 outputs x 64 columns in registers while the rows pass once.
+template <class Row, int O>
+FRUGAL_INLINE void weighted_sums_64(const float* weights, size_t weight_stride, size_t count, const Row* rows,
+                                    size_t row_stride, float* out, size_t out_stride) {
+  __m512 acc[O][4];
+#pragma GCC unroll 4
+  for (int o = 0; o < O; ++o) {
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) acc[o][c] = _mm512_loadu_ps(out + o * out_stride + 16 * c);
+  }
+  for (size_t j = 0; j < count; ++j) {
+    const Row* row = rows + j * row_stride;
+    const __m512 v[4] = {load16(row), load16(row + 16), load16(row + 32), load16(row + 48)};
+#pragma GCC unroll 4
+    for (int o = 0; o < O; ++o) {
+      const __m512 w = _mm512_set1_ps(weights[o * weight_stride + j]);
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) acc[o][c] = _mm512_fmadd_ps(w, v[c], acc[o][c]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int o = 0; o < O; ++o) {
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) _mm512_storeu_ps(out + o * out_stride + 16 * c, acc[o][c]);
+  }
+}
+
+template <class Row, void (*One)(const float*, size_t, const Row*, size_t, float*, size_t)>
+void weighted_sums_avx512(const float* weights, size_t weight_stride, size_t outputs, size_t count, const Row* rows,
+                          size_t row_stride, float* out, size_t out_stride, size_t n) {
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    size_t o = 0;
+    for (; o + 4 <= outputs; o += 4) {
+      weighted_sums_64<Row, 4>(weights + o * weight_stride, weight_stride, count, rows + i, row_stride,
+                               out + o * out_stride + i, out_stride);
+    }
+    switch (outputs - o) {
+      case 3: weighted_sums_64<Row, 3>(weights + o * weight_stride, weight_stride, count, rows + i, row_stride, out + o * out_stride + i, out_stride); break;
+      case 2: weighted_sums_64<Row, 2>(weights + o * weight_stride, weight_stride, count, rows + i, row_stride, out + o * out_stride + i, out_stride); break;
+      case 1: weighted_sums_64<Row, 1>(weights + o * weight_stride, weight_stride, count, rows + i, row_stride, out + o * out_stride + i, out_stride); break;
+      default: break;
+    }
+  }
+  if (i < n) {
+    for (size_t o = 0; o < outputs; ++o) {
+      One(weights + o * weight_stride, count, rows + i, row_stride, out + o * out_stride + i, n - i);
+    }
+  }
+}
+
+// Lane k of the result = the sum of the 16 lanes of v[k]: a transpose and
+// add in four rounds (45 operations for 16 sums, not 16 reductions).
+FRUGAL_INLINE __m512 sums_of_16(const __m512 (&v)[16]) {
+  __m512 c[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    // Per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3].
+    c[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  }
+  __m512 e[4];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    // Per 128-bit lane: the lane's sums of four vectors.
+    e[i] = _mm512_add_ps(_mm512_shuffle_ps(c[2 * i], c[2 * i + 1], 0x44), _mm512_shuffle_ps(c[2 * i], c[2 * i + 1], 0xEE));
+  }
+  const __m512 g0 = _mm512_add_ps(_mm512_shuffle_f32x4(e[0], e[1], 0x44), _mm512_shuffle_f32x4(e[0], e[1], 0xEE));
+  const __m512 g1 = _mm512_add_ps(_mm512_shuffle_f32x4(e[2], e[3], 0x44), _mm512_shuffle_f32x4(e[2], e[3], 0xEE));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(g0, g1, 0x88), _mm512_shuffle_f32x4(g0, g1, 0xDD));
+}
+
+// 16 keys at a time, one accumulator per key, summed by sums_of_16; head
+// sizes that are not a multiple of 16 take masked loads for the rest.
+template <class Key>
+void key_scores_avx512(const Key* keys, size_t key_stride, size_t count, const float* queries, size_t query_stride,
+                       size_t queries_count, size_t head_size, float* scores) {
+  const size_t whole = head_size / 16 * 16;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (head_size - whole)) - 1);
+  for (size_t j0 = 0; j0 < count; j0 += 16) {
+    const size_t keys_here = count - j0 < 16 ? count - j0 : 16;
+    const Key* key[16];
+    for (size_t k = 0; k < 16; ++k) key[k] = keys + (j0 + (k < keys_here ? k : keys_here - 1)) * key_stride;
+    for (size_t q = 0; q < queries_count; ++q) {
+      const float* query = queries + q * query_stride;
+      __m512 acc[16];
+#pragma GCC unroll 16
+      for (int k = 0; k < 16; ++k) acc[k] = _mm512_setzero_ps();
+      for (size_t i = 0; i < whole; i += 16) {
+        const __m512 x = _mm512_loadu_ps(query + i);
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; ++k) acc[k] = _mm512_fmadd_ps(load16(key[k] + i), x, acc[k]);
+      }
+      if (tail) {
+        const __m512 x = _mm512_maskz_loadu_ps(tail, query + whole);
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; ++k) {
+          __m512 y;
+          if constexpr (sizeof(Key) == 2) {
+            y = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(tail, key[k] + whole));
+          } else {
+            y = _mm512_maskz_loadu_ps(tail, key[k] + whole);
+          }
+          acc[k] = _mm512_fmadd_ps(y, x, acc[k]);
+        }
+      }
+      const __mmask16 store = static_cast<__mmask16>((1u << keys_here) - 1);
+      _mm512_mask_storeu_ps(scores + q * count + j0, store, sums_of_16(acc));
+    }
+  }
+}
+
 }  // namespace
 
 void install_ops_avx512(KernelSet& set) {
   set.swiglu = swiglu_avx512;
   set.softmax = softmax_avx512;
   set.weighted_sum_f32 = weighted_sum_f32_avx512;
+  set.weighted_sum_f16 = weighted_sum_f16_avx512;
+  set.weighted_sums_f32 = weighted_sums_avx512<float, weighted_sum_f32_avx512>;
+  set.weighted_sums_f16 = weighted_sums_avx512<uint16_t, weighted_sum_f16_avx512>;
+  set.key_scores_f32 = key_scores_avx512<float>;
+  set.key_scores_f16 = key_scores_avx512<uint16_t>;
 }
 
 }  // namespace frugal

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "frugal/quant.h"
 #include "tensor/kernel_set.h"
 
 namespace frugal {
@@ -107,6 +108,92 @@ TEST(KernelLevels, EveryLevelHasEveryKernel) {
       EXPECT_NE(k.quantize_activation[type_slot(t)], nullptr) << isa_name(isa) << " " << tensor_type_name(t);
     }
     EXPECT_TRUE(k.rms_norm && k.swiglu && k.softmax && k.weighted_sum_f32 && k.dot_f32 && k.axpy_f32);
+    EXPECT_TRUE(k.weighted_sum_f16 && k.weighted_sums_f32 && k.weighted_sums_f16 && k.key_scores_f32 &&
+                k.key_scores_f16);
+  }
+}
+
+// Attention's kernels at every level (scalar included) against sums in
+// double over the same F32 or F16 values, for head sizes with and without
+// a tail, key counts around the 16-key steps, and 1 to 5 query heads.
+std::vector<uint16_t> to_halves(const std::vector<float>& x) {
+  std::vector<uint16_t> h(x.size());
+  kernel_set(Isa::Scalar).quantize_activation[type_slot(TensorType::F16)](x.data(), h.data(), x.size());
+  return h;
+}
+
+TEST(AttentionKernels, KeyScoresMatchADoubleSum) {
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    if (!cpu_supports(isa)) continue;
+    const auto& k = kernel_set(isa);
+    for (size_t head_size : {64u, 72u, 8u}) {
+      for (size_t count : {1u, 15u, 16u, 17u, 70u}) {
+        for (size_t queries : {1u, 3u, 5u}) {
+          const size_t key_stride = head_size * 3 + 8;  // a row holds other heads too
+          const auto keys = random_values(count * key_stride, 1.0f, static_cast<uint32_t>(count));
+          const auto keys16 = to_halves(keys);
+          const auto q = random_values(queries * head_size * 2, 1.0f, 7);  // queries 2 * head_size apart
+          std::vector<float> got(queries * count, -1.0f), got16(queries * count, -1.0f);
+          k.key_scores_f32(keys.data(), key_stride, count, q.data(), 2 * head_size, queries, head_size, got.data());
+          k.key_scores_f16(keys16.data(), key_stride, count, q.data(), 2 * head_size, queries, head_size,
+                           got16.data());
+          for (size_t a = 0; a < queries; ++a) {
+            for (size_t j = 0; j < count; ++j) {
+              double sum = 0, sum16 = 0, magnitude = 0;
+              for (size_t i = 0; i < head_size; ++i) {
+                const double x = q[a * 2 * head_size + i];
+                sum += keys[j * key_stride + i] * x;
+                sum16 += f16_to_f32(keys16[j * key_stride + i]) * x;
+                magnitude += std::fabs(keys[j * key_stride + i] * x);
+              }
+              ASSERT_NEAR(got[a * count + j], sum, 1e-5 * magnitude) << isa_name(isa) << " hs " << head_size;
+              ASSERT_NEAR(got16[a * count + j], sum16, 1e-5 * magnitude) << isa_name(isa) << " hs " << head_size;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(AttentionKernels, WeightedSumsMatchADoubleSumAndSplitBitForBit) {
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    if (!cpu_supports(isa)) continue;
+    const auto& k = kernel_set(isa);
+    for (size_t n : {64u, 72u, 128u, 8u}) {
+      for (size_t outputs : {1u, 3u, 4u, 6u}) {
+        const size_t count = 37, row_stride = n + 5, weight_stride = count + 2, out_stride = n + 3;
+        const auto rows = random_values(count * row_stride, 1.0f, static_cast<uint32_t>(n));
+        const auto rows16 = to_halves(rows);
+        const auto weights = random_values(outputs * weight_stride, 1.0f, 3);
+        std::vector<float> out(outputs * out_stride, 0.5f), out16 = out, split = out;
+        k.weighted_sums_f32(weights.data(), weight_stride, outputs, count, rows.data(), row_stride, out.data(),
+                            out_stride, n);
+        k.weighted_sums_f16(weights.data(), weight_stride, outputs, count, rows16.data(), row_stride, out16.data(),
+                            out_stride, n);
+        k.weighted_sums_f32(weights.data(), weight_stride, outputs, 20, rows.data(), row_stride, split.data(),
+                            out_stride, n);
+        k.weighted_sums_f32(weights.data() + 20, weight_stride, outputs, count - 20, rows.data() + 20 * row_stride,
+                            row_stride, split.data(), out_stride, n);
+        EXPECT_EQ(split, out) << isa_name(isa) << ": two calls must give what one gives";
+        for (size_t o = 0; o < outputs; ++o) {
+          std::vector<float> one(n, 0.5f);
+          k.weighted_sum_f16(weights.data() + o * weight_stride, count, rows16.data(), row_stride, one.data(), n);
+          for (size_t i = 0; i < n; ++i) {
+            double sum = 0.5, sum16 = 0.5, magnitude = 0.5;
+            for (size_t j = 0; j < count; ++j) {
+              sum += weights[o * weight_stride + j] * rows[j * row_stride + i];
+              sum16 += weights[o * weight_stride + j] * f16_to_f32(rows16[j * row_stride + i]);
+              magnitude += std::fabs(weights[o * weight_stride + j] * rows[j * row_stride + i]);
+            }
+            ASSERT_NEAR(out[o * out_stride + i], sum, 1e-5 * magnitude) << isa_name(isa);
+            ASSERT_NEAR(out16[o * out_stride + i], sum16, 1e-5 * magnitude) << isa_name(isa);
+            ASSERT_NEAR(one[i], sum16, 1e-5 * magnitude) << isa_name(isa);
+          }
+          for (size_t i = n; i < out_stride; ++i) ASSERT_EQ(out[o * out_stride + i], 0.5f) << "past n";
+        }
+      }
+    }
   }
 }
 
