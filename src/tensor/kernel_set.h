@@ -105,8 +105,8 @@ void install_legacy_avx2(KernelSet& set);     // dot_legacy_avx2.cpp: F32/F16/BF
 void install_legacy_avx512(KernelSet& set);   // dot_legacy_avx512.cpp
 void install_kquant_avx2(KernelSet& set);     // dot_kquant_avx2.cpp: Q2_K..Q6_K, Q8_K quantizer
 void install_kquant_avx512(KernelSet& set);   // dot_kquant_avx512.cpp
-void install_packed_avx512(KernelSet& set);    // dot_packed_avx512.cpp: repacked legacy formats
-void install_packed_k_avx512(KernelSet& set);  // dot_packed_k_avx512.cpp: repacked Q4_K, Q6_K
+void install_packed_avx2(KernelSet& set);    // dot_packed_avx2.cpp: repacked weights (packed_kernels.h)
+void install_packed_avx512(KernelSet& set);  // dot_packed_avx512.cpp: likewise
 void install_ops_avx2(KernelSet& set);        // ops_avx2.cpp: swiglu, softmax, weighted sums
 void install_ops_avx512(KernelSet& set);      // ops_avx512.cpp
 

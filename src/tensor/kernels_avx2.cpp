@@ -36,6 +36,7 @@ void install_avx2_kernels(KernelSet& set) {
   set.axpy_f32 = axpy_f32_avx2;
   install_legacy_avx2(set);
   install_kquant_avx2(set);
+  install_packed_avx2(set);
   install_ops_avx2(set);
 }
 

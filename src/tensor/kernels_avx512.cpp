@@ -53,7 +53,6 @@ void install_avx512_kernels(KernelSet& set) {
   install_legacy_avx512(set);
   install_kquant_avx512(set);
   install_packed_avx512(set);
-  install_packed_k_avx512(set);
   install_ops_avx512(set);
 }
 

@@ -67,6 +67,8 @@ struct Case {
 
 class PackedWeights : public ::testing::TestWithParam<Case> {};
 
+void products_match_a_naive_sum(TensorType type, PackedLayout layout, DotPackedFn dot);
+
 TEST_P(PackedWeights, GivesBackEveryStoredRowExactly) {
   const TensorType type = GetParam().type;
   const PackedLayout layout = packed_layout_for(type);
@@ -89,9 +91,16 @@ TEST_P(PackedWeights, GivesBackEveryStoredRowExactly) {
 TEST_P(PackedWeights, ProductsMatchANaiveSumForEveryShape) {
   const TensorType type = GetParam().type;
   const PackedLayout layout = packed_layout_for(type);
-  if (!cpu_supports(Isa::Avx512)) GTEST_SKIP() << "CPU lacks avx512";
-  const DotPackedFn dot = kernel_set(Isa::Avx512).dot_packed[static_cast<size_t>(layout)];
-  ASSERT_NE(dot, nullptr);
+  for (const Isa isa : {Isa::Avx2, Isa::Avx512}) {
+    if (!cpu_supports(isa)) continue;
+    SCOPED_TRACE(std::string(isa_name(isa)));
+    const DotPackedFn dot = kernel_set(isa).dot_packed[static_cast<size_t>(layout)];
+    ASSERT_NE(dot, nullptr);
+    products_match_a_naive_sum(type, layout, dot);
+  }
+}
+
+void products_match_a_naive_sum(TensorType type, PackedLayout layout, DotPackedFn dot) {
   const TensorType activation = activation_type(type);
   const size_t block = packed_block_elements(layout);
   // One block, a few, and more than a chunk (prefill takes 4 K super-blocks
