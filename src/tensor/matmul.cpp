@@ -44,25 +44,23 @@ const uint8_t* convert_activations(TensorType activation, const float* in, size_
 }
 
 // Rows [begin, end) of a repacked product; begin is a multiple of the group
-// size. The kernel blocks tokens and weights itself.
+// size. The kernel blocks tokens and weights itself, and a token's result
+// does not depend on the tokens beside it (packed_kernels.h), so products
+// asked to be token by token need not be run that way.
 void multiply_packed_rows(const WeightMatrix& weight, const uint8_t* activations, size_t activation_row_bytes,
-                          size_t tokens, float* out, size_t begin, size_t end, bool per_token) {
+                          size_t tokens, float* out, size_t begin, size_t end) {
   const DotPackedFn dot_packed = active_kernels().dot_packed[static_cast<size_t>(weight.packed_layout)];
   const size_t rows = static_cast<size_t>(weight.rows), cols = static_cast<size_t>(weight.cols);
   const size_t group_bytes = packed_matrix_bytes(weight.packed_layout, kPackedGroupRows, cols);
   const uint8_t* groups = weight.packed + begin / kPackedGroupRows * group_bytes;
-  const size_t token_block = per_token ? 1 : tokens;
-  for (size_t t0 = 0; t0 < tokens; t0 += token_block) {
-    dot_packed(groups, group_bytes, activations + t0 * activation_row_bytes, activation_row_bytes, cols, end - begin,
-               std::min(token_block, tokens - t0), out + t0 * rows + begin, rows);
-  }
+  dot_packed(groups, group_bytes, activations, activation_row_bytes, cols, end - begin, tokens, out + begin, rows);
 }
 
 // Rows [begin, end) of one product, tiled.
 void multiply_rows(const WeightMatrix& weight, const uint8_t* activations, size_t activation_row_bytes, size_t tokens,
                    float* out, size_t begin, size_t end, bool per_token) {
   if (weight.packed) {
-    multiply_packed_rows(weight, activations, activation_row_bytes, tokens, out, begin, end, per_token);
+    multiply_packed_rows(weight, activations, activation_row_bytes, tokens, out, begin, end);
     return;
   }
   const DotTileFn dot_tile = active_kernels().dot_tile[type_slot(weight.type)];

@@ -33,7 +33,8 @@ struct WeightMatrix {
 // `per_token`: multiply each token on its own (a rows block is still read
 // from memory once; later tokens find it in cache), so every token's result
 // is bit for bit what a batch of that token alone gives. Beam search uses it
-// to keep batched beams identical to beams run one by one.
+// to keep batched beams identical to beams run one by one. Repacked weights
+// give that in any batch, so they take all tokens at once either way.
 void matmul(const WeightMatrix& weight, const float* in, size_t tokens, float* out, ThreadPool& pool,
             bool per_token = false);
 
