@@ -86,8 +86,17 @@ void softmax_avx2(float* x, size_t n) {
   for (; i < n; ++i) x[i] *= 1.0f / sum;
 }
 
-void weighted_sum_f32_avx2(const float* weights, size_t count, const float* rows, size_t row_stride, float* out,
-                           size_t n) {
+FRUGAL_INLINE __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+FRUGAL_INLINE __m256 load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+FRUGAL_INLINE float to_float(float x) { return x; }
+FRUGAL_INLINE float to_float(uint16_t x) { return _cvtsh_ss(x); }
+
+// Over F32 rows, or F16 rows read as they are (an F16 cache's values).
+template <class Row>
+void weighted_sum_avx2(const float* weights, size_t count, const Row* rows, size_t row_stride, float* out,
+                       size_t n) {
   size_t i = 0;
   // 32 columns at a time stay in registers across all rows.
   for (; i + 32 <= n; i += 32) {
@@ -95,11 +104,11 @@ void weighted_sum_f32_avx2(const float* weights, size_t count, const float* rows
            a3 = _mm256_loadu_ps(out + i + 24);
     for (size_t j = 0; j < count; ++j) {
       const __m256 w = _mm256_set1_ps(weights[j]);
-      const float* row = rows + j * row_stride + i;
-      a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row), a0);
-      a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 8), a1);
-      a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 16), a2);
-      a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 24), a3);
+      const Row* row = rows + j * row_stride + i;
+      a0 = _mm256_fmadd_ps(w, load8(row), a0);
+      a1 = _mm256_fmadd_ps(w, load8(row + 8), a1);
+      a2 = _mm256_fmadd_ps(w, load8(row + 16), a2);
+      a3 = _mm256_fmadd_ps(w, load8(row + 24), a3);
     }
     _mm256_storeu_ps(out + i, a0);
     _mm256_storeu_ps(out + i + 8, a1);
@@ -108,55 +117,15 @@ void weighted_sum_f32_avx2(const float* weights, size_t count, const float* rows
   }
   for (; i + 8 <= n; i += 8) {
     __m256 a = _mm256_loadu_ps(out + i);
-    for (size_t j = 0; j < count; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(weights[j]), _mm256_loadu_ps(rows + j * row_stride + i), a);
+    for (size_t j = 0; j < count; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(weights[j]), load8(rows + j * row_stride + i), a);
     _mm256_storeu_ps(out + i, a);
   }
   for (; i < n; ++i) {
     float a = out[i];
-    for (size_t j = 0; j < count; ++j) a += weights[j] * rows[j * row_stride + i];
+    for (size_t j = 0; j < count; ++j) a += weights[j] * to_float(rows[j * row_stride + i]);
     out[i] = a;
   }
 }
-
-FRUGAL_INLINE __m256 halves8(const uint16_t* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-
-void weighted_sum_f16_avx2(const float* weights, size_t count, const uint16_t* rows, size_t row_stride, float* out,
-                           size_t n) {
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    __m256 a0 = _mm256_loadu_ps(out + i), a1 = _mm256_loadu_ps(out + i + 8), a2 = _mm256_loadu_ps(out + i + 16),
-           a3 = _mm256_loadu_ps(out + i + 24);
-    for (size_t j = 0; j < count; ++j) {
-      const __m256 w = _mm256_set1_ps(weights[j]);
-      const uint16_t* row = rows + j * row_stride + i;
-      a0 = _mm256_fmadd_ps(w, halves8(row), a0);
-      a1 = _mm256_fmadd_ps(w, halves8(row + 8), a1);
-      a2 = _mm256_fmadd_ps(w, halves8(row + 16), a2);
-      a3 = _mm256_fmadd_ps(w, halves8(row + 24), a3);
-    }
-    _mm256_storeu_ps(out + i, a0);
-    _mm256_storeu_ps(out + i + 8, a1);
-    _mm256_storeu_ps(out + i + 16, a2);
-    _mm256_storeu_ps(out + i + 24, a3);
-  }
-  for (; i + 8 <= n; i += 8) {
-    __m256 a = _mm256_loadu_ps(out + i);
-    for (size_t j = 0; j < count; ++j) a = _mm256_fmadd_ps(_mm256_set1_ps(weights[j]), halves8(rows + j * row_stride + i), a);
-    _mm256_storeu_ps(out + i, a);
-  }
-  for (; i < n; ++i) {
-    float a = out[i];
-    for (size_t j = 0; j < count; ++j) a += weights[j] * _cvtsh_ss(rows[j * row_stride + i]);
-    out[i] = a;
-  }
-}
-
-FRUGAL_INLINE __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-FRUGAL_INLINE __m256 load8(const uint16_t* p) { return halves8(p); }
-FRUGAL_INLINE float to_float(float x) { return x; }
-FRUGAL_INLINE float to_float(uint16_t x) { return _cvtsh_ss(x); }
 
 template <class Row, void (*One)(const float*, size_t, const Row*, size_t, float*, size_t)>
 void weighted_sums_by_one(const float* weights, size_t weight_stride, size_t outputs, size_t count, const Row* rows,
@@ -190,10 +159,10 @@ void install_ops_avx2(KernelSet& set) {
   set.rms_norm = rms_norm_avx2;
   set.swiglu = swiglu_avx2;
   set.softmax = softmax_avx2;
-  set.weighted_sum_f32 = weighted_sum_f32_avx2;
-  set.weighted_sum_f16 = weighted_sum_f16_avx2;
-  set.weighted_sums_f32 = weighted_sums_by_one<float, weighted_sum_f32_avx2>;
-  set.weighted_sums_f16 = weighted_sums_by_one<uint16_t, weighted_sum_f16_avx2>;
+  set.weighted_sum_f32 = weighted_sum_avx2<float>;
+  set.weighted_sum_f16 = weighted_sum_avx2<uint16_t>;
+  set.weighted_sums_f32 = weighted_sums_by_one<float, weighted_sum_avx2<float>>;
+  set.weighted_sums_f16 = weighted_sums_by_one<uint16_t, weighted_sum_avx2<uint16_t>>;
   set.key_scores_f32 = key_scores_avx2<float>;
   set.key_scores_f16 = key_scores_avx2<uint16_t>;
 }

@@ -65,8 +65,19 @@ void softmax_avx512(float* x, size_t n) {
   for (; i < n; ++i) x[i] *= 1.0f / sum;
 }
 
-void weighted_sum_f32_avx512(const float* weights, size_t count, const float* rows, size_t row_stride, float* out,
-                             size_t n) {
+FRUGAL_INLINE __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+FRUGAL_INLINE __m512 load16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+FRUGAL_INLINE __m512 load16(__mmask16 mask, const float* p) { return _mm512_maskz_loadu_ps(mask, p); }
+FRUGAL_INLINE __m512 load16(__mmask16 mask, const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, p));
+}
+
+// Over F32 rows, or F16 rows read as they are (an F16 cache's values).
+template <class Row>
+void weighted_sum_avx512(const float* weights, size_t count, const Row* rows, size_t row_stride, float* out,
+                         size_t n) {
   size_t i = 0;
   // 64 columns (a whole head of most models) stay in registers across rows.
   for (; i + 64 <= n; i += 64) {
@@ -74,11 +85,11 @@ void weighted_sum_f32_avx512(const float* weights, size_t count, const float* ro
            a3 = _mm512_loadu_ps(out + i + 48);
     for (size_t j = 0; j < count; ++j) {
       const __m512 w = _mm512_set1_ps(weights[j]);
-      const float* row = rows + j * row_stride + i;
-      a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(row), a0);
-      a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(row + 16), a1);
-      a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(row + 32), a2);
-      a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(row + 48), a3);
+      const Row* row = rows + j * row_stride + i;
+      a0 = _mm512_fmadd_ps(w, load16(row), a0);
+      a1 = _mm512_fmadd_ps(w, load16(row + 16), a1);
+      a2 = _mm512_fmadd_ps(w, load16(row + 32), a2);
+      a3 = _mm512_fmadd_ps(w, load16(row + 48), a3);
     }
     _mm512_storeu_ps(out + i, a0);
     _mm512_storeu_ps(out + i + 16, a1);
@@ -89,48 +100,11 @@ void weighted_sum_f32_avx512(const float* weights, size_t count, const float* ro
     const __mmask16 mask = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1);
     __m512 a = _mm512_maskz_loadu_ps(mask, out + i);
     for (size_t j = 0; j < count; ++j) {
-      a = _mm512_fmadd_ps(_mm512_set1_ps(weights[j]), _mm512_maskz_loadu_ps(mask, rows + j * row_stride + i), a);
+      a = _mm512_fmadd_ps(_mm512_set1_ps(weights[j]), load16(mask, rows + j * row_stride + i), a);
     }
     _mm512_mask_storeu_ps(out + i, mask, a);
   }
 }
-
-FRUGAL_INLINE __m512 halves16(const uint16_t* p) {
-  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-
-void weighted_sum_f16_avx512(const float* weights, size_t count, const uint16_t* rows, size_t row_stride, float* out,
-                             size_t n) {
-  size_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    __m512 a0 = _mm512_loadu_ps(out + i), a1 = _mm512_loadu_ps(out + i + 16), a2 = _mm512_loadu_ps(out + i + 32),
-           a3 = _mm512_loadu_ps(out + i + 48);
-    for (size_t j = 0; j < count; ++j) {
-      const __m512 w = _mm512_set1_ps(weights[j]);
-      const uint16_t* row = rows + j * row_stride + i;
-      a0 = _mm512_fmadd_ps(w, halves16(row), a0);
-      a1 = _mm512_fmadd_ps(w, halves16(row + 16), a1);
-      a2 = _mm512_fmadd_ps(w, halves16(row + 32), a2);
-      a3 = _mm512_fmadd_ps(w, halves16(row + 48), a3);
-    }
-    _mm512_storeu_ps(out + i, a0);
-    _mm512_storeu_ps(out + i + 16, a1);
-    _mm512_storeu_ps(out + i + 32, a2);
-    _mm512_storeu_ps(out + i + 48, a3);
-  }
-  for (; i < n; i += 16) {
-    const __mmask16 mask = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1);
-    __m512 a = _mm512_maskz_loadu_ps(mask, out + i);
-    for (size_t j = 0; j < count; ++j) {
-      const __m512 v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, rows + j * row_stride + i));
-      a = _mm512_fmadd_ps(_mm512_set1_ps(weights[j]), v, a);
-    }
-    _mm512_mask_storeu_ps(out + i, mask, a);
-  }
-}
-
-FRUGAL_INLINE __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-FRUGAL_INLINE __m512 load16(const uint16_t* p) { return halves16(p); }
 
 // Up to 4 outputs x 64 columns in registers while the rows pass once.
 template <class Row, int O>
@@ -248,10 +222,10 @@ void key_scores_avx512(const Key* keys, size_t key_stride, size_t count, const f
 void install_ops_avx512(KernelSet& set) {
   set.swiglu = swiglu_avx512;
   set.softmax = softmax_avx512;
-  set.weighted_sum_f32 = weighted_sum_f32_avx512;
-  set.weighted_sum_f16 = weighted_sum_f16_avx512;
-  set.weighted_sums_f32 = weighted_sums_avx512<float, weighted_sum_f32_avx512>;
-  set.weighted_sums_f16 = weighted_sums_avx512<uint16_t, weighted_sum_f16_avx512>;
+  set.weighted_sum_f32 = weighted_sum_avx512<float>;
+  set.weighted_sum_f16 = weighted_sum_avx512<uint16_t>;
+  set.weighted_sums_f32 = weighted_sums_avx512<float, weighted_sum_avx512<float>>;
+  set.weighted_sums_f16 = weighted_sums_avx512<uint16_t, weighted_sum_avx512<uint16_t>>;
   set.key_scores_f32 = key_scores_avx512<float>;
   set.key_scores_f16 = key_scores_avx512<uint16_t>;
 }
