@@ -207,12 +207,14 @@ class Model {
   // tokens). Every node's ancestors must already hold their keys and values
   // or be entries of this batch. Returns the logits of the entries that
   // want them, in entry order, row-major [count x vocab]. The trie must have
-  // the layout of kv_layout() (F32 rows). `token_invariant`: each entry's
+  // the layout of kv_layout(F32) or kv_layout(F16). `token_invariant`: each entry's
   // logits are bit for bit those of a one-token pass over the same context
   // (matrix products token by token; a little slower), which keeps a batched
   // beam search identical to one run beam by beam.
   std::vector<float> forward(std::span<const TrieBatchEntry> entries, KvTrie& trie, bool token_invariant = false);
-  KvLayout kv_layout() const;
+  // The rows of a store for this model: F32, or F16 (half the memory; the
+  // same answers as a KvCache of that precision).
+  KvLayout kv_layout(KvPrecision precision = KvPrecision::F32) const;
 
  private:
   Model();

@@ -40,6 +40,9 @@ struct SchedulerOptions {
   int64_t context = 4096;      // positions per sequence for prompt and answer (as a KvCache of this size)
   size_t prompt_chunk = 256;   // prompt tokens read per step, over all sequences
   size_t cache_bytes = 64u << 20;  // keys and values kept after their request ended, for reuse
+  // Rows of the shared-prefix store: F32, or F16 (half the memory; answers
+  // as from a KvCache of F16).
+  KvPrecision store_precision = KvPrecision::F32;
   // Called on the scheduler thread around each forward pass (energy meters).
   std::function<void()> before_step{}, after_step{};
   // Called after after_step: the joules the step just run took, or a
@@ -99,6 +102,7 @@ class GenerationScheduler {
 
   SchedulerStats stats() const;
   const SchedulerOptions& options() const { return options_; }
+  const KvLayout& store_layout() const { return store_.layout(); }
 
   // Cancels running and waiting jobs (their results say Cancelled); later
   // submissions are refused.

@@ -32,7 +32,7 @@ struct ServerOptions {
   size_t queue_limit = 16;       // requests waiting beyond the `parallel` running; more get 429
   size_t max_body_bytes = 1 << 20;
   int64_t context = 0;           // per request; 0: the model's training context, at most 4096
-  KvPrecision precision = KvPrecision::F32;  // F32 only: the batching store holds F32 rows
+  KvPrecision precision = KvPrecision::F32;  // of the shared-prefix store's rows and the caches built here
   std::string chat_template;     // format name overriding the model's template
   bool metrics_public = false;   // GET /metrics without the API key
   bool read_only_knowledge = false;  // no creating, editing or deleting caches over HTTP

@@ -68,7 +68,7 @@ GenerationResult KnowledgeStore::ask(const std::string& name, std::string_view q
 size_t KnowledgeStore::unshared_bytes() const {
   size_t tokens = 0;
   for (const auto& [_, knowledge] : entries_) tokens += knowledge.tokens.size();
-  return tokens * model_.kv_layout().slot_bytes();
+  return tokens * scheduler_.store_layout().slot_bytes();
 }
 
 }  // namespace frugal

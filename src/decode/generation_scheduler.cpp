@@ -40,7 +40,8 @@ struct GenerationScheduler::Sequence {
 };
 
 GenerationScheduler::GenerationScheduler(Model& model, const Tokenizer& tokenizer, SchedulerOptions options)
-    : model_(model), tokenizer_(tokenizer), options_(std::move(options)), store_(model.kv_layout()) {
+    : model_(model), tokenizer_(tokenizer), options_(std::move(options)),
+      store_(model.kv_layout(options_.store_precision)) {
   check_tokenizer_matches(model, tokenizer);
   if (options_.parallel == 0) throw Error("the scheduler needs at least one parallel sequence (--parallel >= 1)");
   if (options_.context < 2) throw Error(fmt::format("a context of {} tokens holds no answer", options_.context));

@@ -11,6 +11,7 @@
 
 #include "frugal/error.h"
 #include "frugal/model.h"
+#include "model/model_impl.h"
 #include "frugal/quant.h"
 
 namespace frugal {
@@ -197,21 +198,23 @@ namespace {
 void copy_kv_rows(const KvCache& cache, int64_t position, KvTrie& trie, KvSlot slot) {
   const KvLayout& layout = trie.layout();
   if (layout.layers != cache.layer_count() || static_cast<size_t>(layout.row_elements) != cache.row_elements() ||
-      layout.element_bytes != sizeof(float)) {
+      (layout.element_bytes != 4 && layout.element_bytes != 2)) {
     throw Error(fmt::format("keys and values of {} layers x {} values do not fit a store of {} layers x {} values",
                             cache.layer_count(), cache.row_elements(), layout.layers, layout.row_elements));
   }
+  const KvPrecision store = layout.element_bytes == 2 ? KvPrecision::F16 : KvPrecision::F32;
+  const auto n = static_cast<size_t>(layout.row_elements);
   for (int64_t layer = 0; layer < layout.layers; ++layer) {
-    const void* key = cache.key_row(layer, position);
-    const void* value = cache.value_row(layer, position);
-    if (cache.precision() == KvPrecision::F32) {
-      std::memcpy(trie.key_row(layer, slot), key, layout.row_bytes());
-      std::memcpy(trie.value_row(layer, slot), value, layout.row_bytes());
-    } else {
-      dequantize_row(TensorType::F16, key, reinterpret_cast<float*>(trie.key_row(layer, slot)),
-                     static_cast<size_t>(layout.row_elements));
-      dequantize_row(TensorType::F16, value, reinterpret_cast<float*>(trie.value_row(layer, slot)),
-                     static_cast<size_t>(layout.row_elements));
+    const void* rows[2] = {cache.key_row(layer, position), cache.value_row(layer, position)};
+    void* targets[2] = {trie.key_row(layer, slot), trie.value_row(layer, slot)};
+    for (int i = 0; i < 2; ++i) {
+      if (cache.precision() == store) {
+        std::memcpy(targets[i], rows[i], layout.row_bytes());
+      } else if (store == KvPrecision::F32) {
+        dequantize_row(TensorType::F16, rows[i], static_cast<float*>(targets[i]), n);
+      } else {
+        store_kv_row(static_cast<const float*>(rows[i]), targets[i], n, KvPrecision::F16);
+      }
     }
   }
 }

@@ -21,6 +21,10 @@ struct LayerWeights {
   WeightMatrix gate, up, down;
 };
 
+// A key or value row into a cache or store of `precision` (F16: rounded to
+// nearest, the same bits everywhere).
+void store_kv_row(const float* src, void* dst, size_t n, KvPrecision precision);
+
 // How a forward pass reaches its tokens' keys and values: where token t sits
 // (its position), where its key and value rows go, and attention of the
 // batch's queries over each token's own context.

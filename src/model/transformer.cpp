@@ -14,14 +14,7 @@
 
 namespace frugal {
 
-namespace {
-
-void add_bias(float* rows, size_t count, const std::vector<float>& bias) {
-  if (bias.empty()) return;
-  for (size_t t = 0; t < count; ++t) add_in_place(rows + t * bias.size(), bias.data(), bias.size());
-}
-
-void store_row(const float* src, void* dst, size_t n, KvPrecision precision) {
+void store_kv_row(const float* src, void* dst, size_t n, KvPrecision precision) {
   if (precision == KvPrecision::F32) {
     std::copy(src, src + n, static_cast<float*>(dst));
   } else {
@@ -29,6 +22,14 @@ void store_row(const float* src, void* dst, size_t n, KvPrecision precision) {
     for (size_t i = 0; i < n; ++i) out[i] = f32_to_f16(src[i]);
   }
 }
+
+namespace {
+
+void add_bias(float* rows, size_t count, const std::vector<float>& bias) {
+  if (bias.empty()) return;
+  for (size_t t = 0; t < count; ++t) add_in_place(rows + t * bias.size(), bias.data(), bias.size());
+}
+
 
 // Keys and values of a contiguous single-sequence cache.
 class CacheBackend final : public KvBackend {
@@ -38,8 +39,8 @@ class CacheBackend final : public KvBackend {
   int64_t position(size_t t) const override { return start_ + static_cast<int64_t>(t); }
   void store(int64_t layer, size_t t, const float* key, const float* value) override {
     const size_t n = cache_.row_elements();
-    store_row(key, cache_.key_row(layer, position(t)), n, cache_.precision());
-    store_row(value, cache_.value_row(layer, position(t)), n, cache_.precision());
+    store_kv_row(key, cache_.key_row(layer, position(t)), n, cache_.precision());
+    store_kv_row(value, cache_.value_row(layer, position(t)), n, cache_.precision());
   }
   void attend(int64_t layer, const float* q, size_t tokens, float* out) override {
     causal_attention(q, tokens, start_, cache_, layer, shape_, out, pool_);

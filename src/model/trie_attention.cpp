@@ -66,7 +66,8 @@ class TrieBackend final : public KvBackend {
   TrieBackend(KvTrie& trie, std::span<const TrieBatchEntry> entries, size_t head_count, size_t kv_head_count,
               size_t head_size, ThreadPool& pool)
       : trie_(trie), entries_(entries), head_count_(head_count), kv_head_count_(kv_head_count),
-        head_size_(head_size), scale_(1.0f / std::sqrt(static_cast<float>(head_size))), pool_(pool) {
+        head_size_(head_size), scale_(1.0f / std::sqrt(static_cast<float>(head_size))), pool_(pool),
+        precision_(trie.layout().element_bytes == 2 ? KvPrecision::F16 : KvPrecision::F32) {
     for (size_t t = 0; t < entries.size(); ++t) {
       const bool continues = t > 0 && trie.parent(entries[t].node) == entries[t - 1].node;
       if (continues) {
@@ -93,9 +94,9 @@ class TrieBackend final : public KvBackend {
   void store(int64_t layer, size_t t, const float* key, const float* value) override {
     if (!entries_[t].store_kv) return;  // the slot already holds this token's keys and values
     const KvSlot slot = trie_.slot(entries_[t].node);
-    const size_t bytes = trie_.layout().row_bytes();
-    std::memcpy(trie_.key_row(layer, slot), key, bytes);
-    std::memcpy(trie_.value_row(layer, slot), value, bytes);
+    const auto n = static_cast<size_t>(trie_.layout().row_elements);
+    store_kv_row(key, trie_.key_row(layer, slot), n, precision_);
+    store_kv_row(value, trie_.value_row(layer, slot), n, precision_);
   }
 
   void attend(int64_t layer, const float* q, size_t, float* out) override {
@@ -104,6 +105,8 @@ class TrieBackend final : public KvBackend {
     const size_t q_width = head_count_ * head_size_;
     const size_t group = head_count_ / kv_head_count_;
     const size_t row_bytes = trie_.layout().row_bytes();
+    const size_t row_elements = static_cast<size_t>(trie_.layout().row_elements);
+    const bool f16 = precision_ == KvPrecision::F16;
     const AttentionShape shape{head_count_, kv_head_count_, head_size_, scale_};
     // Lone entries: their paths as runs of rows of this layer, their work
     // items and partial results laid end to end.
@@ -123,13 +126,13 @@ class TrieBackend final : public KvBackend {
     lone_partials_.resize(lone_partial_start_.back());
     const size_t lone_items = lone_item_start_.back();
     pool_.parallel_for(lone_items + blocks_.size() * head_count_, [&](size_t begin, size_t end) {
-      thread_local std::vector<float> scores;
+      thread_local std::vector<float> scores, piece;
       for (size_t item = begin; item < end; ++item) {
         if (item < lone_items) {
           const size_t i = static_cast<size_t>(
               std::upper_bound(lone_item_start_.begin(), lone_item_start_.end(), item) - lone_item_start_.begin() - 1);
           const Chain& chain = chains_[lone_[i]];
-          const KvRows rows{lone_runs_[i], row_bytes / sizeof(float), false};
+          const KvRows rows{lone_runs_[i], row_elements, f16};
           decode_item(q + chain.first_entry * q_width, rows, chain.first_visible, shape, item - lone_item_start_[i],
                       lone_partials_.data() + lone_partial_start_[i]);
           continue;
@@ -138,7 +141,7 @@ class TrieBackend final : public KvBackend {
         const QueryBlock& block = blocks_[block_item / head_count_];
         const size_t head = block_item % head_count_;
         const Chain& chain = chains_[block.chain];
-        const size_t offset = (head / group) * head_size_ * sizeof(float);
+        const size_t offset = (head / group) * head_size_ * trie_.layout().element_bytes;
         const size_t first_visible = chain.first_visible + (block.t0 - chain.first_entry);
         const size_t visible_max = first_visible + (block.t1 - block.t0) - 1;  // what the block's last query sees
         const size_t queries = block.t1 - block.t0;
@@ -147,9 +150,20 @@ class TrieBackend final : public KvBackend {
         for (const SlotRun& run : chain.runs) {
           if (run.first_position >= visible_max) break;
           const size_t length = std::min(run.length, visible_max - run.first_position);
-          dot_f32_tile(trie_.key_row(layer, run.first_slot) + offset, row_bytes,
-                       reinterpret_cast<const uint8_t*>(query), q_width * sizeof(float), head_size_, length, queries,
-                       &scores[run.first_position], visible_max);
+          const uint8_t* keys = trie_.key_row(layer, run.first_slot) + offset;
+          if (f16) {
+            // Scores of each key alone (as the contiguous F16 cache's), into
+            // the block's rows.
+            piece.resize(queries * length);
+            kernels.key_scores_f16(reinterpret_cast<const uint16_t*>(keys), row_elements, length, query, q_width,
+                                   queries, head_size_, piece.data());
+            for (size_t i = 0; i < queries; ++i) {
+              std::copy_n(&piece[i * length], length, &scores[i * visible_max + run.first_position]);
+            }
+          } else {
+            dot_f32_tile(keys, row_bytes, reinterpret_cast<const uint8_t*>(query), q_width * sizeof(float),
+                         head_size_, length, queries, &scores[run.first_position], visible_max);
+          }
         }
         for (size_t t = block.t0; t < block.t1; ++t) {
           float* row = &scores[(t - block.t0) * visible_max];
@@ -161,9 +175,14 @@ class TrieBackend final : public KvBackend {
           for (const SlotRun& run : chain.runs) {  // the same sums, in the same order, as over one contiguous cache
             if (run.first_position >= visible) break;
             const size_t length = std::min(run.length, visible - run.first_position);
-            kernels.weighted_sum_f32(&row[run.first_position], length,
-                                     reinterpret_cast<const float*>(trie_.value_row(layer, run.first_slot) + offset),
-                                     row_bytes / sizeof(float), o, head_size_);
+            const uint8_t* values = trie_.value_row(layer, run.first_slot) + offset;
+            if (f16) {
+              kernels.weighted_sum_f16(&row[run.first_position], length, reinterpret_cast<const uint16_t*>(values),
+                                       row_elements, o, head_size_);
+            } else {
+              kernels.weighted_sum_f32(&row[run.first_position], length, reinterpret_cast<const float*>(values),
+                                       row_elements, o, head_size_);
+            }
           }
         }
       }
@@ -181,6 +200,7 @@ class TrieBackend final : public KvBackend {
   size_t head_count_, kv_head_count_, head_size_;
   float scale_;
   ThreadPool& pool_;
+  KvPrecision precision_;
   std::vector<Chain> chains_;
   std::vector<QueryBlock> blocks_;  // of chains of several entries
   std::vector<size_t> lone_;        // chains of one entry
@@ -191,9 +211,9 @@ class TrieBackend final : public KvBackend {
 
 }  // namespace
 
-KvLayout Model::kv_layout() const {
+KvLayout Model::kv_layout(KvPrecision precision) const {
   const ModelConfig& c = impl_->config;
-  return {c.layer_count, c.kv_head_count * c.head_size, sizeof(float)};
+  return {c.layer_count, c.kv_head_count * c.head_size, precision == KvPrecision::F16 ? size_t{2} : sizeof(float)};
 }
 
 std::vector<float> Model::forward(std::span<const TrieBatchEntry> entries, KvTrie& trie, bool token_invariant) {
@@ -204,9 +224,10 @@ std::vector<float> Model::Impl::forward(std::span<const TrieBatchEntry> entries,
   if (entries.empty()) throw Error("forward pass needs at least one token");
   const KvLayout want{config.layer_count, config.kv_head_count * config.head_size, sizeof(float)};
   const KvLayout& have = trie.layout();
-  if (have.layers != want.layers || have.row_elements != want.row_elements || have.element_bytes != 4) {
+  if (have.layers != want.layers || have.row_elements != want.row_elements ||
+      (have.element_bytes != 4 && have.element_bytes != 2)) {
     throw Error(fmt::format("KV trie layout ({} layers, rows of {} x {} bytes) does not fit this model ({} layers, "
-                            "rows of {} F32 values)", have.layers, have.row_elements, have.element_bytes,
+                            "rows of {} F32 or F16 values)", have.layers, have.row_elements, have.element_bytes,
                             want.layers, want.row_elements));
   }
   std::vector<TokenId> tokens;

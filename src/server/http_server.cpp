@@ -86,10 +86,8 @@ void Server::Impl::setup() {
   } else if (const std::string jinja = model.file().get_string_or("tokenizer.chat_template", ""); !jinja.empty()) {
     chat_format = detect_chat_format(jinja);
   }
-  if (options.precision != KvPrecision::F32) {
-    throw Error("frugal serve keeps keys and values in F32 (its shared-prefix store); leave out --cache-type f16");
-  }
   SchedulerOptions batching;
+  batching.store_precision = options.precision;
   batching.parallel = options.parallel;
   batching.context = options.context;
   batching.cache_bytes = options.prefix_cache_bytes;

@@ -249,6 +249,7 @@ json Server::Impl::create_knowledge(const std::string& name, std::vector<Documen
   KnowledgeBuildOptions build;
   build.prompt = default_prompt_template(model, tokenizer);
   build.context = std::max<int64_t>(options.context, 0);
+  build.precision = options.precision;  // as the store's rows, so loading copies them as they are
   build.progress = progress;
   build.run_pass = [this](const std::function<void()>& pass) { run_on_engine(pass); };
   build.batch = kEditBatch;

@@ -84,6 +84,30 @@ TEST_F(ServerTest, ChatAnswerEqualsDirectGenerationAndStreamEqualsNonStream) {
   EXPECT_EQ(stream_text(plain_stream->body, false), text);
 }
 
+// --cache-type f16: the shared-prefix store keeps F16 rows (half the memory)
+// and answers as generation over an F16 cache does; knowledge caches built
+// in F32 are converted as they are loaded.
+TEST_F(ServerTest, F16StoreAnswersAsAnF16Cache) {
+  ServerOptions options;
+  options.precision = KvPrecision::F16;
+  start(options);
+  const auto tokens = chat_tokens("Name a colour.");
+  GenerationOptions generation;
+  generation.max_tokens = 12;
+  generation.sampling.temperature = 0;
+  KvCache cache(model_->config(), 1024, KvPrecision::F16);
+  const GenerationResult expected = generate(*model_, *tokenizer_, cache, tokens, generation);
+  auto result = post("/v1/chat/completions", chat_body("Name a colour."));
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  EXPECT_EQ(json::parse(result->body)["choices"][0]["message"]["content"], expected.text);
+  json body = chat_body("Who directs the Harlow Clinic?");
+  body["model"] = "mini@town";
+  auto knowledge = post("/v1/chat/completions", body);
+  ASSERT_TRUE(knowledge);
+  EXPECT_EQ(knowledge->status, 200) << knowledge->body;
+}
+
 TEST_F(ServerTest, KnowledgeModelAnswersAsItsCache) {
   start();
   KnowledgeLoadOptions load;
