@@ -130,6 +130,9 @@ class KnowledgeCache {
   const PromptTemplate& prompt() const;
   const std::string& system() const;
   KvPrecision precision() const;
+  // Keeps the keys and values in another precision from now on (save()
+  // writes them so): converted row by row, without prefilling again.
+  void convert(KvPrecision precision);
   size_t kv_bytes() const;   // keys and values of the prefix
   bool mapped() const;       // loaded without copying (pages mapped from the file)
   KvCache& cache();

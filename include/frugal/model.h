@@ -74,6 +74,9 @@ class KvCache {
   // An explicit copy of the same capacity and precision; only the filled
   // positions are copied (a beam taking over its parent's cache).
   KvCache clone() const;
+  // The same in another precision: filled positions converted (F32 -> F16
+  // rounds to nearest; F16 -> F32 is exact), no forward pass.
+  KvCache converted(KvPrecision precision) const;
 
   int64_t capacity() const { return capacity_; }
   int64_t size() const { return size_; }

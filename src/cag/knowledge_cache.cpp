@@ -317,6 +317,11 @@ std::span<const TokenId> KnowledgeCache::tokens() const { return state_->tokens;
 const PromptTemplate& KnowledgeCache::prompt() const { return state_->prompt; }
 const std::string& KnowledgeCache::system() const { return state_->system; }
 KvPrecision KnowledgeCache::precision() const { return state_->cache.precision(); }
+
+void KnowledgeCache::convert(KvPrecision precision) {
+  state_->cache = state_->cache.converted(precision);
+  state_->mapped = false;  // the rows are this process's own now
+}
 size_t KnowledgeCache::kv_bytes() const {
   return 2 * static_cast<size_t>(state_->cache.layer_count()) * state_->tokens.size() * state_->cache.row_bytes();
 }

@@ -145,6 +145,31 @@ void info(const std::string& path, bool verify) {
   }
 }
 
+// kb convert: the same cache with its keys and values in another precision
+// (--cache-type), without prefilling again.
+void convert(const EditArguments& args) {
+  const std::string output = args.output.empty() ? args.cache : args.output;
+  check_output_path(output);
+  LoadedModel loaded = load_model(args.model);
+  KnowledgeLoadOptions load;
+  load.context = args.model.context;
+  auto cache = KnowledgeCache::load(args.cache, *loaded.model, *loaded.tokenizer, load);
+  if (cache.precision() == loaded.cache_precision && output == args.cache) {
+    if (!args.quiet) {
+      fmt::print(stderr, "{}: already {}; the file is left as it was\n", output, args.model.cache_type);
+    }
+    return;
+  }
+  const double before = static_cast<double>(cache.kv_bytes());
+  cache.convert(loaded.cache_precision);
+  cache.save(output);
+  if (!args.quiet) {
+    print_summary(cache, output);
+    fmt::print(stderr, "keys and values {:.1f} MiB -> {:.1f} MiB, no prefill\n", before / (1 << 20),
+               static_cast<double>(cache.kv_bytes()) / (1 << 20));
+  }
+}
+
 void add_edit_options(CLI::App& command, EditArguments& args) {
   add_model_arguments(command, args.model, true);
   command.add_option("cache", args.cache, "knowledge cache (.fkv)")->required()->check(CLI::ExistingFile);
@@ -204,6 +229,12 @@ void add_kb_command(CLI::App& app) {
   add_edit_options(*remove, *remove_args);
   remove->add_option("ids", remove_args->ids, "document ids")->required()->expected(1, -1);
   remove->callback([remove_args] { edit(*remove_args, Edit::Remove); });
+
+  auto convert_args = std::make_shared<EditArguments>();
+  CLI::App* convert_command =
+      kb->add_subcommand("convert", "Store a cache's keys and values in another precision (--cache-type), no prefill");
+  add_edit_options(*convert_command, *convert_args);
+  convert_command->callback([convert_args] { convert(*convert_args); });
 
   auto info_path = std::make_shared<std::string>();
   auto info_fast = std::make_shared<bool>(false);

@@ -128,6 +128,37 @@ KvCache KvCache::clone() const {
   return copy;
 }
 
+KvCache KvCache::converted(KvPrecision precision) const {
+  if (precision == precision_) return clone();
+  KvCache copy;
+  copy.capacity_ = capacity_;
+  copy.size_ = size_;
+  copy.row_elements_ = row_elements_;
+  copy.precision_ = precision;
+  copy.element_bytes_ = precision == KvPrecision::F16 ? 2 : 4;
+  const size_t layer_bytes = static_cast<size_t>(capacity_ * row_elements_) * copy.element_bytes_;
+  const auto n = static_cast<size_t>(row_elements_);
+  try {
+    for (size_t layer = 0; layer < keys_.size(); ++layer) {
+      copy.keys_.emplace_back(layer_bytes);
+      copy.values_.emplace_back(layer_bytes);
+      for (int64_t p = 0; p < size_; ++p) {
+        const auto l = static_cast<int64_t>(layer);
+        if (precision == KvPrecision::F16) {
+          store_kv_row(static_cast<const float*>(key_row(l, p)), copy.key_row(l, p), n, precision);
+          store_kv_row(static_cast<const float*>(value_row(l, p)), copy.value_row(l, p), n, precision);
+        } else {
+          dequantize_row(TensorType::F16, key_row(l, p), static_cast<float*>(copy.key_row(l, p)), n);
+          dequantize_row(TensorType::F16, value_row(l, p), static_cast<float*>(copy.value_row(l, p)), n);
+        }
+      }
+    }
+  } catch (const std::bad_alloc&) {
+    throw Error(fmt::format("not enough memory to convert a KV cache of {} tokens", capacity_));
+  }
+  return copy;
+}
+
 size_t KvCache::filled_bytes() const {
   return 2 * keys_.size() * static_cast<size_t>(size_ * row_elements_) * element_bytes_;
 }

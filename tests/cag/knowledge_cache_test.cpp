@@ -2,6 +2,10 @@
 // survive a save/load round trip, and edits equal a rebuild.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
+#include "frugal/quant.h"
+
 #include <cmath>
 #include <cstring>
 
@@ -112,6 +116,42 @@ TEST_F(KnowledgeCacheTest, HalfPrecisionRoundTrip) {
   EXPECT_EQ(loaded.precision(), KvPrecision::F16);
   EXPECT_EQ(loaded.kv_bytes(), built.kv_bytes());
   EXPECT_EQ(loaded.ask(kQuestions[0], greedy()).tokens, built.ask(kQuestions[0], greedy()).tokens);
+}
+
+// kb convert: an F32 cache stored as F16 without a prefill holds each row
+// rounded to nearest (f32_to_f16, the reference conversion), half the bytes,
+// survives saving, and converting back and forth again changes nothing.
+TEST_F(KnowledgeCacheTest, ConvertStoresTheSameRowsInAnotherPrecision) {
+  const auto dir = scratch_dir("cag-convert");
+  auto f32 = build(small_corpus());
+  auto f16 = build(small_corpus());
+  f16.convert(KvPrecision::F16);
+  EXPECT_EQ(f16.precision(), KvPrecision::F16);
+  EXPECT_EQ(2 * f16.kv_bytes(), f32.kv_bytes());
+  KvCache& a = f32.cache();
+  KvCache& b = f16.cache();
+  for (int64_t layer = 0; layer < a.layer_count(); ++layer) {
+    for (int64_t position = 0; position < static_cast<int64_t>(f32.tokens().size()); ++position) {
+      for (bool keys : {true, false}) {
+        const auto* x = static_cast<const float*>(keys ? a.key_row(layer, position) : a.value_row(layer, position));
+        const auto* h = static_cast<const uint16_t*>(keys ? b.key_row(layer, position) : b.value_row(layer, position));
+        for (size_t i = 0; i < a.row_elements(); ++i) ASSERT_EQ(h[i], f32_to_f16(x[i])) << layer << " " << position;
+      }
+    }
+  }
+  f16.save(dir / "kb16.fkv");
+  auto loaded = load(dir / "kb16.fkv");
+  EXPECT_EQ(loaded.precision(), KvPrecision::F16);
+  EXPECT_EQ(loaded.ask(kQuestions[0], greedy()).tokens, f16.ask(kQuestions[0], greedy()).tokens);
+  auto back = load(dir / "kb16.fkv");
+  back.convert(KvPrecision::F32);
+  back.convert(KvPrecision::F16);
+  for (int64_t layer = 0; layer < b.layer_count(); ++layer) {
+    const auto* x = static_cast<const uint16_t*>(b.key_row(layer, 0));
+    const auto* y = static_cast<const uint16_t*>(back.cache().key_row(layer, 0));
+    ASSERT_TRUE(std::equal(x, x + b.row_elements() * f16.tokens().size(), y)) << "layer " << layer;
+  }
+  EXPECT_EQ(back.ask(kQuestions[0], greedy()).tokens, f16.ask(kQuestions[0], greedy()).tokens);
 }
 
 TEST_F(KnowledgeCacheTest, UpdateRecomputesFromTheChangedDocumentAndEqualsARebuild) {
