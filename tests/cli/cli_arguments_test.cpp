@@ -41,7 +41,7 @@ TEST(CliArguments, UnknownAndMissingCommandsNameTheChoices) {
   EXPECT_TRUE(contains(result.err, "run, info")) << result.err;
   result = run_frugal({"kb", "rebuild"});
   expect_argument_error(result, "unknown command 'rebuild'");
-  EXPECT_TRUE(contains(result.err, "build, add, update, remove, info")) << result.err;
+  EXPECT_TRUE(contains(result.err, "build, add, update, remove, convert, info")) << result.err;
   expect_argument_error(run_frugal({}), "give a command");
 }
 
