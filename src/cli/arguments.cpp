@@ -116,4 +116,14 @@ std::string parse_error_message(const CLI::App& app, const CLI::ParseError& erro
   return message + help;
 }
 
+std::vector<std::string> with_llama_cpp_spellings(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (args[i] == "--") break;  // what follows is not options
+    if (args[i] == "-ctk") args[i] = "--cache-type-k";
+    if (args[i] == "-ctv") args[i] = "--cache-type-v";
+  }
+  return args;
+}
+
 }  // namespace frugal::cli

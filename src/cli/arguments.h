@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -30,5 +31,10 @@ void check_output_folder(const std::string& path);
 // The one-line message for a parse error of `app` (which may have parsed a
 // command before failing): unknown or missing commands name the choices.
 std::string parse_error_message(const CLI::App& app, const CLI::ParseError& error);
+
+// The command line with llama.cpp's spellings that CLI11 cannot declare
+// (several letters after one dash: -ctk, -ctv) written as frugal's long
+// options, so commands copied from llama.cpp work.
+std::vector<std::string> with_llama_cpp_spellings(int argc, char** argv);
 
 }  // namespace frugal::cli

@@ -156,7 +156,8 @@ void convert(const EditArguments& args) {
   auto cache = KnowledgeCache::load(args.cache, *loaded.model, *loaded.tokenizer, load);
   if (cache.precision() == loaded.cache_precision && output == args.cache) {
     if (!args.quiet) {
-      fmt::print(stderr, "{}: already {}; the file is left as it was\n", output, args.model.cache_type);
+      fmt::print(stderr, "{}: already {}; the file is left as it was\n", output,
+                 loaded.cache_precision == KvPrecision::F16 ? "f16" : "f32");
     }
     return;
   }

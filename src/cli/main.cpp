@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <exception>
 #include <new>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -28,7 +30,10 @@ int main(int argc, char** argv) {
   frugal::cli::add_oae_command(app);
   frugal::cli::add_serve_command(app);
   try {
-    app.parse(argc, argv);
+    std::vector<std::string> args = frugal::cli::with_llama_cpp_spellings(argc, argv);
+    std::vector<char*> pointers;
+    for (std::string& arg : args) pointers.push_back(arg.data());
+    app.parse(static_cast<int>(pointers.size()), pointers.data());
   } catch (const CLI::Success& e) {
     return app.exit(e);  // --help, --version
   } catch (const CLI::ParseError& e) {

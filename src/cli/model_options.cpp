@@ -29,7 +29,21 @@ void add_model_arguments(CLI::App& command, ModelArguments& args, bool demo_by_d
       ->check(integer_in(0, int64_t{1} << 24));
   command.add_option("--cache-type", args.cache_type, "KV cache precision (keys and values): f32 or f16")
       ->check(CLI::IsMember({"f32", "f16"}));
+  command.add_option("--cache-type-k", args.cache_type_k, "precision of the cached keys (llama.cpp's -ctk, also accepted): f32 or f16")
+      ->check(CLI::IsMember({"f32", "f16"}));
+  command.add_option("--cache-type-v", args.cache_type_v, "precision of the cached values (llama.cpp's -ctv, also accepted): f32 or f16")
+      ->check(CLI::IsMember({"f32", "f16"}));
   command.add_option("--repack", args.repack, kRepackHelp)->check(CLI::IsMember({"auto", "on", "off"}));
+}
+
+KvPrecision cache_precision_from_arguments(const ModelArguments& args) {
+  const std::string keys = args.cache_type_k.empty() ? args.cache_type : args.cache_type_k;
+  const std::string values = args.cache_type_v.empty() ? args.cache_type : args.cache_type_v;
+  if (keys != values) {
+    throw Error(fmt::format("keys in {} and values in {}: frugal keeps both in one type for now; give the same type "
+                            "to -ctk and -ctv (or --cache-type)", keys, values));
+  }
+  return keys == "f16" ? KvPrecision::F16 : KvPrecision::F32;
 }
 
 WeightRepacking repacking_from_argument(const std::string& value) {
@@ -75,6 +89,7 @@ void warn_if_more_threads_than_cpus(size_t threads) {
 
 LoadedModel load_model(const ModelArguments& args) {
   LoadedModel loaded;
+  loaded.cache_precision = cache_precision_from_arguments(args);  // before the model loads
   ModelOptions options;
   options.threads = static_cast<size_t>(args.threads);
   warn_if_more_threads_than_cpus(options.threads);
@@ -90,7 +105,6 @@ LoadedModel load_model(const ModelArguments& args) {
   check_tokenizer_matches(*loaded.model, *loaded.tokenizer);
   const auto& config = loaded.model->config();
   loaded.context = args.context > 0 ? args.context : std::min<int64_t>(config.training_context, 4096);
-  loaded.cache_precision = args.cache_type == "f16" ? KvPrecision::F16 : KvPrecision::F32;
   return loaded;
 }
 

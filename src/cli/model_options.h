@@ -20,8 +20,13 @@ struct ModelArguments {
   bool pin_threads = false;
   int64_t context = 0;      // 0: the model's training context, at most 4096
   std::string cache_type = "f32";
+  std::string cache_type_k, cache_type_v;  // llama.cpp's -ctk / -ctv; empty: --cache-type
   std::string repack = "auto";
 };
+
+// The KV precision -ctk / -ctv / --cache-type ask for together; throws Error
+// when keys and values are asked in different types (not supported yet).
+KvPrecision cache_precision_from_arguments(const ModelArguments& args);
 
 // --repack's values (auto, on, off) as the option they stand for.
 WeightRepacking repacking_from_argument(const std::string& value);
