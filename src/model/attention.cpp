@@ -44,34 +44,44 @@ HeadRows head_rows(KvCache& cache, int64_t layer, size_t kv_head, size_t head_si
   return h;
 }
 
-// scores[q * count + j] = key (first + j) . query q, for `queries` F32 query
-// rows `query_stride` floats apart.
-void key_scores(const KernelSet& kernels, const HeadRows& h, size_t first, size_t count, const float* queries,
-                size_t query_stride, size_t queries_count, size_t head_size, float* scores) {
-  if (h.f16) {
-    kernels.key_scores_f16(reinterpret_cast<const uint16_t*>(h.keys) + first * h.row_elements, h.row_elements,
-                           count, queries, query_stride, queries_count, head_size, scores);
-  } else {
-    kernels.key_scores_f32(reinterpret_cast<const float*>(h.keys) + first * h.row_elements, h.row_elements, count,
-                           queries, query_stride, queries_count, head_size, scores);
-  }
-}
-
-// out += sum_j weights[j] * value (first + j).
-void add_values(const KernelSet& kernels, const HeadRows& h, size_t first, const float* weights, size_t count,
-                float* out, size_t head_size) {
-  if (h.f16) {
-    kernels.weighted_sum_f16(weights, count, reinterpret_cast<const uint16_t*>(h.values) + first * h.row_elements,
-                             h.row_elements, out, head_size);
-  } else {
-    kernels.weighted_sum_f32(weights, count, reinterpret_cast<const float*>(h.values) + first * h.row_elements,
-                             h.row_elements, out, head_size);
-  }
-}
-
 size_t chunk_count(size_t visible) { return (visible + kDecodeChunk - 1) / kDecodeChunk; }
 
 }  // namespace
+
+void score_keys(const uint8_t* keys, size_t row_elements, bool f16, size_t count, const float* queries,
+                size_t query_stride, size_t query_count, size_t head_size, float* scores, size_t score_stride) {
+  const KernelSet& kernels = active_kernels();
+  if (f16) {
+    kernels.key_scores_f16(reinterpret_cast<const uint16_t*>(keys), row_elements, count, queries, query_stride,
+                           query_count, head_size, scores, score_stride);
+  } else {
+    kernels.key_scores_f32(reinterpret_cast<const float*>(keys), row_elements, count, queries, query_stride,
+                           query_count, head_size, scores, score_stride);
+  }
+}
+
+void score_key_block(const uint8_t* keys, size_t row_elements, bool f16, size_t count, const float* queries,
+                     size_t query_stride, size_t query_count, size_t head_size, float* scores, size_t score_stride) {
+  if (f16) {
+    score_keys(keys, row_elements, f16, count, queries, query_stride, query_count, head_size, scores, score_stride);
+    return;
+  }
+  active_kernels().dot_tile[type_slot(TensorType::F32)](keys, row_elements * sizeof(float),
+                                                        reinterpret_cast<const uint8_t*>(queries),
+                                                        query_stride * sizeof(float), head_size, count, query_count,
+                                                        scores, score_stride);
+}
+
+void add_weighted_values(const float* weights, size_t count, const uint8_t* values, size_t row_elements, bool f16,
+                         float* out, size_t head_size) {
+  const KernelSet& kernels = active_kernels();
+  if (f16) {
+    kernels.weighted_sum_f16(weights, count, reinterpret_cast<const uint16_t*>(values), row_elements, out,
+                             head_size);
+  } else {
+    kernels.weighted_sum_f32(weights, count, reinterpret_cast<const float*>(values), row_elements, out, head_size);
+  }
+}
 
 size_t decode_items(size_t visible, const AttentionShape& shape) {
   return shape.kv_head_count * chunk_count(visible);
@@ -105,16 +115,7 @@ void decode_item(const float* q, const KvRows& rows, size_t visible, const Atten
   // not depend on the keys beside it in a call.
   const float* queries = q + kv_head * group * hs;
   for_each_piece([&](size_t at, size_t length, const uint8_t* keys, const uint8_t*) {
-    thread_local std::vector<float> piece;
-    piece.resize(group * length);
-    if (rows.f16) {
-      kernels.key_scores_f16(reinterpret_cast<const uint16_t*>(keys), rows.row_elements, length, queries, hs, group,
-                             hs, piece.data());
-    } else {
-      kernels.key_scores_f32(reinterpret_cast<const float*>(keys), rows.row_elements, length, queries, hs, group, hs,
-                             piece.data());
-    }
-    for (size_t g = 0; g < group; ++g) std::copy_n(&piece[g * length], length, &scores[g * count + at]);
+    score_keys(keys, rows.row_elements, rows.f16, length, queries, hs, group, hs, &scores[at], count);
   });
   float* const first_partial = partials + (kv_head * group * chunks + chunk) * partial_size;
   for (size_t g = 0; g < group; ++g) {
@@ -202,7 +203,6 @@ void causal_attention(const float* q, size_t tokens, int64_t start, KvCache& cac
   const size_t group = shape.head_count / shape.kv_head_count;
   const size_t blocks = (tokens + kQueryBlock - 1) / kQueryBlock;
   const size_t first_position = static_cast<size_t>(start);
-  const DotTileFn dot_f32_tile = kernels.dot_tile[type_slot(TensorType::F32)];
 
   pool.parallel_for(shape.head_count * blocks, [&](size_t begin, size_t end) {
     thread_local std::vector<float> scores;
@@ -216,16 +216,9 @@ void causal_attention(const float* q, size_t tokens, int64_t start, KvCache& cac
       const size_t t0 = block * kQueryBlock, t1 = std::min(tokens, t0 + kQueryBlock);
       const size_t visible_max = first_position + t1;
       const HeadRows h = head_rows(cache, layer, head / group, shape.head_size);
-      const float* queries = q + t0 * q_width + head * shape.head_size;
-
       scores.resize((t1 - t0) * visible_max);
-      if (h.f16) {
-        key_scores(kernels, h, 0, visible_max, queries, q_width, t1 - t0, shape.head_size, scores.data());
-      } else {
-        // Many queries: the tile kernel shares each key load among them.
-        dot_f32_tile(h.keys, h.row_elements * sizeof(float), reinterpret_cast<const uint8_t*>(queries),
-                     q_width * sizeof(float), shape.head_size, visible_max, t1 - t0, scores.data(), visible_max);
-      }
+      score_key_block(h.keys, h.row_elements, h.f16, visible_max, q + t0 * q_width + head * shape.head_size,
+                      q_width, t1 - t0, shape.head_size, scores.data(), visible_max);
       for (size_t t = t0; t < t1; ++t) {
         float* row = &scores[(t - t0) * visible_max];
         const size_t visible = first_position + t + 1;  // causal: later positions are not seen
@@ -233,7 +226,7 @@ void causal_attention(const float* q, size_t tokens, int64_t start, KvCache& cac
         kernels.softmax(row, visible);
         float* head_out = out + t * q_width + head * shape.head_size;
         std::fill(head_out, head_out + shape.head_size, 0.0f);
-        add_values(kernels, h, 0, row, visible, head_out, shape.head_size);
+        add_weighted_values(row, visible, h.values, h.row_elements, h.f16, head_out, shape.head_size);
       }
     }
   });

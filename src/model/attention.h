@@ -34,6 +34,21 @@ struct KvRows {
   bool f16 = false;             // else F32
 };
 
+// Reads of cached rows for attention, F32 or F16 as stored (`f16`), rows
+// `row_elements` elements apart: the one place that dispatches on the
+// precision, for the contiguous cache and the KV trie alike.
+// scores[q * score_stride + j] = key j . query q, for a few queries (decode).
+void score_keys(const uint8_t* keys, size_t row_elements, bool f16, size_t count, const float* queries,
+                size_t query_stride, size_t query_count, size_t head_size, float* scores, size_t score_stride);
+// The same for a block of many queries (prompts): F32 keys through the dot
+// tile, which shares each key load among the queries.
+void score_key_block(const uint8_t* keys, size_t row_elements, bool f16, size_t count, const float* queries,
+                     size_t query_stride, size_t query_count, size_t head_size, float* scores, size_t score_stride);
+// out += sum_j weights[j] * value j (summing in two calls gives what one
+// call gives, bit for bit).
+void add_weighted_values(const float* weights, size_t count, const uint8_t* values, size_t row_elements, bool f16,
+                         float* out, size_t head_size);
+
 // Attention of one token (all its query heads, q: [head_count * head_size])
 // over `visible` cached positions, in work items of one KV head and a chunk
 // of positions (flash-decoding); the result does not depend on how the

@@ -67,6 +67,7 @@ class TrieBackend final : public KvBackend {
               size_t head_size, ThreadPool& pool)
       : trie_(trie), entries_(entries), head_count_(head_count), kv_head_count_(kv_head_count),
         head_size_(head_size), scale_(1.0f / std::sqrt(static_cast<float>(head_size))), pool_(pool),
+        shape_{head_count, kv_head_count, head_size, scale_},
         precision_(trie.layout().element_bytes == 2 ? KvPrecision::F16 : KvPrecision::F32) {
     for (size_t t = 0; t < entries.size(); ++t) {
       const bool continues = t > 0 && trie.parent(entries[t].node) == entries[t - 1].node;
@@ -87,6 +88,17 @@ class TrieBackend final : public KvBackend {
         blocks_.push_back({c, t0, std::min(chain.first_entry + chain.length, t0 + kQueryBlock)});
       }
     }
+    // The lone entries' work items and partial results, laid end to end
+    // (the same for every layer).
+    lone_runs_.resize(lone_.size());
+    lone_item_start_.assign(lone_.size() + 1, 0);
+    lone_partial_start_.assign(lone_.size() + 1, 0);
+    for (size_t i = 0; i < lone_.size(); ++i) {
+      const size_t visible = chains_[lone_[i]].first_visible;
+      lone_item_start_[i + 1] = lone_item_start_[i] + decode_items(visible, shape_);
+      lone_partial_start_[i + 1] = lone_partial_start_[i] + decode_partial_floats(visible, shape_);
+    }
+    lone_partials_.resize(lone_partial_start_.back());
   }
 
   int64_t position(size_t t) const override { return static_cast<int64_t>(trie_.depth(entries_[t].node)) - 1; }
@@ -101,39 +113,28 @@ class TrieBackend final : public KvBackend {
 
   void attend(int64_t layer, const float* q, size_t, float* out) override {
     const KernelSet& kernels = active_kernels();
-    const DotTileFn dot_f32_tile = kernels.dot_tile[type_slot(TensorType::F32)];
     const size_t q_width = head_count_ * head_size_;
     const size_t group = head_count_ / kv_head_count_;
-    const size_t row_bytes = trie_.layout().row_bytes();
     const size_t row_elements = static_cast<size_t>(trie_.layout().row_elements);
     const bool f16 = precision_ == KvPrecision::F16;
-    const AttentionShape shape{head_count_, kv_head_count_, head_size_, scale_};
-    // Lone entries: their paths as runs of rows of this layer, their work
-    // items and partial results laid end to end.
-    lone_runs_.resize(lone_.size());
-    lone_item_start_.assign(lone_.size() + 1, 0);
-    lone_partial_start_.assign(lone_.size() + 1, 0);
+    // Lone entries: their paths as runs of rows of this layer.
     for (size_t i = 0; i < lone_.size(); ++i) {
-      const Chain& chain = chains_[lone_[i]];
       lone_runs_[i].clear();
-      for (const SlotRun& run : chain.runs) {
+      for (const SlotRun& run : chains_[lone_[i]].runs) {
         lone_runs_[i].push_back({run.first_position, run.length, trie_.key_row(layer, run.first_slot),
                                  trie_.value_row(layer, run.first_slot)});
       }
-      lone_item_start_[i + 1] = lone_item_start_[i] + decode_items(chain.first_visible, shape);
-      lone_partial_start_[i + 1] = lone_partial_start_[i] + decode_partial_floats(chain.first_visible, shape);
     }
-    lone_partials_.resize(lone_partial_start_.back());
     const size_t lone_items = lone_item_start_.back();
     pool_.parallel_for(lone_items + blocks_.size() * head_count_, [&](size_t begin, size_t end) {
-      thread_local std::vector<float> scores, piece;
+      thread_local std::vector<float> scores;
       for (size_t item = begin; item < end; ++item) {
         if (item < lone_items) {
           const size_t i = static_cast<size_t>(
               std::upper_bound(lone_item_start_.begin(), lone_item_start_.end(), item) - lone_item_start_.begin() - 1);
           const Chain& chain = chains_[lone_[i]];
           const KvRows rows{lone_runs_[i], row_elements, f16};
-          decode_item(q + chain.first_entry * q_width, rows, chain.first_visible, shape, item - lone_item_start_[i],
+          decode_item(q + chain.first_entry * q_width, rows, chain.first_visible, shape_, item - lone_item_start_[i],
                       lone_partials_.data() + lone_partial_start_[i]);
           continue;
         }
@@ -150,20 +151,8 @@ class TrieBackend final : public KvBackend {
         for (const SlotRun& run : chain.runs) {
           if (run.first_position >= visible_max) break;
           const size_t length = std::min(run.length, visible_max - run.first_position);
-          const uint8_t* keys = trie_.key_row(layer, run.first_slot) + offset;
-          if (f16) {
-            // Scores of each key alone (as the contiguous F16 cache's), into
-            // the block's rows.
-            piece.resize(queries * length);
-            kernels.key_scores_f16(reinterpret_cast<const uint16_t*>(keys), row_elements, length, query, q_width,
-                                   queries, head_size_, piece.data());
-            for (size_t i = 0; i < queries; ++i) {
-              std::copy_n(&piece[i * length], length, &scores[i * visible_max + run.first_position]);
-            }
-          } else {
-            dot_f32_tile(keys, row_bytes, reinterpret_cast<const uint8_t*>(query), q_width * sizeof(float),
-                         head_size_, length, queries, &scores[run.first_position], visible_max);
-          }
+          score_key_block(trie_.key_row(layer, run.first_slot) + offset, row_elements, f16, length, query, q_width,
+                          queries, head_size_, &scores[run.first_position], visible_max);
         }
         for (size_t t = block.t0; t < block.t1; ++t) {
           float* row = &scores[(t - block.t0) * visible_max];
@@ -175,21 +164,15 @@ class TrieBackend final : public KvBackend {
           for (const SlotRun& run : chain.runs) {  // the same sums, in the same order, as over one contiguous cache
             if (run.first_position >= visible) break;
             const size_t length = std::min(run.length, visible - run.first_position);
-            const uint8_t* values = trie_.value_row(layer, run.first_slot) + offset;
-            if (f16) {
-              kernels.weighted_sum_f16(&row[run.first_position], length, reinterpret_cast<const uint16_t*>(values),
-                                       row_elements, o, head_size_);
-            } else {
-              kernels.weighted_sum_f32(&row[run.first_position], length, reinterpret_cast<const float*>(values),
-                                       row_elements, o, head_size_);
-            }
+            add_weighted_values(&row[run.first_position], length, trie_.value_row(layer, run.first_slot) + offset,
+                                row_elements, f16, o, head_size_);
           }
         }
       }
     });
     for (size_t i = 0; i < lone_.size(); ++i) {
       const Chain& chain = chains_[lone_[i]];
-      decode_merge(lone_partials_.data() + lone_partial_start_[i], chain.first_visible, shape,
+      decode_merge(lone_partials_.data() + lone_partial_start_[i], chain.first_visible, shape_,
                    out + chain.first_entry * q_width);
     }
   }
@@ -200,11 +183,12 @@ class TrieBackend final : public KvBackend {
   size_t head_count_, kv_head_count_, head_size_;
   float scale_;
   ThreadPool& pool_;
+  AttentionShape shape_;
   KvPrecision precision_;
   std::vector<Chain> chains_;
   std::vector<QueryBlock> blocks_;  // of chains of several entries
   std::vector<size_t> lone_;        // chains of one entry
-  std::vector<std::vector<KvRun>> lone_runs_;
+  std::vector<std::vector<KvRun>> lone_runs_;  // of the layer being attended
   std::vector<size_t> lone_item_start_, lone_partial_start_;
   std::vector<float> lone_partials_;
 };

@@ -78,14 +78,17 @@ struct KernelSet {
   void (*weighted_sums_f16)(const float* weights, size_t weight_stride, size_t outputs, size_t count,
                             const uint16_t* rows, size_t row_stride, float* out, size_t out_stride,
                             size_t n) = nullptr;
-  // scores[q * count + j] = dot(key row j, query q) for `count` key rows
-  // `key_stride` elements apart and `queries` F32 rows `query_stride` floats
-  // apart, `head_size` elements each: attention's few queries against many
-  // short keys (the dot tiles are shaped for long rows).
+  // scores[q * score_stride + j] = dot(key row j, query q) for `count` key
+  // rows `key_stride` elements apart and `query_count` F32 rows
+  // `query_stride` floats apart, `head_size` elements each: attention's few
+  // queries against many short keys (the dot tiles are shaped for long
+  // rows). Each key's score does not depend on the keys beside it in a call.
   void (*key_scores_f32)(const float* keys, size_t key_stride, size_t count, const float* queries,
-                         size_t query_stride, size_t query_count, size_t head_size, float* scores) = nullptr;
+                         size_t query_stride, size_t query_count, size_t head_size, float* scores,
+                         size_t score_stride) = nullptr;
   void (*key_scores_f16)(const uint16_t* keys, size_t key_stride, size_t count, const float* queries,
-                         size_t query_stride, size_t query_count, size_t head_size, float* scores) = nullptr;
+                         size_t query_stride, size_t query_count, size_t head_size, float* scores,
+                         size_t score_stride) = nullptr;
   // The same over F16 rows (an F16 KV cache's values), read as they are.
   void (*weighted_sum_f16)(const float* weights, size_t count, const uint16_t* rows, size_t row_stride, float* out,
                            size_t n) = nullptr;

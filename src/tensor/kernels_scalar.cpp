@@ -54,12 +54,13 @@ void weighted_sum_f16_scalar(const float* weights, size_t count, const uint16_t*
 
 template <class Key, float (*ToFloat)(Key)>
 void key_scores_scalar(const Key* keys, size_t key_stride, size_t count, const float* queries, size_t query_stride,
-                       size_t queries_count, size_t head_size, float* scores) {
+                       size_t queries_count, size_t head_size, float* scores,
+                       size_t score_stride) {
   for (size_t q = 0; q < queries_count; ++q) {
     for (size_t j = 0; j < count; ++j) {
       float sum = 0;
       for (size_t i = 0; i < head_size; ++i) sum += ToFloat(keys[j * key_stride + i]) * queries[q * query_stride + i];
-      scores[q * count + j] = sum;
+      scores[q * score_stride + j] = sum;
     }
   }
 }

@@ -135,7 +135,8 @@ void weighted_sums_by_one(const float* weights, size_t weight_stride, size_t out
 
 template <class Key>
 void key_scores_avx2(const Key* keys, size_t key_stride, size_t count, const float* queries, size_t query_stride,
-                     size_t queries_count, size_t head_size, float* scores) {
+                     size_t queries_count, size_t head_size, float* scores,
+                     size_t score_stride) {
   for (size_t q = 0; q < queries_count; ++q) {
     const float* query = queries + q * query_stride;
     for (size_t j = 0; j < count; ++j) {
@@ -148,7 +149,7 @@ void key_scores_avx2(const Key* keys, size_t key_stride, size_t count, const flo
       h = _mm_add_ss(h, _mm_movehdup_ps(h));
       float sum = _mm_cvtss_f32(h);
       for (; i < head_size; ++i) sum += to_float(key[i]) * query[i];
-      scores[q * count + j] = sum;
+      scores[q * score_stride + j] = sum;
     }
   }
 }

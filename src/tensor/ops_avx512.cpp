@@ -181,7 +181,8 @@ FRUGAL_INLINE __m512 sums_of_16(const __m512 (&v)[16]) {
 // sizes that are not a multiple of 16 take masked loads for the rest.
 template <class Key>
 void key_scores_avx512(const Key* keys, size_t key_stride, size_t count, const float* queries, size_t query_stride,
-                       size_t queries_count, size_t head_size, float* scores) {
+                       size_t queries_count, size_t head_size, float* scores,
+                       size_t score_stride) {
   const size_t whole = head_size / 16 * 16;
   const __mmask16 tail = static_cast<__mmask16>((1u << (head_size - whole)) - 1);
   for (size_t j0 = 0; j0 < count; j0 += 16) {
@@ -212,7 +213,7 @@ void key_scores_avx512(const Key* keys, size_t key_stride, size_t count, const f
         }
       }
       const __mmask16 store = static_cast<__mmask16>((1u << keys_here) - 1);
-      _mm512_mask_storeu_ps(scores + q * count + j0, store, sums_of_16(acc));
+      _mm512_mask_storeu_ps(scores + q * score_stride + j0, store, sums_of_16(acc));
     }
   }
 }

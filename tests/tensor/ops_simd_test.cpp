@@ -133,10 +133,12 @@ TEST(AttentionKernels, KeyScoresMatchADoubleSum) {
           const auto keys = random_values(count * key_stride, 1.0f, static_cast<uint32_t>(count));
           const auto keys16 = to_halves(keys);
           const auto q = random_values(queries * head_size * 2, 1.0f, 7);  // queries 2 * head_size apart
-          std::vector<float> got(queries * count, -1.0f), got16(queries * count, -1.0f);
-          k.key_scores_f32(keys.data(), key_stride, count, q.data(), 2 * head_size, queries, head_size, got.data());
+          const size_t score_stride = count + 3;  // respected, and nothing else written
+          std::vector<float> got(queries * score_stride, -1.0f), got16(queries * score_stride, -1.0f);
+          k.key_scores_f32(keys.data(), key_stride, count, q.data(), 2 * head_size, queries, head_size, got.data(),
+                           score_stride);
           k.key_scores_f16(keys16.data(), key_stride, count, q.data(), 2 * head_size, queries, head_size,
-                           got16.data());
+                           got16.data(), score_stride);
           for (size_t a = 0; a < queries; ++a) {
             for (size_t j = 0; j < count; ++j) {
               double sum = 0, sum16 = 0, magnitude = 0;
@@ -146,8 +148,12 @@ TEST(AttentionKernels, KeyScoresMatchADoubleSum) {
                 sum16 += f16_to_f32(keys16[j * key_stride + i]) * x;
                 magnitude += std::fabs(keys[j * key_stride + i] * x);
               }
-              ASSERT_NEAR(got[a * count + j], sum, 1e-5 * magnitude) << isa_name(isa) << " hs " << head_size;
-              ASSERT_NEAR(got16[a * count + j], sum16, 1e-5 * magnitude) << isa_name(isa) << " hs " << head_size;
+              ASSERT_NEAR(got[a * score_stride + j], sum, 1e-5 * magnitude) << isa_name(isa) << " hs " << head_size;
+              ASSERT_NEAR(got16[a * score_stride + j], sum16, 1e-5 * magnitude) << isa_name(isa) << " hs " << head_size;
+            }
+            for (size_t j = count; j < score_stride; ++j) {
+              ASSERT_EQ(got[a * score_stride + j], -1.0f) << "past count";
+              ASSERT_EQ(got16[a * score_stride + j], -1.0f) << "past count";
             }
           }
         }
