@@ -88,13 +88,24 @@ void refuse_removing_everything(const KnowledgeCache& cache, const std::vector<s
   throw Error("removing every document would leave an empty cache; delete the file instead");
 }
 
-void edit(const EditArguments& args, Edit kind) {
+// Where an edit or a conversion writes (the cache itself unless -o), checked
+// before any work.
+std::string checked_output(const EditArguments& args) {
   const std::string output = args.output.empty() ? args.cache : args.output;
   check_output_path(output);
-  LoadedModel loaded = load_model(args.model);
+  return output;
+}
+
+KnowledgeCache load_cache(const EditArguments& args, const LoadedModel& loaded) {
   KnowledgeLoadOptions load;
   load.context = args.model.context;
-  auto cache = KnowledgeCache::load(args.cache, *loaded.model, *loaded.tokenizer, load);
+  return KnowledgeCache::load(args.cache, *loaded.model, *loaded.tokenizer, load);
+}
+
+void edit(const EditArguments& args, Edit kind) {
+  const std::string output = checked_output(args);
+  LoadedModel loaded = load_model(args.model);
+  auto cache = load_cache(args, loaded);
   if (kind == Edit::Remove) refuse_removing_everything(cache, args.ids);
   const size_t documents_before = cache.documents().size(), tokens_before = cache.tokens().size();
   const auto progress = progress_bar("prefill", args.quiet);
@@ -148,12 +159,9 @@ void info(const std::string& path, bool verify) {
 // kb convert: the same cache with its keys and values in another precision
 // (--cache-type), without prefilling again.
 void convert(const EditArguments& args) {
-  const std::string output = args.output.empty() ? args.cache : args.output;
-  check_output_path(output);
+  const std::string output = checked_output(args);
   LoadedModel loaded = load_model(args.model);
-  KnowledgeLoadOptions load;
-  load.context = args.model.context;
-  auto cache = KnowledgeCache::load(args.cache, *loaded.model, *loaded.tokenizer, load);
+  auto cache = load_cache(args, loaded);
   if (cache.precision() == loaded.cache_precision && output == args.cache) {
     if (!args.quiet) {
       fmt::print(stderr, "{}: already {}; the file is left as it was\n", output,

@@ -128,6 +128,16 @@ KvCache KvCache::clone() const {
   return copy;
 }
 
+void convert_kv_row(const void* src, KvPrecision from, void* dst, KvPrecision to, size_t n) {
+  if (from == to) {
+    std::memcpy(dst, src, n * (from == KvPrecision::F16 ? 2 : 4));
+  } else if (to == KvPrecision::F32) {
+    dequantize_row(TensorType::F16, src, static_cast<float*>(dst), n);  // exact
+  } else {
+    store_kv_row(static_cast<const float*>(src), dst, n, KvPrecision::F16);
+  }
+}
+
 KvCache KvCache::converted(KvPrecision precision) const {
   if (precision == precision_) return clone();
   KvCache copy;
@@ -142,15 +152,10 @@ KvCache KvCache::converted(KvPrecision precision) const {
     for (size_t layer = 0; layer < keys_.size(); ++layer) {
       copy.keys_.emplace_back(layer_bytes);
       copy.values_.emplace_back(layer_bytes);
+      const auto l = static_cast<int64_t>(layer);
       for (int64_t p = 0; p < size_; ++p) {
-        const auto l = static_cast<int64_t>(layer);
-        if (precision == KvPrecision::F16) {
-          store_kv_row(static_cast<const float*>(key_row(l, p)), copy.key_row(l, p), n, precision);
-          store_kv_row(static_cast<const float*>(value_row(l, p)), copy.value_row(l, p), n, precision);
-        } else {
-          dequantize_row(TensorType::F16, key_row(l, p), static_cast<float*>(copy.key_row(l, p)), n);
-          dequantize_row(TensorType::F16, value_row(l, p), static_cast<float*>(copy.value_row(l, p)), n);
-        }
+        convert_kv_row(key_row(l, p), precision_, copy.key_row(l, p), precision, n);
+        convert_kv_row(value_row(l, p), precision_, copy.value_row(l, p), precision, n);
       }
     }
   } catch (const std::bad_alloc&) {
@@ -236,17 +241,8 @@ void copy_kv_rows(const KvCache& cache, int64_t position, KvTrie& trie, KvSlot s
   const KvPrecision store = layout.element_bytes == 2 ? KvPrecision::F16 : KvPrecision::F32;
   const auto n = static_cast<size_t>(layout.row_elements);
   for (int64_t layer = 0; layer < layout.layers; ++layer) {
-    const void* rows[2] = {cache.key_row(layer, position), cache.value_row(layer, position)};
-    void* targets[2] = {trie.key_row(layer, slot), trie.value_row(layer, slot)};
-    for (int i = 0; i < 2; ++i) {
-      if (cache.precision() == store) {
-        std::memcpy(targets[i], rows[i], layout.row_bytes());
-      } else if (store == KvPrecision::F32) {
-        dequantize_row(TensorType::F16, rows[i], static_cast<float*>(targets[i]), n);
-      } else {
-        store_kv_row(static_cast<const float*>(rows[i]), targets[i], n, KvPrecision::F16);
-      }
-    }
+    convert_kv_row(cache.key_row(layer, position), cache.precision(), trie.key_row(layer, slot), store, n);
+    convert_kv_row(cache.value_row(layer, position), cache.precision(), trie.value_row(layer, slot), store, n);
   }
 }
 

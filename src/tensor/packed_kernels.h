@@ -336,157 +336,139 @@ FRUGAL_INLINE float d_of(const uint8_t* a) {
   return d;
 }
 
-template <class S, int T, bool Decode>
-void micro_q4_k(const uint8_t* w, const uint8_t* const* a_first, size_t count, bool accumulate, float* out,
-                size_t out_stride, typename S::Mask row_mask) {
-  typename S::F acc[T];
-#pragma GCC unroll 4
-  for (int t = 0; t < T; ++t) {
-    acc[t] = accumulate ? S::load_f(out + t * out_stride, row_mask) : S::zero_f();
-  }
+// One super-block b of a group against T tokens' Q8_K blocks a, added to acc.
+template <class S, int T>
+FRUGAL_INLINE void q4_k_block(const uint8_t* b, const uint8_t* const* a, typename S::F* acc) {
   const typename S::I low_nibbles = S::set1(0x0F0F0F0F);
-  for (size_t k = 0; k < count; ++k) {
-    const uint8_t* b = w + k * Q4K::kBytes;
-    const uint8_t* a[T];
+  typename S::I total[T], mins[T];
 #pragma GCC unroll 4
-    for (int t = 0; t < T; ++t) a[t] = a_first[t] + k * kQ8KBytes;
-    if constexpr (Decode) {
-      for (size_t line = 0; line < Q4K::kBytes; line += 512) {
-        _mm_prefetch(reinterpret_cast<const char*>(b + kPackedPrefetchBytes + line), _MM_HINT_T0);
-      }
-    }
-    typename S::I total[T], mins[T];
+  for (int t = 0; t < T; ++t) total[t] = mins[t] = S::zero();
 #pragma GCC unroll 4
-    for (int t = 0; t < T; ++t) total[t] = mins[t] = S::zero();
+  for (size_t c = 0; c < 4; ++c) {
+    typename S::I lo_sum[T], hi_sum[T];
 #pragma GCC unroll 4
-    for (size_t c = 0; c < 4; ++c) {
-      typename S::I lo_sum[T], hi_sum[T];
-#pragma GCC unroll 4
-      for (int t = 0; t < T; ++t) lo_sum[t] = hi_sum[t] = S::zero();
+    for (int t = 0; t < T; ++t) lo_sum[t] = hi_sum[t] = S::zero();
 #pragma GCC unroll 8
-      for (size_t i = 0; i < 8; ++i) {
-        const typename S::I v = S::load(b + 64 * (8 * c + i));
-        const typename S::I lo = S::and_(v, low_nibbles);
-        const typename S::I hi = S::and_(S::srli16(v, 4), low_nibbles);
-#pragma GCC unroll 4
-        for (int t = 0; t < T; ++t) {
-          const uint8_t* q = a[t] + kQuants + 64 * c + 4 * i;
-          lo_sum[t] = S::dot4(lo_sum[t], lo, broadcast_quants<S>(q));
-          hi_sum[t] = S::dot4(hi_sum[t], hi, broadcast_quants<S>(q + 32));
-        }
-      }
-      const typename S::I scale_lo = S::widen_u8(b + 2048 + 16 * (2 * c)), scale_hi = S::widen_u8(b + 2048 + 16 * (2 * c + 1));
+    for (size_t i = 0; i < 8; ++i) {
+      const typename S::I v = S::load(b + 64 * (8 * c + i));
+      const typename S::I lo = S::and_(v, low_nibbles);
+      const typename S::I hi = S::and_(S::srli16(v, 4), low_nibbles);
 #pragma GCC unroll 4
       for (int t = 0; t < T; ++t) {
-        total[t] = S::add(total[t], S::add(S::mullo(lo_sum[t], scale_lo),
-                                                               S::mullo(hi_sum[t], scale_hi)));
+        const uint8_t* q = a[t] + kQuants + 64 * c + 4 * i;
+        lo_sum[t] = S::dot4(lo_sum[t], lo, broadcast_quants<S>(q));
+        hi_sum[t] = S::dot4(hi_sum[t], hi, broadcast_quants<S>(q + 32));
       }
     }
-#pragma GCC unroll 8
-    for (size_t s = 0; s < 8; ++s) {
-      const typename S::I m = S::widen_u8(b + 2176 + 16 * s);
-#pragma GCC unroll 4
-      for (int t = 0; t < T; ++t) {
-        const int32_t sub_sum = sum_at(a[t], 2 * s) + sum_at(a[t], 2 * s + 1);
-        mins[t] = S::add(mins[t], S::mullo(m, S::set1(sub_sum)));
-      }
-    }
-    const typename S::F d = S::halves(b + 2304), dmin = S::halves(b + 2336);
+    const typename S::I scale_lo = S::widen_u8(b + 2048 + 16 * (2 * c)), scale_hi = S::widen_u8(b + 2048 + 16 * (2 * c + 1));
 #pragma GCC unroll 4
     for (int t = 0; t < T; ++t) {
-      const typename S::F da = S::set1_f(d_of(a[t]));
-      acc[t] = S::fmadd(S::to_float(total[t]), S::mul(d, da), acc[t]);
-      acc[t] = S::fnmadd(S::to_float(mins[t]), S::mul(dmin, da), acc[t]);
+      total[t] = S::add(total[t], S::add(S::mullo(lo_sum[t], scale_lo),
+                                                             S::mullo(hi_sum[t], scale_hi)));
     }
   }
+#pragma GCC unroll 8
+  for (size_t s = 0; s < 8; ++s) {
+    const typename S::I m = S::widen_u8(b + 2176 + 16 * s);
 #pragma GCC unroll 4
-  for (int t = 0; t < T; ++t) S::store_f(out + t * out_stride, row_mask, acc[t]);
-}
-
-template <class S, int T, bool Decode>
-void micro_q6_k(const uint8_t* w, const uint8_t* const* a_first, size_t count, bool accumulate, float* out,
-                size_t out_stride, typename S::Mask row_mask) {
-  typename S::F acc[T];
+    for (int t = 0; t < T; ++t) {
+      const int32_t sub_sum = sum_at(a[t], 2 * s) + sum_at(a[t], 2 * s + 1);
+      mins[t] = S::add(mins[t], S::mullo(m, S::set1(sub_sum)));
+    }
+  }
+  const typename S::F d = S::halves(b + 2304), dmin = S::halves(b + 2336);
 #pragma GCC unroll 4
   for (int t = 0; t < T; ++t) {
-    acc[t] = accumulate ? S::load_f(out + t * out_stride, row_mask) : S::zero_f();
+    const typename S::F da = S::set1_f(d_of(a[t]));
+    acc[t] = S::fmadd(S::to_float(total[t]), S::mul(d, da), acc[t]);
+    acc[t] = S::fnmadd(S::to_float(mins[t]), S::mul(dmin, da), acc[t]);
   }
+}
+
+template <class S, int T>
+FRUGAL_INLINE void q6_k_block(const uint8_t* b, const uint8_t* const* a, typename S::F* acc) {
   const typename S::I low_nibbles = S::set1(0x0F0F0F0F), two_bits = S::set1(0x30303030);
-  for (size_t k = 0; k < count; ++k) {
-    const uint8_t* b = w + k * Q6K::kBytes;
-    const uint8_t* a[T];
+  typename S::I total[T];
 #pragma GCC unroll 4
-    for (int t = 0; t < T; ++t) a[t] = a_first[t] + k * kQ8KBytes;
-    if constexpr (Decode) {
-      for (size_t line = 0; line < Q6K::kBytes; line += 512) {
-        _mm_prefetch(reinterpret_cast<const char*>(b + kPackedPrefetchBytes + line), _MM_HINT_T0);
+  for (int t = 0; t < T; ++t) total[t] = S::zero();
+  // Per half of the super-block (h) and of its 32-element rows (half):
+  // each ql / qh vector is loaded once and gives the quants of four
+  // 16-element sub-blocks (kk = 0..3).
+#pragma GCC unroll 2
+  for (size_t h = 0; h < 2; ++h) {
+#pragma GCC unroll 2
+    for (size_t half = 0; half < 2; ++half) {
+      typename S::I sum[4][T];
+#pragma GCC unroll 4
+      for (size_t kk = 0; kk < 4; ++kk) {
+#pragma GCC unroll 4
+        for (int t = 0; t < T; ++t) sum[kk][t] = S::set1(-32 * sum_at(a[t], 8 * h + 2 * kk + half));
       }
-    }
-    typename S::I total[T];
 #pragma GCC unroll 4
-    for (int t = 0; t < T; ++t) total[t] = S::zero();
-    // Per half of the super-block (h) and of its 32-element rows (half):
-    // each ql / qh vector is loaded once and gives the quants of four
-    // 16-element sub-blocks (kk = 0..3).
-#pragma GCC unroll 2
-    for (size_t h = 0; h < 2; ++h) {
-#pragma GCC unroll 2
-      for (size_t half = 0; half < 2; ++half) {
-        typename S::I sum[4][T];
+      for (size_t i = 4 * half; i < 4 * half + 4; ++i) {
+        const uint8_t* step = b + 192 * (8 * h + i);
+        const typename S::I ql_a = S::load(step);
+        const typename S::I ql_b = S::load(step + 64);
+        const typename S::I qh = S::load(step + 128);
+        // Low 4 bits from ql (kk 0, 1: low nibbles of a, b; kk 2, 3: high
+        // nibbles), bits 2kk..2kk+1 of qh moved to bits 4..5.
+        const typename S::I q[4] = {
+            S::or_(S::and_(ql_a, low_nibbles), S::and_(S::slli16(qh, 4), two_bits)),
+            S::or_(S::and_(ql_b, low_nibbles), S::and_(S::slli16(qh, 2), two_bits)),
+            S::or_(S::and_(S::srli16(ql_a, 4), low_nibbles), S::and_(qh, two_bits)),
+            S::or_(S::and_(S::srli16(ql_b, 4), low_nibbles),
+                            S::and_(S::srli16(qh, 2), two_bits))};
 #pragma GCC unroll 4
         for (size_t kk = 0; kk < 4; ++kk) {
 #pragma GCC unroll 4
-          for (int t = 0; t < T; ++t) sum[kk][t] = S::set1(-32 * sum_at(a[t], 8 * h + 2 * kk + half));
-        }
-#pragma GCC unroll 4
-        for (size_t i = 4 * half; i < 4 * half + 4; ++i) {
-          const uint8_t* step = b + 192 * (8 * h + i);
-          const typename S::I ql_a = S::load(step);
-          const typename S::I ql_b = S::load(step + 64);
-          const typename S::I qh = S::load(step + 128);
-          // Low 4 bits from ql (kk 0, 1: low nibbles of a, b; kk 2, 3: high
-          // nibbles), bits 2kk..2kk+1 of qh moved to bits 4..5.
-          const typename S::I q[4] = {
-              S::or_(S::and_(ql_a, low_nibbles), S::and_(S::slli16(qh, 4), two_bits)),
-              S::or_(S::and_(ql_b, low_nibbles), S::and_(S::slli16(qh, 2), two_bits)),
-              S::or_(S::and_(S::srli16(ql_a, 4), low_nibbles), S::and_(qh, two_bits)),
-              S::or_(S::and_(S::srli16(ql_b, 4), low_nibbles),
-                              S::and_(S::srli16(qh, 2), two_bits))};
-#pragma GCC unroll 4
-          for (size_t kk = 0; kk < 4; ++kk) {
-#pragma GCC unroll 4
-            for (int t = 0; t < T; ++t) {
-              sum[kk][t] = S::dot4(sum[kk][t], q[kk],
-                                               broadcast_quants<S>(a[t] + kQuants + 128 * h + 32 * kk + 4 * i));
-            }
+          for (int t = 0; t < T; ++t) {
+            sum[kk][t] = S::dot4(sum[kk][t], q[kk],
+                                             broadcast_quants<S>(a[t] + kQuants + 128 * h + 32 * kk + 4 * i));
           }
         }
+      }
 #pragma GCC unroll 4
-        for (size_t kk = 0; kk < 4; ++kk) {
-          const typename S::I scale = S::widen_i8(b + 3072 + 16 * (8 * h + 2 * kk + half));
+      for (size_t kk = 0; kk < 4; ++kk) {
+        const typename S::I scale = S::widen_i8(b + 3072 + 16 * (8 * h + 2 * kk + half));
 #pragma GCC unroll 4
-          for (int t = 0; t < T; ++t) total[t] = S::add(total[t], S::mullo(sum[kk][t], scale));
-        }
+        for (int t = 0; t < T; ++t) total[t] = S::add(total[t], S::mullo(sum[kk][t], scale));
       }
     }
-    const typename S::F d = S::halves(b + 3328);
+  }
+  const typename S::F d = S::halves(b + 3328);
 #pragma GCC unroll 4
-    for (int t = 0; t < T; ++t) {
-      acc[t] = S::fmadd(S::to_float(total[t]), S::mul(d, S::set1_f(d_of(a[t]))), acc[t]);
+  for (int t = 0; t < T; ++t) {
+    acc[t] = S::fmadd(S::to_float(total[t]), S::mul(d, S::set1_f(d_of(a[t]))), acc[t]);
+  }
+}
+
+// T tokens over super-blocks [0, count) of one group, onto the outputs.
+template <class S, class L, int T, bool Decode>
+void micro_k(const uint8_t* w, const uint8_t* const* a_first, size_t count, bool accumulate, float* out,
+             size_t out_stride, typename S::Mask row_mask) {
+  typename S::F acc[T];
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t) {
+    acc[t] = accumulate ? S::load_f(out + t * out_stride, row_mask) : S::zero_f();
+  }
+  for (size_t k = 0; k < count; ++k) {
+    const uint8_t* b = w + k * L::kBytes;
+    const uint8_t* a[T];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) a[t] = a_first[t] + k * kQ8KBytes;
+    if constexpr (Decode) {
+      for (size_t line = 0; line < L::kBytes; line += 512) {
+        _mm_prefetch(reinterpret_cast<const char*>(b + kPackedPrefetchBytes + line), _MM_HINT_T0);
+      }
+    }
+    if constexpr (L::kBytes == Q4K::kBytes) {
+      q4_k_block<S, T>(b, a, acc);
+    } else {
+      q6_k_block<S, T>(b, a, acc);
     }
   }
 #pragma GCC unroll 4
   for (int t = 0; t < T; ++t) S::store_f(out + t * out_stride, row_mask, acc[t]);
-}
-
-template <class S, class L, int T, bool Decode>
-FRUGAL_INLINE void micro_k(const uint8_t* w, const uint8_t* const* a, size_t count, bool accumulate, float* out,
-                         size_t out_stride, typename S::Mask row_mask) {
-  if constexpr (L::kBytes == Q4K::kBytes) {
-    micro_q4_k<S, T, Decode>(w, a, count, accumulate, out, out_stride, row_mask);
-  } else {
-    micro_q6_k<S, T, Decode>(w, a, count, accumulate, out, out_stride, row_mask);
-  }
 }
 
 template <class S, class L>
