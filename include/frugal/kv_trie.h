@@ -27,6 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include "frugal/kv_precision.h"
+
 namespace frugal {
 
 using TokenId = int32_t;
@@ -34,13 +36,13 @@ using KvNode = int32_t;
 using KvSlot = int32_t;
 
 // Shape of one slot: `layers` key rows and `layers` value rows of
-// `row_elements` values of `element_bytes` each (4: F32, 2: F16).
+// `row_elements` values stored as `precision`.
 struct KvLayout {
   int64_t layers = 0;
   int64_t row_elements = 0;
-  size_t element_bytes = 4;
+  KvPrecision precision = KvPrecision::F32;
 
-  size_t row_bytes() const { return static_cast<size_t>(row_elements) * element_bytes; }
+  size_t row_bytes() const { return kv_bytes(precision, static_cast<size_t>(row_elements)); }
   size_t slot_bytes() const { return 2 * static_cast<size_t>(layers) * row_bytes(); }
 };
 

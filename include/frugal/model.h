@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "frugal/gguf.h"
+#include "frugal/kv_precision.h"
 #include "frugal/kv_trie.h"
 #include "frugal/tensor_type.h"
 
@@ -60,7 +61,6 @@ std::vector<float> llama3_rope_frequency_factors(int64_t rope_dimensions, float 
                                                  float low_freq_factor, float high_freq_factor,
                                                  int64_t original_context);
 
-enum class KvPrecision { F32, F16 };
 
 // Keys and values of one sequence for every layer, filled left to right.
 class KvCache {
@@ -74,8 +74,8 @@ class KvCache {
   // An explicit copy of the same capacity and precision; only the filled
   // positions are copied (a beam taking over its parent's cache).
   KvCache clone() const;
-  // The same in another precision: filled positions converted (F32 -> F16
-  // rounds to nearest; F16 -> F32 is exact), no forward pass.
+  // The same in another precision: filled positions converted through F32
+  // as store_kv_row quantizes (F16 -> F32 is exact), no forward pass.
   KvCache converted(KvPrecision precision) const;
 
   int64_t capacity() const { return capacity_; }
@@ -96,7 +96,7 @@ class KvCache {
   const void* key_row(int64_t layer, int64_t position) const;
   const void* value_row(int64_t layer, int64_t position) const;
   size_t row_elements() const { return static_cast<size_t>(row_elements_); }
-  size_t row_bytes() const { return static_cast<size_t>(row_elements_) * element_bytes_; }
+  size_t row_bytes() const { return row_bytes_; }
   int64_t layer_count() const { return static_cast<int64_t>(keys_.size()); }
 
   // Makes the first `tokens` positions the keys and values stored in an open
@@ -135,13 +135,14 @@ class KvCache {
   int64_t capacity_ = 0;
   int64_t size_ = 0;
   int64_t row_elements_ = 0;
-  size_t element_bytes_ = 0;
+  size_t row_bytes_ = 0;
+  size_t head_size_ = 0;  // rows are whole blocks per head (check_kv_precision)
   KvPrecision precision_ = KvPrecision::F32;
   std::vector<Region> keys_, values_;  // [layer] of capacity rows
 };
 
 // Puts `tokens` into the trie from the root with the keys and values of
-// rows 0..n-1 of `cache` (F16 rows widened to the trie's F32); tokens already
+// rows 0..n-1 of `cache` (converted when the trie's precision differs); tokens already
 // there keep their rows. Returns the last node (not retained) and how many
 // tokens were already there. Throws Error when the row shapes differ or the
 // cache holds fewer rows than tokens.

@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <chrono>
@@ -23,6 +25,14 @@ namespace frugal::cag {
 static_assert(std::endian::native == std::endian::little, "the .fkv format is little-endian");
 
 namespace {
+
+// The KV type's code at offset 32, by position (version 1 knew the first two).
+constexpr std::array<KvPrecision, 5> kKvTypeCodes{KvPrecision::F32, KvPrecision::F16, KvPrecision::Q8_0,
+                                                  KvPrecision::Q4_0, KvPrecision::Q4_H};
+
+uint32_t kv_type_code(KvPrecision precision) {
+  return static_cast<uint32_t>(std::find(kKvTypeCodes.begin(), kKvTypeCodes.end(), precision) - kKvTypeCodes.begin());
+}
 
 uint64_t align_up(uint64_t value, uint64_t alignment) { return (value + alignment - 1) / alignment * alignment; }
 
@@ -45,7 +55,7 @@ void encode_header(const CacheFileHeader& h, uint8_t* out) {
   put<uint32_t>(out, 12, kHeaderBytes);
   put<uint64_t>(out, 16, h.model_fingerprint);
   put<uint64_t>(out, 24, h.tokenizer_fingerprint);
-  put<uint32_t>(out, 32, h.precision == KvPrecision::F32 ? 0 : 1);
+  put<uint32_t>(out, 32, kv_type_code(h.precision));
   put<uint32_t>(out, 36, h.layer_count);
   put<uint32_t>(out, 40, h.kv_head_count);
   put<uint32_t>(out, 44, h.head_size);
@@ -93,7 +103,7 @@ uint64_t checksum_of(int fd, uint64_t bytes, const std::string& name) {
 }  // namespace
 
 uint64_t CacheFileHeader::row_bytes() const {
-  return uint64_t{kv_head_count} * head_size * (precision == KvPrecision::F32 ? 4 : 2);
+  return kv_bytes(precision, uint64_t{kv_head_count} * head_size);
 }
 
 void write_cache_file(const std::filesystem::path& path, CacheFileHeader header, const nlohmann::json& manifest,
@@ -187,7 +197,6 @@ CacheFile open_cache_file(const std::filesystem::path& path, bool verify_checksu
                                   name, h.version, kVersion));
   }
   if (h.version == 0) throw FormatError(fmt::format("{}: format version 0 does not exist; the file is corrupt", name));
-  // Version 1 is the first format: older versions would be migrated here.
   auto corrupt = [&](const std::string& what) {
     return FormatError(fmt::format("{}: the file is corrupt: {}; rebuild it with `frugal kb build`", name, what));
   };
@@ -197,8 +206,12 @@ CacheFile open_cache_file(const std::filesystem::path& path, bool verify_checksu
   h.model_fingerprint = get<uint64_t>(raw, 16);
   h.tokenizer_fingerprint = get<uint64_t>(raw, 24);
   const uint32_t precision = get<uint32_t>(raw, 32);
-  if (precision > 1) throw corrupt(fmt::format("KV type {} at offset 32, expected 0 (F32) or 1 (F16)", precision));
-  h.precision = precision == 0 ? KvPrecision::F32 : KvPrecision::F16;
+  const uint32_t known_types = h.version == 1 ? 2 : static_cast<uint32_t>(kKvTypeCodes.size());
+  if (precision >= known_types) {
+    throw corrupt(fmt::format("KV type {} at offset 32 (version {} knows 0 to {})", precision, h.version,
+                              known_types - 1));
+  }
+  h.precision = kKvTypeCodes[precision];
   h.layer_count = get<uint32_t>(raw, 36);
   h.kv_head_count = get<uint32_t>(raw, 40);
   h.head_size = get<uint32_t>(raw, 44);
@@ -216,7 +229,11 @@ CacheFile open_cache_file(const std::filesystem::path& path, bool verify_checksu
   {
     using Wide = unsigned __int128;
     const auto align = [](Wide v, Wide a) { return (v + a - 1) / a * a; };
-    const Wide row = Wide{h.kv_head_count} * h.head_size * (h.precision == KvPrecision::F32 ? 4 : 2);
+    if (!kv_precision_fits(h.precision, h.head_size)) {
+      throw corrupt(fmt::format("{} KV rows with heads of {} values (not whole blocks)",
+                                kv_precision_name(h.precision), h.head_size));
+    }
+    const Wide row = kv_bytes(h.precision, size_t{h.kv_head_count} * h.head_size);
     const Wide tokens_end = align(Wide{kHeaderBytes} + h.manifest_bytes, 8) + Wide{h.token_count} * 4;
     const Wide total = align(tokens_end, kBlockAlignment) +
                        2 * Wide{h.layer_count} * align(Wide{h.token_count} * row, kBlockAlignment) + 8;

@@ -16,7 +16,9 @@
 namespace frugal::cag {
 
 inline constexpr char kMagic[8] = {'F', 'R', 'U', 'G', 'A', 'L', 'K', 'V'};
-inline constexpr uint32_t kVersion = 1;
+// Version 2 added the quantized KV types (codes 2-4); version 1 files (F32
+// or F16) read as they are.
+inline constexpr uint32_t kVersion = 2;
 inline constexpr uint32_t kHeaderBytes = 128;
 inline constexpr uint64_t kBlockAlignment = 4096;  // KV blocks start on page boundaries, for mmap
 

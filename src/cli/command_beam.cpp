@@ -87,6 +87,7 @@ void run(const BeamArguments& args) {
                             "prompt", prompt_tokens, loaded.context));
   }
   BeamSearchOptions options = args.search;
+  options.cache_precision = loaded.cache_precision;
   options.max_new_tokens = static_cast<int>(std::min<int64_t>(options.max_new_tokens, loaded.context - prompt_tokens));
   options.early_stopping = args.early_stopping == "true"    ? EarlyStopping::True
                            : args.early_stopping == "never" ? EarlyStopping::Never

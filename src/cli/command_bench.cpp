@@ -123,7 +123,7 @@ void bench(const BenchArguments& args) {
   options.generated_tokens = args.generated_tokens;
   options.repetitions = args.repetitions;
   options.depth = args.depth;
-  options.cache_precision = args.cache_type == "f16" ? KvPrecision::F16 : KvPrecision::F32;
+  options.cache_precision = *parse_kv_precision(args.cache_type);  // checked by kv_type_validator
   // Progress only for a person watching: it would clutter captured output.
   const bool show_progress = ::isatty(STDERR_FILENO);
   const auto result = run_benchmark(*model, options, [&](const std::string& what) {
@@ -157,8 +157,8 @@ void add_bench_command(CLI::App& app) {
   command->add_option("-d,--n-depth", args->depth,
                       "tokens already in the KV cache before each test (decode at depth, as llama-bench -d)")
       ->check(integer_in(0, int64_t{1} << 20));
-  command->add_option("--cache-type", args->cache_type, "KV cache precision: f32 or f16")
-      ->check(CLI::IsMember({"f32", "f16"}));
+  command->add_option("--cache-type", args->cache_type, "KV cache type: " + kv_precision_names())
+      ->check(kv_type_validator());
   command->add_flag("--json", args->json, "print a JSON object instead of the table");
   command->callback([args] { bench(*args); });
 }

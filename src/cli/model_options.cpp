@@ -27,12 +27,14 @@ void add_model_arguments(CLI::App& command, ModelArguments& args, bool demo_by_d
   command.add_option("-c,--ctx-size", args.context,
                      "context size in tokens (default: the model's; run, logits and beam use at most 4096)")
       ->check(integer_in(0, int64_t{1} << 24));
-  command.add_option("--cache-type", args.cache_type, "KV cache precision (keys and values): f32 or f16")
-      ->check(CLI::IsMember({"f32", "f16"}));
-  command.add_option("--cache-type-k", args.cache_type_k, "precision of the cached keys (llama.cpp's -ctk, also accepted): f32 or f16")
-      ->check(CLI::IsMember({"f32", "f16"}));
-  command.add_option("--cache-type-v", args.cache_type_v, "precision of the cached values (llama.cpp's -ctv, also accepted): f32 or f16")
-      ->check(CLI::IsMember({"f32", "f16"}));
+  command.add_option("--cache-type", args.cache_type, "KV cache type (keys and values): " + kv_precision_names())
+      ->check(kv_type_validator());
+  command.add_option("--cache-type-k", args.cache_type_k,
+                     "type of the cached keys (llama.cpp's -ctk, also accepted): " + kv_precision_names())
+      ->check(kv_type_validator());
+  command.add_option("--cache-type-v", args.cache_type_v,
+                     "type of the cached values (llama.cpp's -ctv, also accepted): " + kv_precision_names())
+      ->check(kv_type_validator());
   command.add_option("--repack", args.repack, kRepackHelp)->check(CLI::IsMember({"auto", "on", "off"}));
 }
 
@@ -43,7 +45,16 @@ KvPrecision cache_precision_from_arguments(const ModelArguments& args) {
     throw Error(fmt::format("keys in {} and values in {}: frugal keeps both in one type for now; give the same type "
                             "to -ctk and -ctv (or --cache-type)", keys, values));
   }
-  return keys == "f16" ? KvPrecision::F16 : KvPrecision::F32;
+  return *parse_kv_precision(keys);  // checked by kv_type_validator
+}
+
+CLI::Validator kv_type_validator() {
+  return CLI::Validator(
+      [](const std::string& value) {
+        return parse_kv_precision(value) ? std::string() : fmt::format("{} is not a KV type ({})", value,
+                                                                       kv_precision_names());
+      },
+      "KV type", "kv_type");
 }
 
 WeightRepacking repacking_from_argument(const std::string& value) {

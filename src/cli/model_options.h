@@ -27,6 +27,8 @@ struct ModelArguments {
 // The KV precision -ctk / -ctv / --cache-type ask for together; throws Error
 // when keys and values are asked in different types (not supported yet).
 KvPrecision cache_precision_from_arguments(const ModelArguments& args);
+// Accepts the spellings of parse_kv_precision (f32, f16, q8_0, q4_0, q4_h).
+CLI::Validator kv_type_validator();
 
 // --repack's values (auto, on, off) as the option they stand for.
 WeightRepacking repacking_from_argument(const std::string& value);

@@ -22,7 +22,7 @@ class PerBeamCaches final : public BeamLogitSource {
 
   std::vector<float> start() override {
     caches_.clear();
-    caches_.emplace_back(std::in_place, model_.config(), capacity_);
+    caches_.emplace_back(std::in_place, model_.config(), capacity_, options_.cache_precision);
     constexpr size_t kPromptBatch = 512;
     std::vector<float> logits;
     run_beam_pass(options_, [&] { logits = prefill(model_, *caches_.front(), prompt_, kPromptBatch); });

@@ -18,7 +18,7 @@ namespace {
 class SharedTrieBeams final : public BeamLogitSource {
  public:
   SharedTrieBeams(Model& model, std::span<const TokenId> prompt, const BeamSearchOptions& options)
-      : model_(model), prompt_(prompt), options_(options), trie_(model.kv_layout()) {}
+      : model_(model), prompt_(prompt), options_(options), trie_(model.kv_layout(options.cache_precision)) {}
 
   ~SharedTrieBeams() override = default;
 

@@ -34,9 +34,10 @@ struct KvTrie::Page {
 };
 
 KvTrie::KvTrie(KvLayout layout, KvTrieOptions options) : layout_(layout), options_(options) {
-  if (layout_.layers <= 0 || layout_.row_elements <= 0 || (layout_.element_bytes != 2 && layout_.element_bytes != 4)) {
-    throw Error(fmt::format("KV trie: invalid layout ({} layers, rows of {} x {} bytes)", layout_.layers,
-                            layout_.row_elements, layout_.element_bytes));
+  if (layout_.layers <= 0 || layout_.row_elements <= 0 ||
+      !kv_precision_fits(layout_.precision, static_cast<size_t>(layout_.row_elements))) {
+    throw Error(fmt::format("KV trie: invalid layout ({} layers, rows of {} {} values)", layout_.layers,
+                            layout_.row_elements, kv_precision_name(layout_.precision)));
   }
   if (options_.slots_per_page == 0) throw Error("KV trie: slots_per_page must be positive");
   if (options_.budget_bytes != 0 && options_.budget_bytes < layout_.slot_bytes()) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "frugal/quant.h"
+#include "model/kv_rows.h"
 #include "tensor/kernel_set.h"
 #include "tensor/thread_pool.h"
 
@@ -30,56 +31,175 @@ constexpr size_t kDecodeChunk = 256;  // cached positions per decode work item
 struct HeadRows {
   const uint8_t* keys = nullptr;
   const uint8_t* values = nullptr;
-  size_t row_elements = 0;  // from one position to the next
-  bool f16 = false;
+  size_t row_bytes = 0;  // from one position to the next
+  KvPrecision precision = KvPrecision::F32;
 };
 
 HeadRows head_rows(KvCache& cache, int64_t layer, size_t kv_head, size_t head_size) {
   HeadRows h;
-  h.f16 = cache.precision() == KvPrecision::F16;
-  const size_t element = h.f16 ? 2 : 4;
-  h.row_elements = cache.row_elements();
-  h.keys = static_cast<const uint8_t*>(cache.key_row(layer, 0)) + kv_head * head_size * element;
-  h.values = static_cast<const uint8_t*>(cache.value_row(layer, 0)) + kv_head * head_size * element;
+  h.precision = cache.precision();
+  h.row_bytes = cache.row_bytes();
+  const size_t offset = kv_head_offset(h.precision, kv_head, head_size);
+  h.keys = static_cast<const uint8_t*>(cache.key_row(layer, 0)) + offset;
+  h.values = static_cast<const uint8_t*>(cache.value_row(layer, 0)) + offset;
   return h;
 }
 
 size_t chunk_count(size_t visible) { return (visible + kDecodeChunk - 1) / kDecodeChunk; }
 
+// Block-quantized rows are read kDecodeChunk at a time into F32 scratch
+// that stays in the core's cache: the memory traffic is the compressed
+// rows', and the F32 kernels do the arithmetic. `body(first, length, rows)`
+// gets each piece's rows, head_size floats apart.
+template <class Body>
+void for_each_dequantized_piece(const uint8_t* rows, size_t row_bytes, KvPrecision precision, size_t count,
+                                size_t head_size, const Body& body) {
+  const KernelSet& kernels = active_kernels();
+  const auto read = precision == KvPrecision::Q8_0 ? kernels.kv_rows_q8_0 : kernels.kv_rows_q4_0;
+  const size_t blocks = head_size / kKvQuantBlock;
+  thread_local std::vector<float> scratch;
+  scratch.resize(kDecodeChunk * head_size);
+  for (size_t first = 0; first < count; first += kDecodeChunk) {
+    const size_t length = std::min(kDecodeChunk, count - first);
+    read(rows + first * row_bytes, row_bytes, length, blocks, scratch.data());
+    body(first, length, scratch.data());
+  }
+}
+
+size_t f32_stride(size_t row_bytes, KvPrecision precision) {
+  return row_bytes / (precision == KvPrecision::F16 ? sizeof(uint16_t) : sizeof(float));
+}
+
 }  // namespace
 
-void score_keys(const uint8_t* keys, size_t row_elements, bool f16, size_t count, const float* queries,
+size_t kv_head_offset(KvPrecision precision, size_t kv_head, size_t head_size) {
+  return kv_bytes(precision, kv_head * head_size);
+}
+
+const float* turned_queries(const float* q, size_t floats, KvPrecision precision) {
+  if (!kv_rotated(precision)) return q;
+  thread_local std::vector<float> turned;
+  turned.assign(q, q + floats);
+  rotate_kv_blocks(turned.data(), floats);
+  return turned.data();
+}
+
+void turn_outputs_back(float* out, size_t floats, KvPrecision precision) {
+  if (kv_rotated(precision)) rotate_kv_blocks(out, floats);
+}
+
+void score_keys(const uint8_t* keys, size_t row_bytes, KvPrecision precision, size_t count, const float* queries,
                 size_t query_stride, size_t query_count, size_t head_size, float* scores, size_t score_stride) {
   const KernelSet& kernels = active_kernels();
-  if (f16) {
-    kernels.key_scores_f16(reinterpret_cast<const uint16_t*>(keys), row_elements, count, queries, query_stride,
-                           query_count, head_size, scores, score_stride);
-  } else {
-    kernels.key_scores_f32(reinterpret_cast<const float*>(keys), row_elements, count, queries, query_stride,
-                           query_count, head_size, scores, score_stride);
+  switch (precision) {
+    case KvPrecision::F32:
+      kernels.key_scores_f32(reinterpret_cast<const float*>(keys), f32_stride(row_bytes, precision), count, queries,
+                             query_stride, query_count, head_size, scores, score_stride);
+      return;
+    case KvPrecision::F16:
+      kernels.key_scores_f16(reinterpret_cast<const uint16_t*>(keys), f32_stride(row_bytes, precision), count,
+                             queries, query_stride, query_count, head_size, scores, score_stride);
+      return;
+    default:
+      for_each_dequantized_piece(keys, row_bytes, precision, count, head_size,
+                                 [&](size_t first, size_t length, const float* rows) {
+                                   kernels.key_scores_f32(rows, head_size, length, queries, query_stride, query_count,
+                                                          head_size, scores + first, score_stride);
+                                 });
   }
 }
 
-void score_key_block(const uint8_t* keys, size_t row_elements, bool f16, size_t count, const float* queries,
-                     size_t query_stride, size_t query_count, size_t head_size, float* scores, size_t score_stride) {
-  if (f16) {
-    score_keys(keys, row_elements, f16, count, queries, query_stride, query_count, head_size, scores, score_stride);
+void score_key_block(const uint8_t* keys, size_t row_bytes, KvPrecision precision, size_t count,
+                     const float* queries, size_t query_stride, size_t query_count, size_t head_size, float* scores,
+                     size_t score_stride) {
+  const auto& dot_tile = active_kernels().dot_tile[type_slot(TensorType::F32)];
+  const auto tile = [&](const void* rows, size_t stride_bytes, size_t length, float* at) {
+    dot_tile(static_cast<const uint8_t*>(rows), stride_bytes, reinterpret_cast<const uint8_t*>(queries),
+             query_stride * sizeof(float), head_size, length, query_count, at, score_stride);
+  };
+  switch (precision) {
+    case KvPrecision::F32:
+      tile(keys, row_bytes, count, scores);
+      return;
+    case KvPrecision::F16:
+      score_keys(keys, row_bytes, precision, count, queries, query_stride, query_count, head_size, scores,
+                 score_stride);
+      return;
+    default:
+      for_each_dequantized_piece(keys, row_bytes, precision, count, head_size,
+                                 [&](size_t first, size_t length, const float* rows) {
+                                   tile(rows, head_size * sizeof(float), length, scores + first);
+                                 });
+  }
+}
+
+void add_weighted_values(const float* weights, size_t count, const uint8_t* values, size_t row_bytes,
+                         KvPrecision precision, float* out, size_t head_size) {
+  const KernelSet& kernels = active_kernels();
+  switch (precision) {
+    case KvPrecision::F32:
+      kernels.weighted_sum_f32(weights, count, reinterpret_cast<const float*>(values),
+                               f32_stride(row_bytes, precision), out, head_size);
+      return;
+    case KvPrecision::F16:
+      kernels.weighted_sum_f16(weights, count, reinterpret_cast<const uint16_t*>(values),
+                               f32_stride(row_bytes, precision), out, head_size);
+      return;
+    default:
+      for_each_dequantized_piece(values, row_bytes, precision, count, head_size,
+                                 [&](size_t first, size_t length, const float* rows) {
+                                   kernels.weighted_sum_f32(weights + first, length, rows, head_size, out, head_size);
+                                 });
+  }
+}
+
+void add_weighted_values_causal(const float* weights, size_t weight_stride, size_t query_count,
+                                ptrdiff_t first_visible, size_t count, const uint8_t* values, size_t row_bytes,
+                                KvPrecision precision, float* out, size_t out_stride, size_t head_size) {
+  const auto visible = [&](size_t q) {
+    return static_cast<size_t>(std::clamp<ptrdiff_t>(first_visible + static_cast<ptrdiff_t>(q), 0,
+                                                     static_cast<ptrdiff_t>(count)));
+  };
+  if (!kv_quantized(precision)) {
+    for (size_t q = 0; q < query_count; ++q) {
+      add_weighted_values(weights + q * weight_stride, visible(q), values, row_bytes, precision,
+                          out + q * out_stride, head_size);
+    }
     return;
   }
-  active_kernels().dot_tile[type_slot(TensorType::F32)](keys, row_elements * sizeof(float),
-                                                        reinterpret_cast<const uint8_t*>(queries),
-                                                        query_stride * sizeof(float), head_size, count, query_count,
-                                                        scores, score_stride);
+  const KernelSet& kernels = active_kernels();
+  const size_t needed = query_count == 0 ? 0 : visible(query_count - 1);  // the last query sees the most
+  for_each_dequantized_piece(values, row_bytes, precision, needed, head_size,
+                             [&](size_t first, size_t length, const float* rows) {
+                               for (size_t q = 0; q < query_count; ++q) {
+                                 const size_t seen = visible(q);
+                                 if (seen <= first) continue;
+                                 kernels.weighted_sum_f32(weights + q * weight_stride + first,
+                                                          std::min(length, seen - first), rows, head_size,
+                                                          out + q * out_stride, head_size);
+                               }
+                             });
 }
 
-void add_weighted_values(const float* weights, size_t count, const uint8_t* values, size_t row_elements, bool f16,
-                         float* out, size_t head_size) {
+void add_weighted_value_groups(const float* weights, size_t weight_stride, size_t outputs, size_t count,
+                               const uint8_t* values, size_t row_bytes, KvPrecision precision, float* out,
+                               size_t out_stride, size_t head_size) {
   const KernelSet& kernels = active_kernels();
-  if (f16) {
-    kernels.weighted_sum_f16(weights, count, reinterpret_cast<const uint16_t*>(values), row_elements, out,
-                             head_size);
-  } else {
-    kernels.weighted_sum_f32(weights, count, reinterpret_cast<const float*>(values), row_elements, out, head_size);
+  switch (precision) {
+    case KvPrecision::F32:
+      kernels.weighted_sums_f32(weights, weight_stride, outputs, count, reinterpret_cast<const float*>(values),
+                                f32_stride(row_bytes, precision), out, out_stride, head_size);
+      return;
+    case KvPrecision::F16:
+      kernels.weighted_sums_f16(weights, weight_stride, outputs, count, reinterpret_cast<const uint16_t*>(values),
+                                f32_stride(row_bytes, precision), out, out_stride, head_size);
+      return;
+    default:
+      for_each_dequantized_piece(values, row_bytes, precision, count, head_size,
+                                 [&](size_t first, size_t length, const float* rows) {
+                                   kernels.weighted_sums_f32(weights + first, weight_stride, outputs, length, rows,
+                                                             head_size, out, out_stride, head_size);
+                                 });
   }
 }
 
@@ -98,7 +218,7 @@ void decode_item(const float* q, const KvRows& rows, size_t visible, const Atten
   const size_t chunks = chunk_count(visible), partial_size = hs + 2;
   const size_t kv_head = item / chunks, chunk = item % chunks;
   const size_t first = chunk * kDecodeChunk, count = std::min(kDecodeChunk, visible - first);
-  const size_t element = rows.f16 ? 2 : 4, head_offset = kv_head * hs * element;
+  const size_t head_offset = kv_head_offset(rows.precision, kv_head, hs);
   thread_local std::vector<float> scores;
   scores.resize(group * count);
   // The pieces of runs inside [first, first + count).
@@ -107,7 +227,7 @@ void decode_item(const float* q, const KvRows& rows, size_t visible, const Atten
       const size_t begin = std::max(first, run.first_position);
       const size_t end = std::min(first + count, run.first_position + run.length);
       if (begin >= end) continue;
-      const size_t skip = (begin - run.first_position) * rows.row_elements * element;
+      const size_t skip = (begin - run.first_position) * rows.row_bytes;
       body(begin - first, end - begin, run.keys + skip + head_offset, run.values + skip + head_offset);
     }
   };
@@ -115,7 +235,7 @@ void decode_item(const float* q, const KvRows& rows, size_t visible, const Atten
   // not depend on the keys beside it in a call.
   const float* queries = q + kv_head * group * hs;
   for_each_piece([&](size_t at, size_t length, const uint8_t* keys, const uint8_t*) {
-    score_keys(keys, rows.row_elements, rows.f16, length, queries, hs, group, hs, &scores[at], count);
+    score_keys(keys, rows.row_bytes, rows.precision, length, queries, hs, group, hs, &scores[at], count);
   });
   float* const first_partial = partials + (kv_head * group * chunks + chunk) * partial_size;
   for (size_t g = 0; g < group; ++g) {
@@ -137,13 +257,8 @@ void decode_item(const float* q, const KvRows& rows, size_t visible, const Atten
   // order: the same sums as one call).
   const size_t out_stride = chunks * partial_size;
   for_each_piece([&](size_t at, size_t length, const uint8_t*, const uint8_t* values) {
-    if (rows.f16) {
-      kernels.weighted_sums_f16(&scores[at], count, group, length, reinterpret_cast<const uint16_t*>(values),
-                                rows.row_elements, first_partial + 2, out_stride, hs);
-    } else {
-      kernels.weighted_sums_f32(&scores[at], count, group, length, reinterpret_cast<const float*>(values),
-                                rows.row_elements, first_partial + 2, out_stride, hs);
-    }
+    add_weighted_value_groups(&scores[at], count, group, length, values, rows.row_bytes, rows.precision,
+                              first_partial + 2, out_stride, hs);
   });
 }
 
@@ -180,7 +295,7 @@ void decode_attention(const float* q, size_t position, KvCache& cache, int64_t l
   const size_t visible = position + 1;
   const KvRun run{0, visible, static_cast<const uint8_t*>(cache.key_row(layer, 0)),
                   static_cast<const uint8_t*>(cache.value_row(layer, 0))};
-  const KvRows rows{std::span<const KvRun>(&run, 1), cache.row_elements(), cache.precision() == KvPrecision::F16};
+  const KvRows rows{std::span<const KvRun>(&run, 1), cache.row_bytes(), cache.precision()};
   thread_local std::vector<float> partials;
   partials.resize(decode_partial_floats(visible, shape));
   float* const partial_base = partials.data();
@@ -190,10 +305,8 @@ void decode_attention(const float* q, size_t position, KvCache& cache, int64_t l
   decode_merge(partial_base, visible, shape, out);
 }
 
-}  // namespace
-
-void causal_attention(const float* q, size_t tokens, int64_t start, KvCache& cache, int64_t layer,
-                      const AttentionShape& shape, float* out, ThreadPool& pool) {
+void attend_cache(const float* q, size_t tokens, int64_t start, KvCache& cache, int64_t layer,
+                  const AttentionShape& shape, float* out, ThreadPool& pool) {
   if (tokens == 1) {
     decode_attention(q, static_cast<size_t>(start), cache, layer, shape, out, pool);
     return;
@@ -217,7 +330,7 @@ void causal_attention(const float* q, size_t tokens, int64_t start, KvCache& cac
       const size_t visible_max = first_position + t1;
       const HeadRows h = head_rows(cache, layer, head / group, shape.head_size);
       scores.resize((t1 - t0) * visible_max);
-      score_key_block(h.keys, h.row_elements, h.f16, visible_max, q + t0 * q_width + head * shape.head_size,
+      score_key_block(h.keys, h.row_bytes, h.precision, visible_max, q + t0 * q_width + head * shape.head_size,
                       q_width, t1 - t0, shape.head_size, scores.data(), visible_max);
       for (size_t t = t0; t < t1; ++t) {
         float* row = &scores[(t - t0) * visible_max];
@@ -226,10 +339,22 @@ void causal_attention(const float* q, size_t tokens, int64_t start, KvCache& cac
         kernels.softmax(row, visible);
         float* head_out = out + t * q_width + head * shape.head_size;
         std::fill(head_out, head_out + shape.head_size, 0.0f);
-        add_weighted_values(row, visible, h.values, h.row_elements, h.f16, head_out, shape.head_size);
       }
+      add_weighted_values_causal(scores.data(), visible_max, t1 - t0, static_cast<ptrdiff_t>(first_position + t0 + 1),
+                                 visible_max, h.values, h.row_bytes, h.precision,
+                                 out + t0 * q_width + head * shape.head_size, q_width, shape.head_size);
     }
   });
+}
+
+}  // namespace
+
+void causal_attention(const float* q, size_t tokens, int64_t start, KvCache& cache, int64_t layer,
+                      const AttentionShape& shape, float* out, ThreadPool& pool) {
+  const size_t floats = tokens * shape.head_count * shape.head_size;
+  q = turned_queries(q, floats, cache.precision());
+  attend_cache(q, tokens, start, cache, layer, shape, out, pool);
+  turn_outputs_back(out, floats, cache.precision());
 }
 
 }  // namespace frugal

@@ -30,24 +30,46 @@ struct KvRun {
 };
 struct KvRows {
   std::span<const KvRun> runs;  // in position order, from 0
-  size_t row_elements = 0;      // elements from one position to the next
-  bool f16 = false;             // else F32
+  size_t row_bytes = 0;         // from one position to the next
+  KvPrecision precision = KvPrecision::F32;
 };
 
-// Reads of cached rows for attention, F32 or F16 as stored (`f16`), rows
-// `row_elements` elements apart: the one place that dispatches on the
-// precision, for the contiguous cache and the KV trie alike.
+// Reads of cached rows for attention: `count` rows `row_bytes` apart, one KV
+// head's slice of each (from kv_head_offset), as stored: F32 and F16 read in
+// place, block types a piece at a time through cache-sized F32 scratch. The
+// one place that dispatches on the precision, for the contiguous cache and
+// the KV trie alike. Q4_H rows are read turned: callers turn the queries and
+// outputs (kv_rotated).
+size_t kv_head_offset(KvPrecision precision, size_t kv_head, size_t head_size);  // bytes into a row
 // scores[q * score_stride + j] = key j . query q, for a few queries (decode).
-void score_keys(const uint8_t* keys, size_t row_elements, bool f16, size_t count, const float* queries,
+void score_keys(const uint8_t* keys, size_t row_bytes, KvPrecision precision, size_t count, const float* queries,
                 size_t query_stride, size_t query_count, size_t head_size, float* scores, size_t score_stride);
 // The same for a block of many queries (prompts): F32 keys through the dot
 // tile, which shares each key load among the queries.
-void score_key_block(const uint8_t* keys, size_t row_elements, bool f16, size_t count, const float* queries,
-                     size_t query_stride, size_t query_count, size_t head_size, float* scores, size_t score_stride);
+void score_key_block(const uint8_t* keys, size_t row_bytes, KvPrecision precision, size_t count,
+                     const float* queries, size_t query_stride, size_t query_count, size_t head_size, float* scores,
+                     size_t score_stride);
 // out += sum_j weights[j] * value j (summing in two calls gives what one
 // call gives, bit for bit).
-void add_weighted_values(const float* weights, size_t count, const uint8_t* values, size_t row_elements, bool f16,
-                         float* out, size_t head_size);
+void add_weighted_values(const float* weights, size_t count, const uint8_t* values, size_t row_bytes,
+                         KvPrecision precision, float* out, size_t head_size);
+// Causal sums for a block of queries, each value piece read once for all:
+// out[q * out_stride + i] += sum_{j < visible(q)} weights[q * weight_stride
+// + j] * value j[i] with visible(q) = clamp(first_visible + q, 0, count).
+void add_weighted_values_causal(const float* weights, size_t weight_stride, size_t query_count,
+                                ptrdiff_t first_visible, size_t count, const uint8_t* values, size_t row_bytes,
+                                KvPrecision precision, float* out, size_t out_stride, size_t head_size);
+// The same for `outputs` weight rows over the same values, read once:
+// out[o * out_stride + i] += sum_j weights[o * weight_stride + j] * value j[i].
+void add_weighted_value_groups(const float* weights, size_t weight_stride, size_t outputs, size_t count,
+                               const uint8_t* values, size_t row_bytes, KvPrecision precision, float* out,
+                               size_t out_stride, size_t head_size);
+
+// Q4_H rows are stored turned (kv_rows.h): attention turns its queries
+// (into thread-local scratch; q itself for other precisions) and, after
+// the weighted sums, its outputs back. `floats` is a multiple of 32.
+const float* turned_queries(const float* q, size_t floats, KvPrecision precision);
+void turn_outputs_back(float* out, size_t floats, KvPrecision precision);
 
 // Attention of one token (all its query heads, q: [head_count * head_size])
 // over `visible` cached positions, in work items of one KV head and a chunk

@@ -72,15 +72,17 @@ KvCache::Region::~Region() {
 KvCache::KvCache(const ModelConfig& config, int64_t context_size, KvPrecision precision)
     : capacity_(context_size),
       row_elements_(config.kv_head_count * config.head_size),
-      element_bytes_(precision == KvPrecision::F32 ? 4 : 2),
       precision_(precision) {
+  head_size_ = static_cast<size_t>(config.head_size);
+  check_kv_precision(precision, head_size_);
+  row_bytes_ = kv_bytes(precision, static_cast<size_t>(row_elements_));
   constexpr int64_t kMaxContext = int64_t{1} << 26;
   if (context_size <= 0 || context_size > kMaxContext) {
     throw Error(fmt::format("context size must be between 1 and {}, got {}", kMaxContext, context_size));
   }
   // Both factors are bounded (context here, dimensions by ModelConfig), so
   // the product fits; the total is reported before the allocation is tried.
-  const size_t layer_bytes = static_cast<size_t>(capacity_) * static_cast<size_t>(row_elements_) * element_bytes_;
+  const size_t layer_bytes = static_cast<size_t>(capacity_) * row_bytes_;
   const double total_gib = 2.0 * static_cast<double>(layer_bytes) * static_cast<double>(config.layer_count) /
                            static_cast<double>(1ull << 30);
   try {
@@ -110,10 +112,11 @@ KvCache KvCache::clone() const {
   copy.capacity_ = capacity_;
   copy.size_ = size_;
   copy.row_elements_ = row_elements_;
-  copy.element_bytes_ = element_bytes_;
+  copy.row_bytes_ = row_bytes_;
+  copy.head_size_ = head_size_;
   copy.precision_ = precision_;
-  const size_t layer_bytes = static_cast<size_t>(capacity_ * row_elements_) * element_bytes_;
-  const size_t filled = static_cast<size_t>(size_ * row_elements_) * element_bytes_;
+  const size_t layer_bytes = static_cast<size_t>(capacity_) * row_bytes_;
+  const size_t filled = static_cast<size_t>(size_) * row_bytes_;
   try {
     for (size_t layer = 0; layer < keys_.size(); ++layer) {
       // Only the filled part is copied: the rest stays untouched zero pages.
@@ -128,25 +131,17 @@ KvCache KvCache::clone() const {
   return copy;
 }
 
-void convert_kv_row(const void* src, KvPrecision from, void* dst, KvPrecision to, size_t n) {
-  if (from == to) {
-    std::memcpy(dst, src, n * (from == KvPrecision::F16 ? 2 : 4));
-  } else if (to == KvPrecision::F32) {
-    dequantize_row(TensorType::F16, src, static_cast<float*>(dst), n);  // exact
-  } else {
-    store_kv_row(static_cast<const float*>(src), dst, n, KvPrecision::F16);
-  }
-}
-
 KvCache KvCache::converted(KvPrecision precision) const {
   if (precision == precision_) return clone();
+  check_kv_precision(precision, head_size_);
   KvCache copy;
+  copy.head_size_ = head_size_;
   copy.capacity_ = capacity_;
   copy.size_ = size_;
   copy.row_elements_ = row_elements_;
   copy.precision_ = precision;
-  copy.element_bytes_ = precision == KvPrecision::F16 ? 2 : 4;
-  const size_t layer_bytes = static_cast<size_t>(capacity_ * row_elements_) * copy.element_bytes_;
+  copy.row_bytes_ = kv_bytes(precision, static_cast<size_t>(row_elements_));
+  const size_t layer_bytes = static_cast<size_t>(capacity_) * copy.row_bytes_;
   const auto n = static_cast<size_t>(row_elements_);
   try {
     for (size_t layer = 0; layer < keys_.size(); ++layer) {
@@ -165,15 +160,15 @@ KvCache KvCache::converted(KvPrecision precision) const {
 }
 
 size_t KvCache::filled_bytes() const {
-  return 2 * keys_.size() * static_cast<size_t>(size_ * row_elements_) * element_bytes_;
+  return 2 * keys_.size() * static_cast<size_t>(size_) * row_bytes_;
 }
 
 void* KvCache::key_row(int64_t layer, int64_t position) {
-  return keys_[static_cast<size_t>(layer)].data() + static_cast<size_t>(position * row_elements_) * element_bytes_;
+  return keys_[static_cast<size_t>(layer)].data() + static_cast<size_t>(position) * row_bytes_;
 }
 
 void* KvCache::value_row(int64_t layer, int64_t position) {
-  return values_[static_cast<size_t>(layer)].data() + static_cast<size_t>(position * row_elements_) * element_bytes_;
+  return values_[static_cast<size_t>(layer)].data() + static_cast<size_t>(position) * row_bytes_;
 }
 
 const void* KvCache::key_row(int64_t layer, int64_t position) const {
@@ -233,12 +228,11 @@ bool KvCache::map_prefix(int fd, int64_t tokens, std::span<const uint64_t> key_o
 namespace {
 void copy_kv_rows(const KvCache& cache, int64_t position, KvTrie& trie, KvSlot slot) {
   const KvLayout& layout = trie.layout();
-  if (layout.layers != cache.layer_count() || static_cast<size_t>(layout.row_elements) != cache.row_elements() ||
-      (layout.element_bytes != 4 && layout.element_bytes != 2)) {
+  if (layout.layers != cache.layer_count() || static_cast<size_t>(layout.row_elements) != cache.row_elements()) {
     throw Error(fmt::format("keys and values of {} layers x {} values do not fit a store of {} layers x {} values",
                             cache.layer_count(), cache.row_elements(), layout.layers, layout.row_elements));
   }
-  const KvPrecision store = layout.element_bytes == 2 ? KvPrecision::F16 : KvPrecision::F32;
+  const KvPrecision store = layout.precision;
   const auto n = static_cast<size_t>(layout.row_elements);
   for (int64_t layer = 0; layer < layout.layers; ++layer) {
     convert_kv_row(cache.key_row(layer, position), cache.precision(), trie.key_row(layer, slot), store, n);

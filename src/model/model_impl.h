@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "frugal/model.h"
+#include "model/kv_rows.h"
 #include "model/rope.h"
 #include "tensor/matmul.h"
 #include "tensor/thread_pool.h"
@@ -20,13 +21,6 @@ struct LayerWeights {
   std::vector<float> feed_forward_norm;
   WeightMatrix gate, up, down;
 };
-
-// A key or value row into a cache or store of `precision` (F16: rounded to
-// nearest, the same bits everywhere).
-void store_kv_row(const float* src, void* dst, size_t n, KvPrecision precision);
-// A row of n keys or values from one precision to another (F16 -> F32 is
-// exact, F32 -> F16 as store_kv_row) or copied when they are the same.
-void convert_kv_row(const void* src, KvPrecision from, void* dst, KvPrecision to, size_t n);
 
 // How a forward pass reaches its tokens' keys and values: where token t sits
 // (its position), where its key and value rows go, and attention of the

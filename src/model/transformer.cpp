@@ -14,15 +14,6 @@
 
 namespace frugal {
 
-void store_kv_row(const float* src, void* dst, size_t n, KvPrecision precision) {
-  if (precision == KvPrecision::F32) {
-    std::copy(src, src + n, static_cast<float*>(dst));
-  } else {
-    auto* out = static_cast<uint16_t*>(dst);
-    for (size_t i = 0; i < n; ++i) out[i] = f32_to_f16(src[i]);
-  }
-}
-
 namespace {
 
 void add_bias(float* rows, size_t count, const std::vector<float>& bias) {

@@ -68,7 +68,7 @@ class TrieBackend final : public KvBackend {
       : trie_(trie), entries_(entries), head_count_(head_count), kv_head_count_(kv_head_count),
         head_size_(head_size), scale_(1.0f / std::sqrt(static_cast<float>(head_size))), pool_(pool),
         shape_{head_count, kv_head_count, head_size, scale_},
-        precision_(trie.layout().element_bytes == 2 ? KvPrecision::F16 : KvPrecision::F32) {
+        precision_(trie.layout().precision) {
     for (size_t t = 0; t < entries.size(); ++t) {
       const bool continues = t > 0 && trie.parent(entries[t].node) == entries[t - 1].node;
       if (continues) {
@@ -111,12 +111,19 @@ class TrieBackend final : public KvBackend {
     store_kv_row(value, trie_.value_row(layer, slot), n, precision_);
   }
 
-  void attend(int64_t layer, const float* q, size_t, float* out) override {
+  void attend(int64_t layer, const float* q, size_t tokens, float* out) override {
+    const size_t floats = tokens * head_count_ * head_size_;
+    q = turned_queries(q, floats, precision_);
+    attend_turned(layer, q, out);
+    turn_outputs_back(out, floats, precision_);
+  }
+
+ private:
+  void attend_turned(int64_t layer, const float* q, float* out) {
     const KernelSet& kernels = active_kernels();
     const size_t q_width = head_count_ * head_size_;
     const size_t group = head_count_ / kv_head_count_;
-    const size_t row_elements = static_cast<size_t>(trie_.layout().row_elements);
-    const bool f16 = precision_ == KvPrecision::F16;
+    const size_t row_bytes = trie_.layout().row_bytes();
     // Lone entries: their paths as runs of rows of this layer.
     for (size_t i = 0; i < lone_.size(); ++i) {
       lone_runs_[i].clear();
@@ -133,7 +140,7 @@ class TrieBackend final : public KvBackend {
           const size_t i = static_cast<size_t>(
               std::upper_bound(lone_item_start_.begin(), lone_item_start_.end(), item) - lone_item_start_.begin() - 1);
           const Chain& chain = chains_[lone_[i]];
-          const KvRows rows{lone_runs_[i], row_elements, f16};
+          const KvRows rows{lone_runs_[i], row_bytes, precision_};
           decode_item(q + chain.first_entry * q_width, rows, chain.first_visible, shape_, item - lone_item_start_[i],
                       lone_partials_.data() + lone_partial_start_[i]);
           continue;
@@ -142,7 +149,7 @@ class TrieBackend final : public KvBackend {
         const QueryBlock& block = blocks_[block_item / head_count_];
         const size_t head = block_item % head_count_;
         const Chain& chain = chains_[block.chain];
-        const size_t offset = (head / group) * head_size_ * trie_.layout().element_bytes;
+        const size_t offset = kv_head_offset(precision_, head / group, head_size_);
         const size_t first_visible = chain.first_visible + (block.t0 - chain.first_entry);
         const size_t visible_max = first_visible + (block.t1 - block.t0) - 1;  // what the block's last query sees
         const size_t queries = block.t1 - block.t0;
@@ -151,8 +158,8 @@ class TrieBackend final : public KvBackend {
         for (const SlotRun& run : chain.runs) {
           if (run.first_position >= visible_max) break;
           const size_t length = std::min(run.length, visible_max - run.first_position);
-          score_key_block(trie_.key_row(layer, run.first_slot) + offset, row_elements, f16, length, query, q_width,
-                          queries, head_size_, &scores[run.first_position], visible_max);
+          score_key_block(trie_.key_row(layer, run.first_slot) + offset, row_bytes, precision_, length, query,
+                          q_width, queries, head_size_, &scores[run.first_position], visible_max);
         }
         for (size_t t = block.t0; t < block.t1; ++t) {
           float* row = &scores[(t - block.t0) * visible_max];
@@ -161,12 +168,14 @@ class TrieBackend final : public KvBackend {
           kernels.softmax(row, visible);
           float* o = out + t * q_width + head * head_size_;
           std::fill(o, o + head_size_, 0.0f);
-          for (const SlotRun& run : chain.runs) {  // the same sums, in the same order, as over one contiguous cache
-            if (run.first_position >= visible) break;
-            const size_t length = std::min(run.length, visible - run.first_position);
-            add_weighted_values(&row[run.first_position], length, trie_.value_row(layer, run.first_slot) + offset,
-                                row_elements, f16, o, head_size_);
-          }
+        }
+        // The same sums, in the same order, as over one contiguous cache.
+        for (const SlotRun& run : chain.runs) {
+          if (run.first_position >= visible_max) break;
+          add_weighted_values_causal(&scores[run.first_position], visible_max, queries,
+                                     static_cast<ptrdiff_t>(first_visible) - static_cast<ptrdiff_t>(run.first_position),
+                                     run.length, trie_.value_row(layer, run.first_slot) + offset, row_bytes,
+                                     precision_, out + block.t0 * q_width + head * head_size_, q_width, head_size_);
         }
       }
     });
@@ -177,7 +186,6 @@ class TrieBackend final : public KvBackend {
     }
   }
 
- private:
   KvTrie& trie_;
   std::span<const TrieBatchEntry> entries_;
   size_t head_count_, kv_head_count_, head_size_;
@@ -197,7 +205,8 @@ class TrieBackend final : public KvBackend {
 
 KvLayout Model::kv_layout(KvPrecision precision) const {
   const ModelConfig& c = impl_->config;
-  return {c.layer_count, c.kv_head_count * c.head_size, precision == KvPrecision::F16 ? size_t{2} : sizeof(float)};
+  check_kv_precision(precision, static_cast<size_t>(c.head_size));
+  return {c.layer_count, c.kv_head_count * c.head_size, precision};
 }
 
 std::vector<float> Model::forward(std::span<const TrieBatchEntry> entries, KvTrie& trie, bool token_invariant) {
@@ -206,13 +215,13 @@ std::vector<float> Model::forward(std::span<const TrieBatchEntry> entries, KvTri
 
 std::vector<float> Model::Impl::forward(std::span<const TrieBatchEntry> entries, KvTrie& trie, bool token_invariant) {
   if (entries.empty()) throw Error("forward pass needs at least one token");
-  const KvLayout want{config.layer_count, config.kv_head_count * config.head_size, sizeof(float)};
   const KvLayout& have = trie.layout();
-  if (have.layers != want.layers || have.row_elements != want.row_elements ||
-      (have.element_bytes != 4 && have.element_bytes != 2)) {
-    throw Error(fmt::format("KV trie layout ({} layers, rows of {} x {} bytes) does not fit this model ({} layers, "
-                            "rows of {} F32 or F16 values)", have.layers, have.row_elements, have.element_bytes,
-                            want.layers, want.row_elements));
+  if (have.layers != config.layer_count || have.row_elements != config.kv_head_count * config.head_size ||
+      !kv_precision_fits(have.precision, static_cast<size_t>(config.head_size))) {
+    throw Error(fmt::format("KV trie layout ({} layers, rows of {} {} values) does not fit this model ({} layers, "
+                            "rows of {} values, heads of {})", have.layers, have.row_elements,
+                            kv_precision_name(have.precision), config.layer_count,
+                            config.kv_head_count * config.head_size, config.head_size));
   }
   std::vector<TokenId> tokens;
   std::vector<size_t> logit_rows;

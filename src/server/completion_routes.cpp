@@ -334,6 +334,7 @@ void Server::Impl::beam_completion(const CompletionRequest& request, const std::
   const int64_t room = options.context - static_cast<int64_t>(prompt.size());
   beam.max_new_tokens = static_cast<int>(request.max_tokens < 0 ? room : std::min<int64_t>(request.max_tokens, room));
   beam.num_return_sequences = request.n;
+  beam.cache_precision = options.precision;
   beam.run_pass = [this](const std::function<void()>& pass) {
     std::future<void> done;
     try {

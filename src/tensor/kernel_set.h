@@ -92,6 +92,12 @@ struct KernelSet {
   // The same over F16 rows (an F16 KV cache's values), read as they are.
   void (*weighted_sum_f16)(const float* weights, size_t count, const uint16_t* rows, size_t row_stride, float* out,
                            size_t n) = nullptr;
+  // Rows of a block-quantized KV cache to F32, for attention to read a piece
+  // at a time from cache-sized scratch: `count` rows `row_bytes` apart, the
+  // first `blocks` blocks of each (one head's slice) -> out[count][blocks *
+  // 32]. ggml's Q8_0 and Q4_0 block layouts (Q4_H is stored as Q4_0).
+  void (*kv_rows_q8_0)(const uint8_t* rows, size_t row_bytes, size_t count, size_t blocks, float* out) = nullptr;
+  void (*kv_rows_q4_0)(const uint8_t* rows, size_t row_bytes, size_t count, size_t blocks, float* out) = nullptr;
 };
 
 // The table of a level (the CPU must support it).

@@ -28,6 +28,29 @@ void quantize_blocks(const float* x, void* out, size_t n) {
   Quantize(x, out, n / BlockElements);
 }
 
+void kv_rows_q8_0_scalar(const uint8_t* rows, size_t row_bytes, size_t count, size_t blocks, float* out) {
+  for (size_t j = 0; j < count; ++j) {
+    for (size_t b = 0; b < blocks; ++b, out += detail::kLegacyBlockElements) {
+      const auto block = detail::load_block<detail::BlockQ8_0>(rows + j * row_bytes, b);
+      const float d = f16_to_f32(block.d);
+      for (size_t i = 0; i < detail::kLegacyBlockElements; ++i) out[i] = d * static_cast<float>(block.qs[i]);
+    }
+  }
+}
+
+void kv_rows_q4_0_scalar(const uint8_t* rows, size_t row_bytes, size_t count, size_t blocks, float* out) {
+  for (size_t j = 0; j < count; ++j) {
+    for (size_t b = 0; b < blocks; ++b, out += detail::kLegacyBlockElements) {
+      const auto block = detail::load_block<detail::BlockQ4_0>(rows + j * row_bytes, b);
+      const float d = f16_to_f32(block.d);
+      for (size_t i = 0; i < 16; ++i) {
+        out[i] = d * static_cast<float>((block.qs[i] & 0x0F) - 8);
+        out[i + 16] = d * static_cast<float>((block.qs[i] >> 4) - 8);
+      }
+    }
+  }
+}
+
 float dot_f32_scalar(const float* a, const float* b, size_t n) {
   float sum = 0.0f;
   for (size_t i = 0; i < n; ++i) sum += a[i] * b[i];
@@ -108,6 +131,8 @@ void install_scalar_kernels(KernelSet& set) {
   set.weighted_sums_f16 = weighted_sums_by_one<uint16_t, weighted_sum_f16_scalar>;
   set.key_scores_f32 = key_scores_scalar<float, same>;
   set.key_scores_f16 = key_scores_scalar<uint16_t, f16_to_f32>;
+  set.kv_rows_q8_0 = kv_rows_q8_0_scalar;
+  set.kv_rows_q4_0 = kv_rows_q4_0_scalar;
 }
 
 }  // namespace frugal

@@ -71,7 +71,7 @@ TEST_F(CacheFileTest, LayoutIsPageAlignedAndEndsWithTheChecksum) {
   EXPECT_EQ(kv_offset % 4096, 0u);
   EXPECT_EQ(checksum_offset + 8, bytes_.size());
   const auto summary = inspect_knowledge_cache(dir_ / "kb.fkv");
-  EXPECT_EQ(summary.version, 1u);
+  EXPECT_EQ(summary.version, 2u);
   EXPECT_EQ(summary.documents.size(), 4u);
   EXPECT_EQ(summary.layer_count, loaded_.model->config().layer_count);
 }
@@ -111,6 +111,20 @@ TEST_F(CacheFileTest, NewerVersionAndForeignFilesAreRefused) {
   auto offsets = bytes_;
   offsets[80] ^= 0x10;  // KV offset no longer where the layout puts it
   EXPECT_NE(load_error(offsets).find("KV offset"), std::string::npos);
+}
+
+// Version 1 (F32 and F16 only) still loads; a version-1 header with a type
+// only version 2 has is refused as corrupt.
+TEST_F(CacheFileTest, VersionOneFilesStillLoad) {
+  auto v1 = bytes_;
+  v1[8] = 1;
+  EXPECT_EQ(load_error(v1, nullptr, nullptr, false), "(no error)");
+  v1[32] = 2;  // Q8_0
+  const std::string message = load_error(v1, nullptr, nullptr, false);
+  EXPECT_NE(message.find("KV type 2"), std::string::npos) << message;
+  auto unknown = bytes_;
+  unknown[32] = 9;
+  EXPECT_NE(load_error(unknown).find("KV type 9"), std::string::npos);
 }
 
 TEST_F(CacheFileTest, HeaderCountsThatWouldOverflowTheLayoutAreRefused) {

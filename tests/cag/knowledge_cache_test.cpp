@@ -154,6 +154,40 @@ TEST_F(KnowledgeCacheTest, ConvertStoresTheSameRowsInAnotherPrecision) {
   EXPECT_EQ(back.ask(kQuestions[0], greedy()).tokens, f16.ask(kQuestions[0], greedy()).tokens);
 }
 
+// Quantized caches: built in the type, saved and loaded as they are (the
+// file's KV block shrinks by the type's bits), and a conversion from F32
+// quantizes each row exactly as ggml's reference quantizer does.
+TEST_F(KnowledgeCacheTest, QuantizedCachesRoundTripAndConvertAsGgmlQuantizes) {
+  const auto dir = scratch_dir("cag-quantized");
+  auto f32 = build(small_corpus());
+  for (const auto& [precision, type] : {std::pair{KvPrecision::Q8_0, TensorType::Q8_0},
+                                        std::pair{KvPrecision::Q4_0, TensorType::Q4_0},
+                                        std::pair{KvPrecision::Q4_H, TensorType::Q4_0}}) {
+    SCOPED_TRACE(std::string(kv_precision_name(precision)));
+    auto built = build(small_corpus(), precision);
+    const std::string name = std::string(kv_precision_name(precision)) + ".fkv";
+    built.save(dir / name);
+    auto loaded = load(dir / name);
+    EXPECT_EQ(loaded.precision(), precision);
+    EXPECT_EQ(loaded.kv_bytes(), f32.kv_bytes() / 128 * (type == TensorType::Q8_0 ? 34 : 18));
+    EXPECT_EQ(loaded.ask(kQuestions[0], greedy()).tokens, built.ask(kQuestions[0], greedy()).tokens);
+    EXPECT_EQ(inspect_knowledge_cache(dir / name).precision, precision);
+
+    if (precision == KvPrecision::Q4_H) continue;  // turned before quantizing: kv_rows_test checks it
+    auto converted = build(small_corpus());
+    converted.convert(precision);
+    const KvCache& a = f32.cache();
+    const size_t n = a.row_elements();
+    std::vector<uint8_t> expected(converted.cache().row_bytes());
+    for (int64_t layer = 0; layer < a.layer_count(); ++layer) {
+      const auto* x = static_cast<const float*>(a.value_row(layer, 3));
+      quantize_row(type, x, expected.data(), n);
+      const auto* got = static_cast<const uint8_t*>(converted.cache().value_row(layer, 3));
+      ASSERT_TRUE(std::equal(expected.begin(), expected.end(), got)) << "layer " << layer;
+    }
+  }
+}
+
 TEST_F(KnowledgeCacheTest, UpdateRecomputesFromTheChangedDocumentAndEqualsARebuild) {
   const auto dir = scratch_dir("cag-update");
   build(small_corpus()).save(dir / "kb.fkv");

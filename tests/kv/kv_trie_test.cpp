@@ -14,7 +14,7 @@
 namespace frugal {
 namespace {
 
-constexpr KvLayout kLayout{2, 8, 4};  // 2 layers, rows of 8 floats: 128 bytes per token
+constexpr KvLayout kLayout{2, 8, KvPrecision::F32};  // 2 layers, rows of 8 floats: 128 bytes per token
 
 // Appends `tokens` below `node`; returns the last node and how many were new.
 std::pair<KvNode, size_t> append(KvTrie& trie, KvNode node, const std::vector<TokenId>& tokens) {
@@ -162,8 +162,8 @@ TEST(KvTrie, ExtendingACachedLeafNeverEvictsIt) {
 }
 
 TEST(KvTrie, BadUseIsAClearError) {
-  EXPECT_THROW(KvTrie(KvLayout{0, 8, 4}), Error);
-  EXPECT_THROW(KvTrie(KvLayout{2, 8, 3}), Error);
+  EXPECT_THROW(KvTrie(KvLayout{0, 8, KvPrecision::F32}), Error);
+  EXPECT_THROW(KvTrie(KvLayout{2, 8, KvPrecision::Q8_0}), Error);  // not whole blocks of 32
   KvTrieOptions tiny;
   tiny.budget_bytes = 10;
   EXPECT_THROW(KvTrie(kLayout, tiny), Error);

@@ -1,6 +1,8 @@
 // Attention against a naive softmax attention in double: decoding one token
 // over contexts that span several 256-position chunks (merged at the end) and
-// prompt blocks, over F32 and F16 caches; and the decode result does not
+// prompt blocks, over caches of every KV type (the reference reads the rows
+// back with load_kv_row; attention reads them its own way, and turns the
+// queries instead of the rows for Q4_H); and the decode result does not
 // depend on how the cached positions are split into runs (the KV trie's
 // pages), bit for bit.
 #include <gtest/gtest.h>
@@ -12,6 +14,7 @@
 #include "frugal/model.h"
 #include "frugal/quant.h"
 #include "model/attention.h"
+#include "model/kv_rows.h"
 #include "tensor/thread_pool.h"
 
 namespace frugal {
@@ -40,7 +43,8 @@ std::vector<float> normal(size_t n, float scale, uint32_t seed) {
 }
 
 // Keys and values of `positions` positions written into the cache (rounded
-// to F16 when the cache is); returns them as the cache holds them.
+// or quantized as the cache stores them); returns them as the cache holds
+// them.
 void fill(KvCache& cache, size_t positions, std::vector<float>& keys, std::vector<float>& values) {
   const size_t width = cache.row_elements();
   keys = normal(positions * width, 1.5f, 1);
@@ -48,19 +52,10 @@ void fill(KvCache& cache, size_t positions, std::vector<float>& keys, std::vecto
   for (size_t p = 0; p < positions; ++p) {
     void* key_row = cache.key_row(0, static_cast<int64_t>(p));
     void* value_row = cache.value_row(0, static_cast<int64_t>(p));
-    for (size_t i = 0; i < width; ++i) {
-      float& k = keys[p * width + i];
-      float& v = values[p * width + i];
-      if (cache.precision() == KvPrecision::F16) {
-        static_cast<uint16_t*>(key_row)[i] = f32_to_f16(k);
-        static_cast<uint16_t*>(value_row)[i] = f32_to_f16(v);
-        k = f16_to_f32(f32_to_f16(k));
-        v = f16_to_f32(f32_to_f16(v));
-      } else {
-        static_cast<float*>(key_row)[i] = k;
-        static_cast<float*>(value_row)[i] = v;
-      }
-    }
+    store_kv_row(&keys[p * width], key_row, width, cache.precision());
+    store_kv_row(&values[p * width], value_row, width, cache.precision());
+    load_kv_row(key_row, cache.precision(), &keys[p * width], width);
+    load_kv_row(value_row, cache.precision(), &values[p * width], width);
   }
 }
 
@@ -138,7 +133,7 @@ TEST_P(Attention, DecodeDoesNotDependOnHowPositionsAreSplitIntoRuns) {
       runs.push_back({first, cut - first, key_base + first * row_bytes, value_base + first * row_bytes});
       first = cut;
     }
-    const KvRows rows{runs, cache.row_elements(), GetParam() == KvPrecision::F16};
+    const KvRows rows{runs, cache.row_bytes(), GetParam()};
     std::vector<float> partials(decode_partial_floats(positions, shape)), out(384);
     for (size_t item = 0; item < decode_items(positions, shape); ++item) {
       decode_item(q.data(), rows, positions, shape, item, partials.data());
@@ -151,8 +146,10 @@ TEST_P(Attention, DecodeDoesNotDependOnHowPositionsAreSplitIntoRuns) {
   EXPECT_EQ(run_with({1, 2, 3, 512, positions}), whole);
 }
 
-INSTANTIATE_TEST_SUITE_P(Caches, Attention, ::testing::Values(KvPrecision::F32, KvPrecision::F16),
-                         [](const auto& info) { return info.param == KvPrecision::F32 ? "F32" : "F16"; });
+INSTANTIATE_TEST_SUITE_P(Caches, Attention,
+                         ::testing::Values(KvPrecision::F32, KvPrecision::F16, KvPrecision::Q8_0, KvPrecision::Q4_0,
+                                           KvPrecision::Q4_H),
+                         [](const auto& info) { return std::string(kv_precision_name(info.param)); });
 
 }  // namespace
 }  // namespace frugal

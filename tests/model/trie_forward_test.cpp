@@ -126,35 +126,43 @@ TEST_F(TrieForward, TokenInvariantBatchesEqualOneTokenPassesBitForBit) {
   }
 }
 
-// An F16 store (half the memory) answers as a contiguous F16 cache does, bit
-// for bit: a prompt in one batch over scattered pages, then beams one token
-// each, token-invariant.
-TEST_F(TrieForward, F16StoreEqualsF16CacheBitForBit) {
-  KvTrie trie(model_->kv_layout(KvPrecision::F16), {0, 4});
-  EXPECT_EQ(trie.layout().element_bytes, 2u);
-  const std::vector<TokenId> prompt = {3, 17, 42, 8, 95, 0, 61, 23, 7, 11, 64};
-  std::vector<TrieBatchEntry> entries;
-  KvNode node = KvTrie::kRoot;
-  for (TokenId t : prompt) {
-    node = trie.extend(node, t);
-    entries.push_back({node, true});
-  }
-  trie.retain(node);
-  const auto prompt_logits = model_->forward(entries, trie, true);
-  KvCache cache(model_->config(), 64, KvPrecision::F16);
-  const auto expected = model_->forward(prompt, cache, true);
-  ASSERT_EQ(prompt_logits.size(), expected.size());
-  expect_close(prompt_logits.data(), expected, "prompt");
-  const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
-  entries.clear();
-  for (TokenId t = 10; t < 14; ++t) entries.push_back({trie.extend(node, t), true});
-  const auto batched = model_->forward(entries, trie, true);
-  for (TokenId t = 10; t < 14; ++t) {
-    KvCache branch = cache.clone();
-    const TokenId one[1] = {t};
-    const auto alone = model_->forward(one, branch, false);
-    for (size_t i = 0; i < vocab; ++i) {
-      ASSERT_EQ(batched[static_cast<size_t>(t - 10) * vocab + i], alone[i]) << "beam " << t << " logit " << i;
+// A store of F16 or quantized rows answers as a contiguous cache of that
+// type does, bit for bit: a prompt in one batch over scattered pages, then
+// beams one token each, token-invariant.
+TEST_F(TrieForward, ReducedStoresEqualTheirCachesBitForBit) {
+  test::RandomModelSpec spec;  // heads of 32: whole blocks for the quantized types
+  spec.architecture = "qwen2";
+  spec.qkv_bias = true;
+  spec.head_size = 32;
+  model_ = Model::load(test::write_random_model(spec, dir_ / "model32.gguf"), {.threads = 2});
+  for (const KvPrecision precision : {KvPrecision::F16, KvPrecision::Q8_0, KvPrecision::Q4_0, KvPrecision::Q4_H}) {
+    SCOPED_TRACE(std::string(kv_precision_name(precision)));
+    KvTrie trie(model_->kv_layout(precision), {0, 4});
+    EXPECT_EQ(trie.layout().precision, precision);
+    const std::vector<TokenId> prompt = {3, 17, 42, 8, 95, 0, 61, 23, 7, 11, 64};
+    std::vector<TrieBatchEntry> entries;
+    KvNode node = KvTrie::kRoot;
+    for (TokenId t : prompt) {
+      node = trie.extend(node, t);
+      entries.push_back({node, true});
+    }
+    trie.retain(node);
+    const auto prompt_logits = model_->forward(entries, trie, true);
+    KvCache cache(model_->config(), 64, precision);
+    const auto expected = model_->forward(prompt, cache, true);
+    ASSERT_EQ(prompt_logits.size(), expected.size());
+    expect_close(prompt_logits.data(), expected, "prompt");
+    const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
+    entries.clear();
+    for (TokenId t = 10; t < 14; ++t) entries.push_back({trie.extend(node, t), true});
+    const auto batched = model_->forward(entries, trie, true);
+    for (TokenId t = 10; t < 14; ++t) {
+      KvCache branch = cache.clone();
+      const TokenId one[1] = {t};
+      const auto alone = model_->forward(one, branch, false);
+      for (size_t i = 0; i < vocab; ++i) {
+        ASSERT_EQ(batched[static_cast<size_t>(t - 10) * vocab + i], alone[i]) << "beam " << t << " logit " << i;
+      }
     }
   }
 }

@@ -109,7 +109,7 @@ TEST(KernelLevels, EveryLevelHasEveryKernel) {
     }
     EXPECT_TRUE(k.rms_norm && k.swiglu && k.softmax && k.weighted_sum_f32 && k.dot_f32 && k.axpy_f32);
     EXPECT_TRUE(k.weighted_sum_f16 && k.weighted_sums_f32 && k.weighted_sums_f16 && k.key_scores_f32 &&
-                k.key_scores_f16);
+                k.key_scores_f16 && k.kv_rows_q8_0 && k.kv_rows_q4_0);
   }
 }
 
@@ -208,6 +208,32 @@ TEST(AttentionKernels, WeightedSumsMatchADoubleSumAndSplitBitForBit) {
 
 namespace frugal {
 namespace {
+
+// Quantized KV rows read back at every level give what dequantize_row gives
+// (the reference dequantizer, checked against ggml's blocks elsewhere): one
+// head's blocks out of rows with other heads' blocks between them.
+TEST(AttentionKernels, KvRowsMatchTheReferenceDequantizer) {
+  for (const TensorType type : {TensorType::Q8_0, TensorType::Q4_0}) {
+    const size_t row_values = 192, head_blocks = 2, rows = 37;
+    const size_t row_bytes = type == TensorType::Q8_0 ? 6 * 34 : 6 * 18, skip = row_bytes / 3;  // from head 1
+    const std::vector<float> values = random_values(rows * row_values, 2.0f, 5);
+    std::vector<uint8_t> stored(rows * row_bytes);
+    for (size_t j = 0; j < rows; ++j) quantize_row(type, &values[j * row_values], &stored[j * row_bytes], row_values);
+    std::vector<float> expected(rows * 64), row(row_values);
+    for (size_t j = 0; j < rows; ++j) {
+      dequantize_row(type, &stored[j * row_bytes], row.data(), row_values);
+      std::copy(row.begin() + 64, row.begin() + 128, expected.begin() + static_cast<std::ptrdiff_t>(j * 64));
+    }
+    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+      if (!cpu_supports(isa)) continue;
+      const auto& k = kernel_set(isa);
+      std::vector<float> actual(rows * 64, -1.0f);
+      (type == TensorType::Q8_0 ? k.kv_rows_q8_0 : k.kv_rows_q4_0)(stored.data() + skip, row_bytes, rows,
+                                                                   head_blocks, actual.data());
+      EXPECT_EQ(actual, expected) << isa_name(isa) << " " << tensor_type_name(type);
+    }
+  }
+}
 
 TEST(OpsSimd, RmsNormMatchesScalar) {
   const auto& scalar = kernel_set(Isa::Scalar);
