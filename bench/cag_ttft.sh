@@ -8,7 +8,8 @@
 # MODEL defaults to a SmolLM2-135M-shape Q8_0 file made with `frugal synth`
 # (random weights: timings only). The corpus is the first PARAGRAPHS
 # (default 29, about 4.1k tokens with the GPT-2 vocabulary) paragraphs of the
-# shared SQuAD article, one document each.
+# shared SQuAD article, one document each. CACHE_TYPE=q8_0 (etc.) measures a
+# cache of that KV type.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 frugal=${FRUGAL:-build/frugal}
@@ -16,6 +17,7 @@ work=${FRUGAL_BENCH_DIR:-/tmp/frugal-cag-bench}
 model=${1:-$work/smollm2-q8_0.gguf}
 paragraphs=${2:-29}
 threads=${THREADS:-2}
+cache_type=${CACHE_TYPE:-f32}  # KV type of the cache file (f32, f16, q8_0, q4_0, q4_h)
 repeats=${REPEATS:-5}
 mkdir -p "$work/docs"
 
@@ -33,7 +35,7 @@ while IFS= read -r context && (( i < paragraphs )); do
   i=$((i + 1))
 done < <(grep -oP '"context": "\K(?:[^"\\]|\\.)*' ../shared/data/squad-dev-v1.1-super-bowl-50.json)
 
-"$frugal" kb build -m "$model" -t "$threads" --docs "$work/docs" -o "$work/kb.fkv" -c 8192
+"$frugal" kb build -m "$model" -t "$threads" --docs "$work/docs" -o "$work/kb.fkv" -c 8192 --cache-type "$cache_type"
 ls -l "$work/kb.fkv"
 
 field() { grep -oP "\"$1\":\K[0-9.]+" <<< "$2"; }
@@ -45,7 +47,7 @@ declare -A samples
 for ((r = 0; r < repeats; ++r)); do
   q=${questions[$((r % ${#questions[@]}))]}
   for mode in verify no-verify no-cache; do
-    args=(ask -m "$model" -t "$threads" --kb "$work/kb.fkv" -n 1 --temp 0 --json "$q")
+    args=(ask -m "$model" -t "$threads" --kb "$work/kb.fkv" -n 1 --temp 0 --json --cache-type "$cache_type" "$q")
     [[ $mode == no-verify ]] && args+=(--no-verify)
     [[ $mode == no-cache ]] && args+=(--no-verify --no-cache)
     out=$("$frugal" "${args[@]}" 2>/dev/null)
@@ -56,7 +58,8 @@ done
 # Questions after the first in one process: the pages of the cache are
 # already mapped (what a server or `ask --interactive` sees).
 warm=$(printf '%s\n' "${questions[@]}" "${questions[@]}" |
-       "$frugal" ask -m "$model" -t "$threads" --kb "$work/kb.fkv" --no-verify -n 1 --temp 0 --json -i 2>/dev/null |
+       "$frugal" ask -m "$model" -t "$threads" --kb "$work/kb.fkv" --no-verify -n 1 --temp 0 --json -i \
+         --cache-type "$cache_type" 2>/dev/null |
        tail -n +2)
 warm_ttft=$(grep -oP '"ttft_ms":\K[0-9.]+' <<< "$warm" | median)
 

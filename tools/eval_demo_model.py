@@ -3,7 +3,7 @@ for each test world, `frugal kb build` over its documents, then `frugal ask`
 (greedy) for its questions; exact match per question kind.
 
     python3 tools/eval_demo_model.py [--model models/frugal-demo-qa-q8_0.gguf] [--worlds 30]
-        [--require single=0.9 two-hop=0.6 unanswerable=0.8]
+        [--cache-type q8_0] [--require single=0.9 two-hop=0.6 unanswerable=0.8]
 
 With --require it exits with status 1 when a kind's exact match is below its
 minimum (ctest runs it so, as `demo_model_evaluation`).
@@ -45,6 +45,7 @@ def main():
     ap.add_argument("--max-docs", type=int, default=30)
     ap.add_argument("--seed", default="test-evaluation")
     ap.add_argument("--threads", default="2")
+    ap.add_argument("--cache-type", default="f32", help="KV type of the knowledge caches and answers (f32, f16, q8_0, ...)")
     ap.add_argument("--json", help="write the per-question results here")
     ap.add_argument("--require", nargs="*", default=[], metavar="KIND=MIN",
                     help="minimum exact match per kind (single, two-hop, unanswerable, all)")
@@ -71,7 +72,7 @@ def main():
                     f.write(json.dumps(d) + "\n")
             kb = os.path.join(work, "kb.fkv")
             subprocess.run([args.frugal, "kb", "build", "-q", "-m", args.model, "-t", args.threads, "--docs", docs,
-                            "-o", kb, "--reserve", "64"], check=True)
+                            "-o", kb, "--reserve", "64", "--cache-type", args.cache_type], check=True)
             info = subprocess.run([args.frugal, "kb", "info", "--no-verify", kb], check=True, capture_output=True,
                                   text=True).stdout
             tokens.append(int(re.search(r"keys/values: (\d+)", info).group(1)))
@@ -83,7 +84,7 @@ def main():
             for kind in sorted(by_kind):
                 chosen += rng.sample(by_kind[kind], min(len(by_kind[kind]), args.questions // 3))
             out = subprocess.run([args.frugal, "ask", "-m", args.model, "-t", args.threads, "--kb", kb, "-i",
-                                  "--json", "--temp", "0", "-n", "24", "--no-verify"],
+                                  "--json", "--temp", "0", "-n", "24", "--no-verify", "--cache-type", args.cache_type],
                                  input="".join(q["question"] + "\n" for q in chosen), check=True,
                                  capture_output=True, text=True).stdout
             for q, line in zip(chosen, out.splitlines()):
