@@ -29,6 +29,17 @@ struct GenerationOptions {
   // tokens stay as sampled): an answer after "Answer:" starts with a space
   // that belongs to the prompt's format, not to the answer.
   bool trim_leading_space = false;
+  // Never sample an end-of-generation token (llama.cpp's --ignore-eos):
+  // text runs to the token budget or a stop string (benchmarks, long runs).
+  bool ignore_eos = false;
+  // Context shift (StreamingLLM) for generate() over a KvCache: when the
+  // cache is full, keep its first `context_shift_keep` tokens (attention
+  // sinks), forget the older half of the rest and go on (Model::
+  // shift_context) instead of stopping with ContextFull; a later prompt
+  // that does not fit makes room the same way. max_tokens < 0 then means
+  // until an end-of-generation token or a stop string.
+  bool context_shift = false;
+  int64_t context_shift_keep = 4;
 };
 
 enum class StopReason { EndOfGeneration, StopString, MaxTokens, ContextFull, Cancelled };
@@ -50,6 +61,7 @@ struct GenerationResult {
   double energy_joules = -1;
   double generation_seconds = 0;
   uint64_t seed = 0;  // the sampler's seed (the drawn one for a random seed), to repeat a run
+  size_t context_shifts = 0;  // times the context was shifted (GenerationOptions::context_shift)
 };
 
 // Called with each piece of text as soon as it is safe to print; return false

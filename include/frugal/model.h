@@ -211,13 +211,21 @@ class Model {
   // tokens). Every node's ancestors must already hold their keys and values
   // or be entries of this batch. Returns the logits of the entries that
   // want them, in entry order, row-major [count x vocab]. The trie must have
-  // the layout of kv_layout(F32) or kv_layout(F16). `token_invariant`: each entry's
+  // the layout of kv_layout(some type). `token_invariant`: each entry's
   // logits are bit for bit those of a one-token pass over the same context
   // (matrix products token by token; a little slower), which keeps a batched
   // beam search identical to one run beam by beam.
   std::vector<float> forward(std::span<const TrieBatchEntry> entries, KvTrie& trie, bool token_invariant = false);
-  // The rows of a store for this model: F32, or F16 (half the memory; the
-  // same answers as a KvCache of that precision).
+  // Context shift (StreamingLLM): forgets cached positions [keep, keep +
+  // discard) and moves the later ones down by `discard`, turning their keys
+  // back by `discard` positions of the rotary embedding, so generation goes
+  // on in bounded memory; the first `keep` positions (attention sinks)
+  // stay. Quantized rows are read and stored again (one more rounding).
+  // Throws Error unless 0 <= keep and 0 < discard <= size - keep.
+  void shift_context(KvCache& cache, int64_t keep, int64_t discard);
+  // The rows of a store for this model in a KV type (the same answers as a
+  // KvCache of that type). Throws Error when the heads are not whole blocks
+  // of a block type.
   KvLayout kv_layout(KvPrecision precision = KvPrecision::F32) const;
 
  private:

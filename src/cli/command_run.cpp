@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/arguments.h"
 #include "cli/commands.h"
 #include "cli/model_options.h"
 #include "frugal/chat.h"
@@ -27,6 +28,8 @@ struct RunArguments {
   bool no_escape = false;
   bool show_prompt = false;
   bool quiet = false;
+  bool context_shift = false;
+  int64_t keep = 4;
 };
 
 std::string read_text_file(const std::string& path) {
@@ -57,7 +60,9 @@ void run(const RunArguments& args) {
   if (tokens.empty()) throw Error("the prompt is empty; pass text with -p or a file with -f");
 
   KvCache cache(loaded.model->config(), loaded.context, loaded.cache_precision);
-  const GenerationOptions options = generation_options(args.generation, !args.quiet);
+  GenerationOptions options = generation_options(args.generation, !args.quiet);
+  options.context_shift = args.context_shift;
+  options.context_shift_keep = args.keep;
   if (args.show_prompt) {
     fmt::print("{}", prompt);
     std::fflush(stdout);
@@ -72,9 +77,10 @@ void run(const RunArguments& args) {
   if (!args.quiet) {
     const double decode_rate = result.generation_seconds > 0 ? result.tokens.size() / result.generation_seconds : 0;
     const double prompt_rate = result.prompt_seconds > 0 ? result.prompt_tokens / result.prompt_seconds : 0;
-    fmt::print(stderr, "\n[prompt {} tokens, {:.1f} tok/s | generated {} tokens, {:.1f} tok/s | stop: {}{}]\n",
+    fmt::print(stderr, "\n[prompt {} tokens, {:.1f} tok/s | generated {} tokens, {:.1f} tok/s | stop: {}{}{}]\n",
                result.prompt_tokens, prompt_rate, result.tokens.size(), decode_rate,
                stop_reason_name(result.stop_reason),
+               result.context_shifts ? fmt::format(" | context shifted {} times", result.context_shifts) : "",
                args.generation.sampling.temperature > 0 ? fmt::format(" | seed {}", result.seed) : "");
   }
 }
@@ -95,6 +101,13 @@ void add_run_command(CLI::App& app) {
   command->add_flag("--no-escape", args->no_escape, "take \\n in -p literally");
   command->add_flag("--show-prompt", args->show_prompt, "print the (templated) prompt before the answer");
   command->add_flag("-q,--quiet", args->quiet, "no timing summary on stderr");
+  command->add_flag("--context-shift", args->context_shift,
+                    "when the context is full, forget the older half of it (after --keep tokens) and go on");
+  auto* keep = command->add_option("--keep", args->keep,
+                                   "tokens at the start kept by --context-shift (attention sinks)")
+                   ->check(integer_in(0, int64_t{1} << 24))
+                   ->capture_default_str();
+  keep->needs(command->get_option("--context-shift"));
   command->callback([args] {
     if (args->prompt.empty() && args->prompt_file.empty()) throw Error("give a prompt with -p TEXT or -f FILE");
     run(*args);

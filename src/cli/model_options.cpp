@@ -146,6 +146,7 @@ void add_generation_arguments(CLI::App& command, GenerationArguments& args) {
       ->check(integer_in(-1, SamplingParams::kRandomSeed))
       ->capture_default_str();
   command.add_option("-r,--reverse-prompt,--stop", args.stop, "stop when this text is generated (repeatable)");
+  command.add_flag("--ignore-eos", args.ignore_eos, "never end on an end-of-generation token (run to -n or a stop)");
 }
 
 GenerationOptions generation_options(const GenerationArguments& args, bool announce_seed) {
@@ -153,6 +154,7 @@ GenerationOptions generation_options(const GenerationArguments& args, bool annou
   options.max_tokens = args.max_tokens;
   options.sampling = args.sampling;
   options.stop_strings = args.stop;
+  options.ignore_eos = args.ignore_eos;
   if (args.seed >= 0 && static_cast<uint64_t>(args.seed) != SamplingParams::kRandomSeed) {
     options.sampling.seed = static_cast<uint64_t>(args.seed);
   } else if (options.sampling.temperature > 0) {

@@ -63,6 +63,7 @@ struct GenerationArguments {
   SamplingParams sampling;  // its seed is set from `seed` by generation_options
   int64_t seed = -1;        // -1 (or SamplingParams::kRandomSeed): a random one, as in llama.cpp
   std::vector<std::string> stop;
+  bool ignore_eos = false;
 };
 
 // Every value is range-checked at parse time (the server's ranges, without

@@ -1,5 +1,7 @@
 #include "decode/answer_in_progress.h"
 
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "frugal/error.h"
@@ -17,6 +19,11 @@ AnswerInProgress::AnswerInProgress(const Tokenizer& tokenizer, std::span<const T
       render_special_(options.render_special),
       trimming_(options.trim_leading_space) {
   if (prompt.empty()) throw Error("the prompt is empty: nothing to process");
+  if (options.ignore_eos) {
+    for (size_t id = 0; id < tokenizer.vocab_size(); ++id) {
+      if (tokenizer.is_end_of_generation(static_cast<TokenId>(id))) end_tokens_.push_back(static_cast<TokenId>(id));
+    }
+  }
   if (static_cast<int64_t>(prompt.size()) >= room) {
     throw Error(fmt::format("the prompt ({} tokens) leaves no room for an answer in a context of {} tokens; "
                             "use a larger -c or a shorter prompt",
@@ -30,6 +37,11 @@ AnswerInProgress::AnswerInProgress(const Tokenizer& tokenizer, std::span<const T
 
 std::optional<TokenId> AnswerInProgress::accept(std::span<const float> logits, const TextCallback& on_text) {
   if (finished_) throw Error("internal: a token for an answer that has ended");
+  if (!end_tokens_.empty()) {
+    allowed_logits_.assign(logits.begin(), logits.end());
+    for (const TokenId id : end_tokens_) allowed_logits_[static_cast<size_t>(id)] = -INFINITY;
+    logits = allowed_logits_;
+  }
   const TokenId token = sampler_.sample(logits, history_);
   if (result_.tokens.empty()) first_sampled_ = std::chrono::steady_clock::now();
   result_.tokens.push_back(token);

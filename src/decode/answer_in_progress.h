@@ -48,6 +48,8 @@ class AnswerInProgress {
   Sampler sampler_;
   StopStringMatcher stops_;
   Utf8StreamBuffer utf8_;
+  std::vector<TokenId> end_tokens_;   // never sampled (GenerationOptions::ignore_eos)
+  std::vector<float> allowed_logits_;  // the logits without them
   std::vector<TokenId> history_;  // earlier tokens, prompt and answer: what the repetition penalty sees
   int64_t room_ = 0;
   int64_t budget_ = 0;  // answer tokens allowed

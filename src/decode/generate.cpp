@@ -1,6 +1,8 @@
 #include "frugal/generate.h"
 
+#include <algorithm>
 #include <chrono>
+#include <limits>
 #include <optional>
 
 #include <fmt/format.h>
@@ -48,6 +50,19 @@ void check_tokenizer_matches(const Model& model, const Tokenizer& tokenizer) {
 GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cache, std::span<const TokenId> prompt,
                           const GenerationOptions& options, const TextCallback& on_text) {
   check_tokenizer_matches(model, tokenizer);
+  size_t shifts = 0;
+  // With context shift on, room for `tokens` more: keep the first tokens,
+  // forget at least half of the rest (fewer shifts, each costing a pass
+  // over the cache) and at least what is needed.
+  const auto make_room = [&](int64_t tokens) {
+    if (!options.context_shift || cache.size() + tokens <= cache.capacity()) return;
+    const int64_t keep = std::clamp<int64_t>(options.context_shift_keep, 0, cache.size());
+    const int64_t discard = std::max((cache.size() - keep) / 2, cache.size() + tokens - cache.capacity());
+    if (keep + discard > cache.size()) return;  // the check below says what does not fit
+    model.shift_context(cache, keep, discard);
+    ++shifts;
+  };
+  make_room(static_cast<int64_t>(prompt.size()) + 1);
   if (cache.size() + static_cast<int64_t>(prompt.size()) >= cache.capacity()) {
     throw Error(fmt::format("the prompt ({} tokens) does not fit in the context of {} tokens; use a larger -c",
                             cache.size() + static_cast<int64_t>(prompt.size()), cache.capacity()));
@@ -58,9 +73,15 @@ GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cac
       prompt_done = true;
       return prefill(model, cache, tokens, options.prompt_batch);
     }
+    make_room(static_cast<int64_t>(tokens.size()));
     return model.forward(tokens, cache, false);
   };
-  return generate(feed, tokenizer, prompt, cache.capacity() - cache.size(), options, on_text);
+  // Shifting, the context never fills: the token budget or the answer's own
+  // end stops it.
+  const int64_t room = options.context_shift ? std::numeric_limits<int64_t>::max() / 2 : cache.capacity() - cache.size();
+  GenerationResult result = generate(feed, tokenizer, prompt, room, options, on_text);
+  result.context_shifts = shifts;
+  return result;
 }
 
 GenerationResult generate(const TokenFeed& feed, const Tokenizer& tokenizer, std::span<const TokenId> prompt,

@@ -95,6 +95,14 @@ void RotaryEmbedding::angles(int64_t position, float* cos_out, float* sin_out) c
   }
 }
 
+void RotaryEmbedding::shift_angles(int64_t delta, float* cos_out, float* sin_out) const {
+  angles(delta, cos_out, sin_out);
+  for (int64_t pair = 0; pair < pairs(); ++pair) {
+    cos_out[pair] /= magnitude_scale_;
+    sin_out[pair] /= magnitude_scale_;
+  }
+}
+
 void RotaryEmbedding::rotate(float* head, const float* cos_values, const float* sin_values) const {
   const int64_t half = dimensions_ / 2;
   for (int64_t pair = 0; pair < half; ++pair) {

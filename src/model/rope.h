@@ -18,6 +18,9 @@ class RotaryEmbedding {
 
   // cos/sin for each rotated pair at `position` (size rope_dimensions / 2).
   void angles(int64_t position, float* cos_out, float* sin_out) const;
+  // cos/sin that move an already rotated vector by `delta` positions
+  // (rotations add up; YaRN's magnitude scale is not applied again).
+  void shift_angles(int64_t delta, float* cos_out, float* sin_out) const;
   // Rotates one head vector in place given the angles of its position.
   void rotate(float* head, const float* cos_values, const float* sin_values) const;
   int64_t pairs() const { return dimensions_ / 2; }
