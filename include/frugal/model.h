@@ -223,6 +223,10 @@ class Model {
   // stay. Quantized rows are read and stored again (one more rounding).
   // Throws Error unless 0 <= keep and 0 < discard <= size - keep.
   void shift_context(KvCache& cache, int64_t keep, int64_t discard);
+  // One stored key row (every KV head) moved by `delta` positions of the
+  // rotary embedding, in place: what shift_context does to each kept key
+  // (and the store's context shift, GenerationScheduler).
+  void turn_key_row(void* row, KvPrecision precision, int64_t delta) const;
   // The rows of a store for this model in a KV type (the same answers as a
   // KvCache of that type). Throws Error when the heads are not whole blocks
   // of a block type.

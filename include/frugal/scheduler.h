@@ -40,8 +40,9 @@ struct SchedulerOptions {
   int64_t context = 4096;      // positions per sequence for prompt and answer (as a KvCache of this size)
   size_t prompt_chunk = 256;   // prompt tokens read per step, over all sequences
   size_t cache_bytes = 64u << 20;  // keys and values kept after their request ended, for reuse
-  // Rows of the shared-prefix store: F32, or F16 (half the memory; answers
-  // as from a KvCache of F16).
+  // Rows of the shared-prefix store in a KV type (answers as from a KvCache
+  // of that type). A job whose options ask for context_shift is shifted in
+  // the store when it reaches `context` positions.
   KvPrecision store_precision = KvPrecision::F32;
   // Called on the scheduler thread around each forward pass (energy meters).
   std::function<void()> before_step{}, after_step{};
@@ -118,6 +119,7 @@ class GenerationScheduler {
   void fail(Sequence& sequence, std::exception_ptr error);
   void release(Sequence& sequence);
   void deliver(Sequence& sequence);
+  void shift_context(Sequence& sequence);
   void advance(Sequence& sequence, KvNode next);
   void share_energy(std::span<Sequence* const> fed_by, double joules);
   void trim_cache();

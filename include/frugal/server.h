@@ -32,6 +32,11 @@ struct ServerOptions {
   size_t queue_limit = 16;       // requests waiting beyond the `parallel` running; more get 429
   size_t max_body_bytes = 1 << 20;
   int64_t context = 0;           // per request; 0: the model's training context, at most 4096
+  // A completion asking for more tokens than its context holds goes on with
+  // its first `context_shift_keep` tokens and the newer half of the rest
+  // (GenerationOptions::context_shift) instead of stopping at "length".
+  bool context_shift = false;
+  int64_t context_shift_keep = 4;
   KvPrecision precision = KvPrecision::F32;  // of the shared-prefix store's rows and the caches built here
   std::string chat_template;     // format name overriding the model's template
   bool metrics_public = false;   // GET /metrics without the API key

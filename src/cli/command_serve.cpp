@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/arguments.h"
 #include "cli/commands.h"
 #include "cli/model_options.h"
 #include "frugal/error.h"
@@ -36,6 +37,8 @@ struct ServeArguments {
   size_t max_client_connections = 64;
   double header_timeout = 10;
   double body_timeout = 30;
+  bool context_shift = false;
+  int64_t keep = 4;
 };
 
 void serve(const ServeArguments& args) {
@@ -68,6 +71,8 @@ void serve(const ServeArguments& args) {
   options.max_connections_per_client = args.max_client_connections;
   options.header_timeout_seconds = args.header_timeout;
   options.body_timeout_seconds = args.body_timeout;
+  options.context_shift = args.context_shift;
+  options.context_shift_keep = args.keep;
   for (const auto& item : args.knowledge) {
     const auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {
@@ -119,6 +124,13 @@ void add_serve_command(CLI::App& app) {
   command->add_option("--host", args->host, "address to listen on")->capture_default_str();
   command->add_option("--port", args->port, "port (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
   command->add_option("--api-key", args->api_key, "require Authorization: Bearer KEY");
+  command->add_flag("--context-shift", args->context_shift,
+                    "an answer whose max_tokens runs past the context forgets the older half of it (after --keep "
+                    "tokens) and goes on");
+  command->add_option("--keep", args->keep, "tokens at the start kept by --context-shift (attention sinks)")
+      ->check(integer_in(0, int64_t{1} << 24))
+      ->capture_default_str()
+      ->needs(command->get_option("--context-shift"));
   command->add_option("--parallel", args->parallel, "answers generated at once, batched in one pass per token")
       ->check(CLI::Range(size_t{1}, size_t{256}))
       ->capture_default_str();

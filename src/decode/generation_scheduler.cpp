@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -22,7 +24,18 @@ double seconds_since(Clock::time_point start) {
 // once it runs.
 struct GenerationScheduler::Sequence {
   Sequence(GenerationJob j, const Tokenizer& tokenizer, int64_t context)
-      : job(std::move(j)), answer(tokenizer, job.prompt, context, job.options) {}
+      : job(std::move(j)), answer(tokenizer, job.prompt, room(job, context), job.options) {}
+
+  // With context shift the answer never runs out of room; the prompt must
+  // still fit.
+  static int64_t room(const GenerationJob& job, int64_t context) {
+    if (!job.options.context_shift) return context;
+    if (static_cast<int64_t>(job.prompt.size()) >= context) {
+      throw Error(fmt::format("the prompt ({} tokens) leaves no room for an answer in a context of {} tokens; "
+                              "use a larger -c or a shorter prompt", job.prompt.size(), context));
+    }
+    return std::numeric_limits<int64_t>::max() / 2;
+  }
 
   GenerationJob job;
   AnswerInProgress answer;
@@ -251,6 +264,9 @@ void GenerationScheduler::step() {
     // the chunk.
     for (auto& s : running_) {
       if (s->finished || s->reading_prompt() || s->cancelled()) continue;
+      if (s->job.options.context_shift && static_cast<int64_t>(store_.depth(s->tip)) >= options_.context) {
+        shift_context(*s);
+      }
       bool is_new = false;
       const KvNode next = store_.extend(s->tip, s->pending, &is_new);
       if (is_new) created.push_back(next);
@@ -322,6 +338,44 @@ void GenerationScheduler::step() {
   for (auto& s : running_) {
     if (s->cancelled()) finish(*s, StopReason::Cancelled);
   }
+}
+
+// A full context keeps its first tokens, forgets the older half of the
+// rest and goes on: the kept window is copied under the kept start as a new
+// branch, its keys turned back by the forgotten length (positions in the
+// store are depths), and the old branch stays as cache. Where the new
+// branch meets nodes that exist already, their rows are used as they are.
+void GenerationScheduler::shift_context(Sequence& s) {
+  const size_t depth = store_.depth(s.tip);
+  const size_t keep = std::min(static_cast<size_t>(std::max<int64_t>(s.job.options.context_shift_keep, 0)), depth);
+  const size_t discard = (depth - keep) / 2;
+  if (discard == 0) return;
+  std::vector<KvNode> path(depth);  // root first
+  for (KvNode n = s.tip; n != KvTrie::kRoot; n = store_.parent(n)) path[store_.depth(n) - 1] = n;
+  KvNode tip = keep ? path[keep - 1] : KvTrie::kRoot;
+  if (tip != KvTrie::kRoot) store_.retain(tip);
+  const KvLayout& layout = store_.layout();
+  for (size_t p = keep + discard; p < depth; ++p) {
+    bool created = false;
+    const KvNode next = store_.extend(tip, store_.token(path[p]), &created);
+    if (created) {
+      const KvSlot from = store_.slot(path[p]), to = store_.slot(next);
+      for (int64_t layer = 0; layer < layout.layers; ++layer) {
+        std::memcpy(store_.key_row(layer, to), store_.key_row(layer, from), layout.row_bytes());
+        model_.turn_key_row(store_.key_row(layer, to), layout.precision, -static_cast<int64_t>(discard));
+        std::memcpy(store_.value_row(layer, to), store_.value_row(layer, from), layout.row_bytes());
+      }
+    }
+    if (tip == KvTrie::kRoot) {
+      store_.retain(next);
+    } else {
+      store_.move_handle_to_child(tip, next);
+    }
+    tip = next;
+  }
+  store_.release(s.tip, true);
+  s.tip = tip;
+  ++s.answer.result().context_shifts;
 }
 
 // Every token fed in a step carries an equal share of the step's energy to

@@ -11,6 +11,22 @@
 
 namespace frugal {
 
+void Model::turn_key_row(void* row, KvPrecision precision, int64_t delta) const {
+  const ModelConfig& c = impl_->config;
+  const RotaryEmbedding& rope = *impl_->rope;
+  thread_local std::vector<float> cosines, sines, key;
+  cosines.resize(static_cast<size_t>(rope.pairs()));
+  sines.resize(cosines.size());
+  rope.shift_angles(delta, cosines.data(), sines.data());
+  const size_t n = static_cast<size_t>(c.kv_head_count * c.head_size), head_size = static_cast<size_t>(c.head_size);
+  key.resize(n);
+  load_kv_row(row, precision, key.data(), n);
+  for (size_t head = 0; head < static_cast<size_t>(c.kv_head_count); ++head) {
+    rope.rotate(key.data() + head * head_size, cosines.data(), sines.data());
+  }
+  store_kv_row(key.data(), row, n, precision);
+}
+
 void Model::shift_context(KvCache& cache, int64_t keep, int64_t discard) {
   const ModelConfig& c = impl_->config;
   if (keep < 0 || discard <= 0 || keep + discard > cache.size()) {
@@ -20,20 +36,12 @@ void Model::shift_context(KvCache& cache, int64_t keep, int64_t discard) {
   if (cache.row_elements() != static_cast<size_t>(c.kv_head_count * c.head_size)) {
     throw Error("context shift: the KV cache was made for a different model");
   }
-  const RotaryEmbedding& rope = *impl_->rope;
-  std::vector<float> cosines(static_cast<size_t>(rope.pairs())), sines(cosines.size());
-  rope.shift_angles(-discard, cosines.data(), sines.data());
-  const size_t n = cache.row_elements(), head_size = static_cast<size_t>(c.head_size);
-  std::vector<float> key(n);
   for (int64_t layer = 0; layer < cache.layer_count(); ++layer) {
     for (int64_t from = keep + discard; from < cache.size(); ++from) {
       const int64_t to = from - discard;
-      load_kv_row(cache.key_row(layer, from), cache.precision(), key.data(), n);
-      for (size_t head = 0; head < static_cast<size_t>(c.kv_head_count); ++head) {
-        rope.rotate(key.data() + head * head_size, cosines.data(), sines.data());
-      }
-      store_kv_row(key.data(), cache.key_row(layer, to), n, cache.precision());
-      // Rows never overlap (to < from): a plain copy.
+      // Rows never overlap (to < from): plain copies.
+      std::memcpy(cache.key_row(layer, to), cache.key_row(layer, from), cache.row_bytes());
+      turn_key_row(cache.key_row(layer, to), cache.precision(), -discard);
       std::memcpy(cache.value_row(layer, to), cache.value_row(layer, from), cache.row_bytes());
     }
   }

@@ -138,6 +138,13 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   // An answer over a knowledge cache follows "Answer:": its first space is
   // the prompt format's. Other answers are passed on as the model wrote them.
   generation.trim_leading_space = kb;
+  if (options.context_shift) {
+    generation.context_shift = true;
+    generation.context_shift_keep = options.context_shift_keep;
+    // Without max_tokens an answer stays bounded by the context, as it is
+    // without the shift; with it, it may run past the context.
+    if (request.max_tokens < 0) generation.max_tokens = static_cast<int32_t>(room);
+  }
   const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", next_id.fetch_add(1));
   const int64_t created = unix_now();
   const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
@@ -210,7 +217,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
         if (stopping) throw shutting_down();
         throw ApiError(499, "invalid_request_error", "the client closed the connection before the answer ended");
       }
-      choices.push_back({result.text, finish_reason(result.stop_reason)});
+      choices.push_back({result.text, finish_reason(result.stop_reason), result.context_shifts});
       completion_tokens += result.tokens.size();
       if (choices.size() == 1) {
         timings.first_token_seconds =
@@ -219,6 +226,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
         timings.completion_tokens = result.tokens.size();
         timings.energy_joules = result.energy_joules;
         timings.cached_tokens = result.cached_tokens;
+        timings.context_shifts = result.context_shifts;
       }
     }
     cancel_unless_done.done = true;
@@ -304,9 +312,10 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     }
     if (!send(server::stream_chunk(request, id, created, "", finish_reason(result.stop_reason), first))) return false;
     if (request.include_usage) {
-      const server::Timings timings{prompt_tokens, result.cached_tokens, result.tokens.size(),
-                                    queued + result.first_token_seconds, result.generation_seconds,
-                                    result.energy_joules};
+      const server::Timings timings{prompt_tokens,         result.cached_tokens,
+                                    result.tokens.size(),  queued + result.first_token_seconds,
+                                    result.generation_seconds, result.energy_joules,
+                                    result.context_shifts};
       if (!send(server::usage_chunk(request, id, created, timings))) return false;
     }
     if (!send("data: [DONE]\n\n")) return false;

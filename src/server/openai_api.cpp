@@ -185,6 +185,7 @@ json completion_response(const CompletionRequest& request, const std::string& id
       choice["text"] = choices[i].text;
     }
     choice["logprobs"] = nullptr;
+    if (choices[i].context_shifts > 0) choice["context_shifts"] = choices[i].context_shifts;
     list.push_back(choice);
   }
   return {{"id", id},
@@ -206,6 +207,7 @@ json Timings::to_json() const {
           {"predicted_per_second",
            generation_seconds > 0 && completion_tokens > 1 ? (completion_tokens - 1) / generation_seconds : 0.0}};
   if (energy_joules >= 0) out["energy_joules"] = energy_joules;
+  if (context_shifts > 0) out["context_shifts"] = context_shifts;
   return out;
 }
 

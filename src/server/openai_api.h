@@ -52,6 +52,9 @@ CompletionRequest parse_completion_request(std::string_view body, bool chat);
 struct Choice {
   std::string text;
   std::string finish_reason;  // stop, length
+  // Times the context was shifted (ServerOptions::context_shift); a
+  // frugal field, written only when not 0.
+  size_t context_shifts = 0;
 };
 
 nlohmann::json completion_response(const CompletionRequest& request, const std::string& id, int64_t created,
@@ -64,6 +67,7 @@ struct Timings {
   double first_token_seconds = 0;  // from the request's arrival
   double generation_seconds = 0;   // from the first token to the last
   double energy_joules = -1;       // negative: not measured
+  size_t context_shifts = 0;       // written only when not 0
   nlohmann::json to_json() const;
 };
 

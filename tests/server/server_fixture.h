@@ -43,7 +43,7 @@ class ServerTest : public ::testing::Test {
   void start(ServerOptions options = {}) {
     options.port = 0;
     options.model_name = "mini";
-    options.context = 1024;
+    if (options.context == 0) options.context = 1024;
     options.knowledge = {{"town", dir_ / "town.fkv"}};
     server_ = std::make_unique<Server>(*model_, *tokenizer_, options);
     server_->bind();

@@ -108,6 +108,32 @@ TEST_F(ServerTest, F16StoreAnswersAsAnF16Cache) {
   EXPECT_EQ(knowledge->status, 200) << knowledge->body;
 }
 
+// --context-shift: an answer asking for more tokens than the context holds
+// goes on past it, shifted in the shared store as generate() shifts a
+// KvCache, token for token; the response says how many times.
+TEST_F(ServerTest, ContextShiftGoesOnPastTheContextAsGenerateDoes) {
+  ServerOptions options;
+  options.context = 96;  // the fixture's knowledge cache needs 74
+  options.context_shift = true;
+  start(options);
+  const std::vector<TokenId> prompt = tokenizer_->encode("The clinic opens", true, false);
+  GenerationOptions generation;
+  generation.max_tokens = 250;
+  generation.sampling.temperature = 0;
+  generation.context_shift = true;
+  KvCache cache(model_->config(), 96);
+  const GenerationResult expected = generate(*model_, *tokenizer_, cache, prompt, generation);
+  ASSERT_GT(expected.context_shifts, 0u) << "the model ended before the context filled: pick another prompt";
+  auto result = post("/v1/completions", {{"model", "mini"}, {"prompt", "The clinic opens"}, {"max_tokens", 250},
+                                         {"temperature", 0}});
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  const json body = json::parse(result->body);
+  EXPECT_EQ(body["choices"][0]["text"], expected.text);
+  EXPECT_EQ(body["usage"]["completion_tokens"], expected.tokens.size());
+  EXPECT_EQ(body["choices"][0]["context_shifts"], expected.context_shifts);
+}
+
 TEST_F(ServerTest, KnowledgeModelAnswersAsItsCache) {
   start();
   KnowledgeLoadOptions load;
