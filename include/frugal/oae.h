@@ -85,6 +85,13 @@ struct MethodResult {
 
 // ---------------------------------------------------------------- running
 
+// A method name: cag, rag-bm25, long, closed, or cag@TYPE -- CAG with its
+// knowledge cache's keys and values in a KV type (cag@q8_0, cag@q4_h...):
+// the type is a knob of the method, measured like the others. Returns the
+// type of a cag@TYPE name (nullopt for the others); throws Error naming the
+// choices for an unknown name.
+std::optional<KvPrecision> oae_method_kv_type(std::string_view method);
+
 struct OaeOptions {
   std::vector<std::string> methods = {"cag", "rag-bm25", "long", "closed"};
   size_t top_k = 3;

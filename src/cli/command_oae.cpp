@@ -42,9 +42,7 @@ std::vector<std::string> split_methods(const std::string& text) {
   std::string item;
   while (std::getline(in, item, ',')) {
     if (item.empty()) continue;
-    if (item != "cag" && item != "rag-bm25" && item != "long" && item != "closed") {
-      throw Error(fmt::format("unknown method '{}' in --methods; choose from cag, rag-bm25, long, closed", item));
-    }
+    oae_method_kv_type(item);  // an unknown name is an error naming the choices
     if (std::find(out.begin(), out.end(), item) != out.end()) {
       throw Error(fmt::format("method '{}' is named twice in --methods", item));
     }
@@ -130,7 +128,7 @@ void add_oae_command(CLI::App& app) {
   run_command->add_option("--dataset", args->dataset, "SQuAD v1.1/v2.0 or HotpotQA JSON")
       ->required()
       ->check(CLI::ExistingFile);
-  run_command->add_option("--methods", args->methods, "comma-separated: cag, rag-bm25, long, closed")
+  run_command->add_option("--methods", args->methods, "comma-separated: cag, rag-bm25, long, closed, cag@TYPE (CAG with a KV type: cag@q8_0...)")
       ->capture_default_str();
   run_command->add_option("--n-questions", args->questions, "questions to ask (at most)")
       ->check(integer_in(1, int64_t{1} << 20))

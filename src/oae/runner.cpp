@@ -48,6 +48,7 @@ std::string today() {
 
 MovingParts moving_parts_of(const std::string& method) {
   if (method == "cag") return {1, 2, 0, 0, {"context size", "answer length"}};
+  if (method.starts_with("cag@")) return {1, 3, 0, 0, {"context size", "KV type", "answer length"}};
   if (method == "rag-bm25") {
     return {1, 3, 1, 0, {"top-k", "passage splitting", "query formulation", "context size", "answer length"}};
   }
@@ -57,6 +58,10 @@ MovingParts moving_parts_of(const std::string& method) {
 
 std::string description_of(const std::string& method, size_t k) {
   if (method == "cag") return "Cache-Augmented Generation: corpus prefilled once into a knowledge cache file";
+  if (method.starts_with("cag@")) {
+    return fmt::format("Cache-Augmented Generation with the knowledge cache's keys and values in {}",
+                       method.substr(4));
+  }
   if (method == "rag-bm25") return fmt::format("RAG: top {} passages by BM25 (SQLite FTS5 index), then generation", k);
   if (method == "long") return "Long context: the whole corpus prefilled with every question";
   return "Closed book: the question alone";
@@ -104,13 +109,16 @@ class Runner {
     result.setup_joules = options_.model_load_joules;
     reset_peak_rss();
     if (method == "cag") {
-      run_cag(result);
+      run_cag(result, options_.precision);
+    } else if (const auto type = oae_method_kv_type(method)) {
+      run_cag(result, *type);
     } else if (method == "rag-bm25") {
       run_rag(result);
     } else if (method == "long" || method == "closed") {
       run_plain(result, method == "long");
     } else {
-      throw Error(fmt::format("unknown OAE method '{}'; choose from cag, rag-bm25, long, closed", method));
+      oae_method_kv_type(method);  // throws, naming the choices
+      throw Error(fmt::format("unknown OAE method '{}'", method));
     }
     result.peak_rss_bytes = peak_rss_bytes();
     return result;
@@ -174,15 +182,15 @@ class Runner {
     }
   }
 
-  void run_cag(MethodResult& result) {
+  void run_cag(MethodResult& result, KvPrecision precision) {
     const auto mark = meter_.mark();
     const auto start = Clock::now();
-    const auto path = options_.work_dir / "knowledge.fkv";
+    const auto path = options_.work_dir / fmt::format("knowledge-{}.fkv", kv_precision_name(precision));
     {
       KnowledgeBuildOptions build;
       build.prompt = prompt_;
       build.reserve = options_.max_tokens + 128;
-      build.precision = options_.precision;
+      build.precision = precision;
       KnowledgeCache::build(model_, tokenizer_, dataset_.passages, build).save(path);
     }
     KnowledgeCache cache = KnowledgeCache::load(path, model_, tokenizer_);
@@ -290,6 +298,15 @@ OaeReport run_oae(Model& model, const Tokenizer& tokenizer, const QaDataset& dat
   report.date = today();
   for (const auto& method : options.methods) report.methods.push_back(runner.run(method));
   return report;
+}
+
+std::optional<KvPrecision> oae_method_kv_type(std::string_view method) {
+  if (method == "cag" || method == "rag-bm25" || method == "long" || method == "closed") return std::nullopt;
+  if (method.starts_with("cag@")) {
+    if (const auto type = parse_kv_precision(method.substr(4))) return type;
+  }
+  throw Error(fmt::format("unknown OAE method '{}'; choose from cag, rag-bm25, long, closed, or cag@TYPE with TYPE "
+                          "a KV type ({})", method, kv_precision_names()));
 }
 
 }  // namespace frugal

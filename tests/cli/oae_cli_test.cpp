@@ -116,7 +116,9 @@ TEST(OaeCli, BadArgumentsAreClearErrors) {
   const std::string data = test::shared_path("data/squad-dev-v1.1-super-bowl-50.json").string();
   auto result = run_frugal({"oae", "run", "-m", model, "--dataset", data, "--methods", "cag,magic"});
   EXPECT_EQ(result.exit_code, 1);
-  EXPECT_NE(result.err.find("unknown method 'magic'"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("unknown OAE method 'magic'"), std::string::npos) << result.err;
+  result = run_frugal({"oae", "run", "-m", model, "--dataset", data, "--methods", "cag@q5_1"});
+  EXPECT_NE(result.err.find("cag@TYPE"), std::string::npos) << result.err;
   result = run_frugal({"oae", "run", "-m", model, "--dataset", model});
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_NE(result.err.find("not valid JSON"), std::string::npos) << result.err;
@@ -146,6 +148,28 @@ TEST(OaeDemoModel, KnowledgeAnswersAndCagEqualsLongContext) {
   const auto& long_context = by_name["long"]["questions"];
   ASSERT_EQ(cag.size(), long_context.size());
   for (size_t i = 0; i < cag.size(); ++i) EXPECT_EQ(cag[i]["answer"], long_context[i]["answer"]) << i;
+  std::filesystem::remove_all(dir);
+}
+
+// The KV type as a knob of CAG: cag@q8_0 keeps 34/128 of the F32 cache's
+// bytes and answers (nearly) as it does; each is a method of the report.
+TEST(OaeDemoModel, KvTypesAreMethodsOfTheReport) {
+  const auto dir = test::scratch_dir("oae-kv-types");
+  const auto result = run_frugal({"oae", "run", "-t", "2", "--dataset",
+                                  test::source_path("examples/demo-world-hotpot.json").string(), "--size", "small",
+                                  "--n-questions", "10", "--methods", "cag,cag@q8_0,cag@q4_h", "--estimate-energy",
+                                  "-q", "--out", dir.string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto report = nlohmann::json::parse(read_file(dir / "report.json"));
+  std::map<std::string, nlohmann::json> by_name;
+  for (const auto& m : report["methods"]) by_name[m["name"]] = m;
+  ASSERT_EQ(by_name.size(), 3u);
+  const double f32 = by_name["cag"]["memory"]["kv_bytes"].get<double>();
+  EXPECT_EQ(by_name["cag@q8_0"]["memory"]["kv_bytes"].get<double>(), f32 / 128 * 34);
+  EXPECT_EQ(by_name["cag@q4_h"]["memory"]["kv_bytes"].get<double>(), f32 / 128 * 18);
+  EXPECT_GE(by_name["cag@q8_0"]["quality"]["exact_match"].get<double>(),
+            by_name["cag"]["quality"]["exact_match"].get<double>() - 0.1);
+  EXPECT_NE(read_file(dir / "report.md").find("cag@q4_h"), std::string::npos);
   std::filesystem::remove_all(dir);
 }
 
