@@ -36,7 +36,7 @@ struct BeamSearchOptions {
   float length_penalty = 1.0f;    // score = log_probability / length^length_penalty
   EarlyStopping early_stopping = EarlyStopping::False;
   int num_return_sequences = 1;   // 1..beam_width
-  KvPrecision cache_precision = KvPrecision::F32;  // of the beams' keys and values (trie or copies)
+  KvTypes cache_precision = KvPrecision::F32;  // of the beams' keys and values (trie or copies)
   // Runs each forward pass of the search (the prompt's chunks, then one per
   // step) and returns when it has run; empty: on the calling thread. A server
   // hands each pass to its batch scheduler, so that batched answers advance

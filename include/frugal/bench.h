@@ -22,7 +22,7 @@ struct BenchmarkOptions {
   // untimed; each run starts from it again.
   int64_t depth = 0;
   uint64_t seed = 1234;           // for the (arbitrary) token ids
-  KvPrecision cache_precision = KvPrecision::F32;
+  KvTypes cache_precision = KvPrecision::F32;
 };
 
 // Rates of one test over the repetitions.

@@ -30,7 +30,7 @@ using PrefillPassRunner = std::function<void(const std::function<void()>&)>;
 struct KnowledgeBuildOptions {
   PromptTemplate prompt = plain_prompt_template();
   std::string system;            // empty: the template's default system text
-  KvPrecision precision = KvPrecision::F32;
+  KvTypes precision = KvPrecision::F32;
   int64_t context = 0;           // 0: the model's training context
   int64_t reserve = 256;         // tokens left free for a question and its answer
   size_t batch = 512;            // tokens per forward pass
@@ -63,7 +63,7 @@ struct KnowledgeEditReport {
 // What a `.fkv` file holds, read without a model (`frugal kb info`).
 struct KnowledgeCacheSummary {
   uint32_t version = 0;
-  KvPrecision precision = KvPrecision::F32;
+  KvTypes precision = KvPrecision::F32;
   uint32_t layer_count = 0, kv_head_count = 0, head_size = 0;
   uint64_t token_count = 0;
   uint64_t file_bytes = 0;
@@ -129,10 +129,10 @@ class KnowledgeCache {
   std::span<const TokenId> tokens() const;  // the knowledge prefix
   const PromptTemplate& prompt() const;
   const std::string& system() const;
-  KvPrecision precision() const;
+  KvTypes types() const;
   // Keeps the keys and values in another precision from now on (save()
   // writes them so): converted row by row, without prefilling again.
-  void convert(KvPrecision precision);
+  void convert(KvTypes types);
   size_t kv_bytes() const;   // keys and values of the prefix
   bool mapped() const;       // loaded without copying (pages mapped from the file)
   KvCache& cache();

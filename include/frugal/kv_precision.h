@@ -41,4 +41,21 @@ bool kv_precision_fits(KvPrecision precision, size_t head_size);
 // Throws Error saying what to use instead when kv_precision_fits is false.
 void check_kv_precision(KvPrecision precision, size_t head_size);
 
+// The types of the keys and of the values (llama.cpp's -ctk / -ctv); one
+// type converts to both.
+struct KvTypes {
+  KvPrecision keys = KvPrecision::F32;
+  KvPrecision values = KvPrecision::F32;
+
+  constexpr KvTypes() = default;
+  constexpr KvTypes(KvPrecision both) : keys(both), values(both) {}  // NOLINT: one type for both is the usual case
+  constexpr KvTypes(KvPrecision k, KvPrecision v) : keys(k), values(v) {}
+  constexpr bool operator==(const KvTypes&) const = default;
+  constexpr bool same() const { return keys == values; }
+};
+// "q8_0", or "q8_0/q4_h" when keys and values differ.
+std::string kv_types_name(KvTypes types);
+// Both must fit (check_kv_precision).
+void check_kv_types(KvTypes types, size_t head_size);
+
 }  // namespace frugal

@@ -36,14 +36,15 @@ using KvNode = int32_t;
 using KvSlot = int32_t;
 
 // Shape of one slot: `layers` key rows and `layers` value rows of
-// `row_elements` values stored as `precision`.
+// `row_elements` values stored as `types` says.
 struct KvLayout {
   int64_t layers = 0;
   int64_t row_elements = 0;
-  KvPrecision precision = KvPrecision::F32;
+  KvTypes types;
 
-  size_t row_bytes() const { return kv_bytes(precision, static_cast<size_t>(row_elements)); }
-  size_t slot_bytes() const { return 2 * static_cast<size_t>(layers) * row_bytes(); }
+  size_t key_row_bytes() const { return kv_bytes(types.keys, static_cast<size_t>(row_elements)); }
+  size_t value_row_bytes() const { return kv_bytes(types.values, static_cast<size_t>(row_elements)); }
+  size_t slot_bytes() const { return static_cast<size_t>(layers) * (key_row_bytes() + value_row_bytes()); }
 };
 
 struct KvTrieOptions {

@@ -65,22 +65,22 @@ std::vector<float> llama3_rope_frequency_factors(int64_t rope_dimensions, float 
 // Keys and values of one sequence for every layer, filled left to right.
 class KvCache {
  public:
-  KvCache(const ModelConfig& config, int64_t context_size, KvPrecision precision = KvPrecision::F32);
+  KvCache(const ModelConfig& config, int64_t context_size, KvTypes types = KvPrecision::F32);
   // A cache can be large: copies must be explicit, not accidental.
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
   KvCache(KvCache&&) = default;
   KvCache& operator=(KvCache&&) = default;
-  // An explicit copy of the same capacity and precision; only the filled
+  // An explicit copy of the same capacity and types; only the filled
   // positions are copied (a beam taking over its parent's cache).
   KvCache clone() const;
-  // The same in another precision: filled positions converted through F32
-  // as store_kv_row quantizes (F16 -> F32 is exact), no forward pass.
-  KvCache converted(KvPrecision precision) const;
+  // The same in other types: filled positions converted through F32 as
+  // store_kv_row quantizes (F16 -> F32 is exact), no forward pass.
+  KvCache converted(KvTypes types) const;
 
   int64_t capacity() const { return capacity_; }
   int64_t size() const { return size_; }
-  KvPrecision precision() const { return precision_; }
+  KvTypes types() const { return types_; }
   // Forgets everything from `position` on (for re-use of a shared prefix).
   void truncate(int64_t position);
   size_t bytes() const;  // reserved for the whole capacity (pages cost memory once written)
@@ -89,19 +89,20 @@ class KvCache {
   size_t filled_bytes() const;
 
   // Row of keys (or values) for one layer and position: kv_head_count *
-  // head_size elements in the cache precision. Rows of one layer are
+  // head_size elements in the keys' (values') type. Rows of one layer are
   // consecutive in memory.
   void* key_row(int64_t layer, int64_t position);
   void* value_row(int64_t layer, int64_t position);
   const void* key_row(int64_t layer, int64_t position) const;
   const void* value_row(int64_t layer, int64_t position) const;
   size_t row_elements() const { return static_cast<size_t>(row_elements_); }
-  size_t row_bytes() const { return row_bytes_; }
+  size_t key_row_bytes() const { return key_row_bytes_; }
+  size_t value_row_bytes() const { return value_row_bytes_; }
   int64_t layer_count() const { return static_cast<int64_t>(keys_.size()); }
 
   // Makes the first `tokens` positions the keys and values stored in an open
   // file, without reading them: per layer, `tokens` key rows at
-  // key_offsets[layer] and value rows at value_offsets[layer] (F32 or F16 as
+  // key_offsets[layer] and value rows at value_offsets[layer] (in the types of
   // this cache). The file's pages are mapped copy-on-write over the cache's
   // memory, so they are read on first use, shared with the page cache and
   // with every other cache mapping the same file, and a later write (a
@@ -135,9 +136,9 @@ class KvCache {
   int64_t capacity_ = 0;
   int64_t size_ = 0;
   int64_t row_elements_ = 0;
-  size_t row_bytes_ = 0;
+  size_t key_row_bytes_ = 0, value_row_bytes_ = 0;
   size_t head_size_ = 0;  // rows are whole blocks per head (check_kv_precision)
-  KvPrecision precision_ = KvPrecision::F32;
+  KvTypes types_;
   std::vector<Region> keys_, values_;  // [layer] of capacity rows
 };
 
@@ -230,7 +231,7 @@ class Model {
   // The rows of a store for this model in a KV type (the same answers as a
   // KvCache of that type). Throws Error when the heads are not whole blocks
   // of a block type.
-  KvLayout kv_layout(KvPrecision precision = KvPrecision::F32) const;
+  KvLayout kv_layout(KvTypes types = KvPrecision::F32) const;
 
  private:
   Model();

@@ -99,7 +99,7 @@ struct OaeOptions {
   double grid_grams_per_kwh = 481;  // Ember, world average 2023 (docs/oae.md)
   std::vector<uint64_t> query_counts = {1, 10, 100, 1000, 10000};  // N for the report's tables
   std::filesystem::path work_dir;  // where the index and the cache are written (empty: a temporary folder)
-  KvPrecision precision = KvPrecision::F32;  // of the knowledge cache and every method's KV cache
+  KvTypes precision = KvPrecision::F32;  // of the knowledge cache and every method's KV cache
   double model_load_seconds = 0;   // measured by the caller, charged to every method's setup
   double model_load_joules = 0;
   EnergyOptions energy;

@@ -43,7 +43,7 @@ struct SchedulerOptions {
   // Rows of the shared-prefix store in a KV type (answers as from a KvCache
   // of that type). A job whose options ask for context_shift is shifted in
   // the store when it reaches `context` positions.
-  KvPrecision store_precision = KvPrecision::F32;
+  KvTypes store_precision = KvPrecision::F32;
   // Called on the scheduler thread around each forward pass (energy meters).
   std::function<void()> before_step{}, after_step{};
   // Called after after_step: the joules the step just run took, or a

@@ -37,7 +37,7 @@ struct ServerOptions {
   // (GenerationOptions::context_shift) instead of stopping at "length".
   bool context_shift = false;
   int64_t context_shift_keep = 4;
-  KvPrecision precision = KvPrecision::F32;  // of the shared-prefix store's rows and the caches built here
+  KvTypes precision = KvPrecision::F32;  // of the shared-prefix store's rows and the caches built here
   std::string chat_template;     // format name overriding the model's template
   bool metrics_public = false;   // GET /metrics without the API key
   bool read_only_knowledge = false;  // no creating, editing or deleting caches over HTTP

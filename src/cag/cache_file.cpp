@@ -55,7 +55,8 @@ void encode_header(const CacheFileHeader& h, uint8_t* out) {
   put<uint32_t>(out, 12, kHeaderBytes);
   put<uint64_t>(out, 16, h.model_fingerprint);
   put<uint64_t>(out, 24, h.tokenizer_fingerprint);
-  put<uint32_t>(out, 32, kv_type_code(h.precision));
+  // Keys' type in the low byte, values' in the next (version 2).
+  put<uint32_t>(out, 32, kv_type_code(h.precision.keys) | (kv_type_code(h.precision.values) << 8));
   put<uint32_t>(out, 36, h.layer_count);
   put<uint32_t>(out, 40, h.kv_head_count);
   put<uint32_t>(out, 44, h.head_size);
@@ -66,6 +67,7 @@ void encode_header(const CacheFileHeader& h, uint8_t* out) {
   put<uint64_t>(out, 80, h.kv_offset);
   put<uint64_t>(out, 88, h.kv_block_bytes);
   put<uint64_t>(out, 96, h.checksum_offset);
+  put<uint64_t>(out, 104, h.value_block_bytes);
 }
 
 // Offsets of every section, from the counts alone: the writer lays the file
@@ -74,8 +76,9 @@ void lay_out(CacheFileHeader& h) {
   h.manifest_offset = kHeaderBytes;
   h.tokens_offset = align_up(h.manifest_offset + h.manifest_bytes, 8);
   h.kv_offset = align_up(h.tokens_offset + h.token_count * sizeof(TokenId), kBlockAlignment);
-  h.kv_block_bytes = align_up(h.token_count * h.row_bytes(), kBlockAlignment);
-  h.checksum_offset = h.kv_offset + 2 * uint64_t{h.layer_count} * h.kv_block_bytes;
+  h.kv_block_bytes = align_up(h.token_count * h.key_row_bytes(), kBlockAlignment);
+  h.value_block_bytes = align_up(h.token_count * h.value_row_bytes(), kBlockAlignment);
+  h.checksum_offset = h.kv_offset + uint64_t{h.layer_count} * (h.kv_block_bytes + h.value_block_bytes);
 }
 
 void read_exactly(int fd, void* out, size_t bytes, uint64_t offset, const std::string& name) {
@@ -102,8 +105,12 @@ uint64_t checksum_of(int fd, uint64_t bytes, const std::string& name) {
 
 }  // namespace
 
-uint64_t CacheFileHeader::row_bytes() const {
-  return kv_bytes(precision, uint64_t{kv_head_count} * head_size);
+uint64_t CacheFileHeader::key_row_bytes() const {
+  return kv_bytes(precision.keys, uint64_t{kv_head_count} * head_size);
+}
+
+uint64_t CacheFileHeader::value_row_bytes() const {
+  return kv_bytes(precision.values, uint64_t{kv_head_count} * head_size);
 }
 
 void write_cache_file(const std::filesystem::path& path, CacheFileHeader header, const nlohmann::json& manifest,
@@ -113,7 +120,8 @@ void write_cache_file(const std::filesystem::path& path, CacheFileHeader header,
   header.manifest_bytes = manifest_text.size();
   header.token_count = tokens.size();
   lay_out(header);
-  if (cache.size() < static_cast<int64_t>(tokens.size()) || cache.row_bytes() != header.row_bytes() ||
+  if (cache.size() < static_cast<int64_t>(tokens.size()) || cache.key_row_bytes() != header.key_row_bytes() ||
+      cache.value_row_bytes() != header.value_row_bytes() ||
       cache.layer_count() != static_cast<int64_t>(header.layer_count)) {
     throw Error("internal error: the KV cache does not match the knowledge cache header");
   }
@@ -143,13 +151,13 @@ void write_cache_file(const std::filesystem::path& path, CacheFileHeader header,
       pad_to(header.tokens_offset);
       out(tokens.data(), tokens.size_bytes());
       pad_to(header.kv_offset);
-      const size_t block = static_cast<size_t>(header.token_count * header.row_bytes());
       for (uint32_t layer = 0; layer < header.layer_count; ++layer) {
-        for (int part = 0; part < 2; ++part) {
-          if (pause_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
-          out(part == 0 ? cache.key_row(layer, 0) : cache.value_row(layer, 0), block);
-          pad_to(header.key_offset(layer) + (part + 1) * header.kv_block_bytes);
-        }
+        if (pause_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+        out(cache.key_row(layer, 0), static_cast<size_t>(header.token_count * header.key_row_bytes()));
+        pad_to(header.value_offset(layer));
+        if (pause_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+        out(cache.value_row(layer, 0), static_cast<size_t>(header.token_count * header.value_row_bytes()));
+        pad_to(header.value_offset(layer) + header.value_block_bytes);
       }
       const uint64_t checksum = XXH3_64bits_digest(state);
       sink(std::span(reinterpret_cast<const uint8_t*>(&checksum), sizeof checksum));
@@ -207,11 +215,14 @@ CacheFile open_cache_file(const std::filesystem::path& path, bool verify_checksu
   h.tokenizer_fingerprint = get<uint64_t>(raw, 24);
   const uint32_t precision = get<uint32_t>(raw, 32);
   const uint32_t known_types = h.version == 1 ? 2 : static_cast<uint32_t>(kKvTypeCodes.size());
-  if (precision >= known_types) {
+  // Version 1: one type; version 2: keys in the low byte, values next.
+  const uint32_t key_code = h.version == 1 ? precision : precision & 0xFF;
+  const uint32_t value_code = h.version == 1 ? precision : precision >> 8;
+  if (key_code >= known_types || value_code >= known_types) {
     throw corrupt(fmt::format("KV type {} at offset 32 (version {} knows 0 to {})", precision, h.version,
                               known_types - 1));
   }
-  h.precision = kKvTypeCodes[precision];
+  h.precision = KvTypes(kKvTypeCodes[key_code], kKvTypeCodes[value_code]);
   h.layer_count = get<uint32_t>(raw, 36);
   h.kv_head_count = get<uint32_t>(raw, 40);
   h.head_size = get<uint32_t>(raw, 44);
@@ -229,14 +240,17 @@ CacheFile open_cache_file(const std::filesystem::path& path, bool verify_checksu
   {
     using Wide = unsigned __int128;
     const auto align = [](Wide v, Wide a) { return (v + a - 1) / a * a; };
-    if (!kv_precision_fits(h.precision, h.head_size)) {
+    if (!kv_precision_fits(h.precision.keys, h.head_size) || !kv_precision_fits(h.precision.values, h.head_size)) {
       throw corrupt(fmt::format("{} KV rows with heads of {} values (not whole blocks)",
-                                kv_precision_name(h.precision), h.head_size));
+                                kv_types_name(h.precision), h.head_size));
     }
-    const Wide row = kv_bytes(h.precision, size_t{h.kv_head_count} * h.head_size);
+    const Wide key_row = kv_bytes(h.precision.keys, size_t{h.kv_head_count} * h.head_size);
+    const Wide value_row = kv_bytes(h.precision.values, size_t{h.kv_head_count} * h.head_size);
     const Wide tokens_end = align(Wide{kHeaderBytes} + h.manifest_bytes, 8) + Wide{h.token_count} * 4;
     const Wide total = align(tokens_end, kBlockAlignment) +
-                       2 * Wide{h.layer_count} * align(Wide{h.token_count} * row, kBlockAlignment) + 8;
+                       Wide{h.layer_count} * (align(Wide{h.token_count} * key_row, kBlockAlignment) +
+                                              align(Wide{h.token_count} * value_row, kBlockAlignment)) +
+                       8;
     if (total > file_size) {
       if (total > (Wide{1} << 62)) {
         throw corrupt(fmt::format("its header claims an impossible size ({} tokens, {} layers, {} KV heads of {})",
@@ -254,6 +268,8 @@ CacheFile open_cache_file(const std::filesystem::path& path, bool verify_checksu
       {"token offset", {get<uint64_t>(raw, 72), expected.tokens_offset}},
       {"KV offset", {get<uint64_t>(raw, 80), expected.kv_offset}},
       {"KV block size", {get<uint64_t>(raw, 88), expected.kv_block_bytes}},
+      {"value block size", {h.version == 1 ? expected.value_block_bytes : get<uint64_t>(raw, 104),
+                            expected.value_block_bytes}},
       {"checksum offset", {get<uint64_t>(raw, 96), expected.checksum_offset}},
   };
   for (const auto& [what, values] : offsets) {

@@ -16,8 +16,9 @@
 namespace frugal::cag {
 
 inline constexpr char kMagic[8] = {'F', 'R', 'U', 'G', 'A', 'L', 'K', 'V'};
-// Version 2 added the quantized KV types (codes 2-4); version 1 files (F32
-// or F16) read as they are.
+// Version 2 added the quantized KV types (codes 2-4) and keys and values in
+// different types (the value block's size at offset 104); version 1 files
+// (F32 or F16, one type) read as they are.
 inline constexpr uint32_t kVersion = 2;
 inline constexpr uint32_t kHeaderBytes = 128;
 inline constexpr uint64_t kBlockAlignment = 4096;  // KV blocks start on page boundaries, for mmap
@@ -26,7 +27,7 @@ struct CacheFileHeader {
   uint32_t version = kVersion;
   uint64_t model_fingerprint = 0;
   uint64_t tokenizer_fingerprint = 0;
-  KvPrecision precision = KvPrecision::F32;
+  KvTypes precision = KvPrecision::F32;
   uint32_t layer_count = 0;
   uint32_t kv_head_count = 0;
   uint32_t head_size = 0;
@@ -36,11 +37,13 @@ struct CacheFileHeader {
   uint64_t manifest_bytes = 0;
   uint64_t tokens_offset = 0;
   uint64_t kv_offset = 0;
-  uint64_t kv_block_bytes = 0;  // one layer's keys (or values), padded to kBlockAlignment
+  uint64_t kv_block_bytes = 0;     // one layer's keys, padded to kBlockAlignment
+  uint64_t value_block_bytes = 0;  // one layer's values, likewise
   uint64_t checksum_offset = 0;
 
-  uint64_t row_bytes() const;
-  uint64_t key_offset(uint32_t layer) const { return kv_offset + 2 * layer * kv_block_bytes; }
+  uint64_t key_row_bytes() const;
+  uint64_t value_row_bytes() const;
+  uint64_t key_offset(uint32_t layer) const { return kv_offset + layer * (kv_block_bytes + value_block_bytes); }
   uint64_t value_offset(uint32_t layer) const { return key_offset(layer) + kv_block_bytes; }
 };
 

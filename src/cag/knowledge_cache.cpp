@@ -223,7 +223,7 @@ void KnowledgeCache::save(const std::filesystem::path& path) const {
   CacheFileHeader header;
   header.model_fingerprint = identity.model_fingerprint;
   header.tokenizer_fingerprint = identity.tokenizer_fingerprint;
-  header.precision = s.cache.precision();
+  header.precision = s.cache.types();
   header.layer_count = static_cast<uint32_t>(config.layer_count);
   header.kv_head_count = static_cast<uint32_t>(config.kv_head_count);
   header.head_size = static_cast<uint32_t>(config.head_size);
@@ -316,14 +316,16 @@ const std::vector<KnowledgeDocument>& KnowledgeCache::documents() const { return
 std::span<const TokenId> KnowledgeCache::tokens() const { return state_->tokens; }
 const PromptTemplate& KnowledgeCache::prompt() const { return state_->prompt; }
 const std::string& KnowledgeCache::system() const { return state_->system; }
-KvPrecision KnowledgeCache::precision() const { return state_->cache.precision(); }
+KvTypes KnowledgeCache::types() const { return state_->cache.types(); }
 
-void KnowledgeCache::convert(KvPrecision precision) {
-  state_->cache = state_->cache.converted(precision);
+void KnowledgeCache::convert(KvTypes types) {
+  state_->cache = state_->cache.converted(types);
   state_->mapped = false;  // the rows are this process's own now
 }
 size_t KnowledgeCache::kv_bytes() const {
-  return 2 * static_cast<size_t>(state_->cache.layer_count()) * state_->tokens.size() * state_->cache.row_bytes();
+  const KvCache& cache = state_->cache;
+  return static_cast<size_t>(cache.layer_count()) * state_->tokens.size() *
+         (cache.key_row_bytes() + cache.value_row_bytes());
 }
 bool KnowledgeCache::mapped() const { return state_->mapped; }
 KvCache& KnowledgeCache::cache() { return state_->cache; }

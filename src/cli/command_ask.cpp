@@ -62,7 +62,7 @@ class Asker {
       // The baseline: the whole prompt (knowledge and question) from scratch.
       const auto tokens = cache_.prompt_tokens(question);
       prompt_tokens = tokens.size();
-      KvCache fresh(loaded_.model->config(), cache_.cache().capacity(), cache_.precision());
+      KvCache fresh(loaded_.model->config(), cache_.cache().capacity(), cache_.types());
       result = generate(*loaded_.model, *loaded_.tokenizer, fresh, tokens, options_, print);
     } else {
       result = cache_.ask(question, options_, print);

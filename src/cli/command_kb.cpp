@@ -55,7 +55,7 @@ PromptTemplate choose_template(const BuildArguments& args, const LoadedModel& lo
 void print_summary(const KnowledgeCache& cache, const fs::path& path) {
   fmt::print(stderr, "{}: {} documents, {} tokens, {:.1f} MiB of keys and values ({})\n", path.string(),
              cache.documents().size(), cache.tokens().size(), static_cast<double>(cache.kv_bytes()) / (1 << 20),
-             kv_precision_name(cache.precision()));
+             kv_types_name(cache.types()));
 }
 
 void build(const BuildArguments& args) {
@@ -146,7 +146,7 @@ void info(const std::string& path, bool verify) {
   fmt::print("model:      {}\n", summary.model);
   fmt::print("keys/values: {} tokens x {} layers x {} KV heads of {} ({})\n", summary.token_count,
              summary.layer_count, summary.kv_head_count, summary.head_size,
-             kv_precision_name(summary.precision));
+             kv_types_name(summary.precision));
   fmt::print("prompt:     {} (header {} tokens)\nsystem:     {}\n", summary.prompt_name, summary.header_tokens,
              summary.system);
   fmt::print("documents:  {}\n", summary.documents.size());
@@ -162,10 +162,10 @@ void convert(const EditArguments& args) {
   const std::string output = checked_output(args);
   LoadedModel loaded = load_model(args.model);
   auto cache = load_cache(args, loaded);
-  if (cache.precision() == loaded.cache_precision && output == args.cache) {
+  if (cache.types() == loaded.cache_precision && output == args.cache) {
     if (!args.quiet) {
       fmt::print(stderr, "{}: already {}; the file is left as it was\n", output,
-                 kv_precision_name(loaded.cache_precision));
+                 kv_types_name(loaded.cache_precision));
     }
     return;
   }

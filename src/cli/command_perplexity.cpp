@@ -180,7 +180,7 @@ void run(const PerplexityArguments& args) {
   const double n = static_cast<double>(stats.positions);
   const double mean_nll = stats.nll / n;
   const double nll_error = std::sqrt(std::max(0.0, stats.nll_squares / n - mean_nll * mean_nll) / std::max(1.0, n - 1));
-  nlohmann::json result{{"cache_type", kv_precision_name(loaded.cache_precision)},
+  nlohmann::json result{{"cache_type", kv_types_name(loaded.cache_precision)},
                         {"chunks", chunks},
                         {"chunk_tokens", chunk_size},
                         {"scored_positions", stats.positions},
@@ -200,7 +200,7 @@ void run(const PerplexityArguments& args) {
   }
   fmt::print("perplexity: {:.4f} ± {:.4f} over {} positions ({} chunks of {} tokens, KV {})\n", std::exp(mean_nll),
              std::exp(mean_nll) * nll_error, stats.positions, chunks, chunk_size,
-             kv_precision_name(loaded.cache_precision));
+             kv_types_name(loaded.cache_precision));
   if (args.kl_divergence) {
     fmt::print("KL divergence from the base: mean {:.6f} ± {:.6f}, median {:.6f}, 99th percentile {:.6f}, max {:.6f}\n",
                stats.mean_kl(), stats.kl_error(), stats.kl_quantile(0.5), stats.kl_quantile(0.99), stats.kl_max);

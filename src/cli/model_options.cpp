@@ -38,14 +38,11 @@ void add_model_arguments(CLI::App& command, ModelArguments& args, bool demo_by_d
   command.add_option("--repack", args.repack, kRepackHelp)->check(CLI::IsMember({"auto", "on", "off"}));
 }
 
-KvPrecision cache_precision_from_arguments(const ModelArguments& args) {
+KvTypes cache_precision_from_arguments(const ModelArguments& args) {
+  // Each checked by kv_type_validator; -ctk / -ctv override --cache-type.
   const std::string keys = args.cache_type_k.empty() ? args.cache_type : args.cache_type_k;
   const std::string values = args.cache_type_v.empty() ? args.cache_type : args.cache_type_v;
-  if (keys != values) {
-    throw Error(fmt::format("keys in {} and values in {}: frugal keeps both in one type for now; give the same type "
-                            "to -ctk and -ctv (or --cache-type)", keys, values));
-  }
-  return *parse_kv_precision(keys);  // checked by kv_type_validator
+  return {*parse_kv_precision(keys), *parse_kv_precision(values)};
 }
 
 CLI::Validator kv_type_validator() {

@@ -24,9 +24,9 @@ struct ModelArguments {
   std::string repack = "auto";
 };
 
-// The KV precision -ctk / -ctv / --cache-type ask for together; throws Error
-// when keys and values are asked in different types (not supported yet).
-KvPrecision cache_precision_from_arguments(const ModelArguments& args);
+// The KV types -ctk / -ctv / --cache-type ask for (keys and values may
+// differ).
+KvTypes cache_precision_from_arguments(const ModelArguments& args);
 // Accepts the spellings of parse_kv_precision (f32, f16, q8_0, q4_0, q4_h).
 CLI::Validator kv_type_validator();
 
@@ -48,7 +48,7 @@ struct LoadedModel {
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tokenizer;
   int64_t context = 0;
-  KvPrecision cache_precision = KvPrecision::F32;
+  KvTypes cache_precision = KvPrecision::F32;
 };
 
 LoadedModel load_model(const ModelArguments& args);

@@ -33,7 +33,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 // A cache holding `depth` tokens already (filled in batches, untimed), with
 // room for `more`.
-KvCache cache_at_depth(Model& model, std::span<const TokenId> depth_tokens, int64_t more, KvPrecision precision) {
+KvCache cache_at_depth(Model& model, std::span<const TokenId> depth_tokens, int64_t more, KvTypes precision) {
   KvCache cache(model.config(), static_cast<int64_t>(depth_tokens.size()) + more, precision);
   constexpr size_t kBatch = 512;
   for (size_t begin = 0; begin < depth_tokens.size(); begin += kBatch) {

@@ -361,9 +361,9 @@ void GenerationScheduler::shift_context(Sequence& s) {
     if (created) {
       const KvSlot from = store_.slot(path[p]), to = store_.slot(next);
       for (int64_t layer = 0; layer < layout.layers; ++layer) {
-        std::memcpy(store_.key_row(layer, to), store_.key_row(layer, from), layout.row_bytes());
-        model_.turn_key_row(store_.key_row(layer, to), layout.precision, -static_cast<int64_t>(discard));
-        std::memcpy(store_.value_row(layer, to), store_.value_row(layer, from), layout.row_bytes());
+        std::memcpy(store_.key_row(layer, to), store_.key_row(layer, from), layout.key_row_bytes());
+        model_.turn_key_row(store_.key_row(layer, to), layout.types.keys, -static_cast<int64_t>(discard));
+        std::memcpy(store_.value_row(layer, to), store_.value_row(layer, from), layout.value_row_bytes());
       }
     }
     if (tip == KvTrie::kRoot) {

@@ -70,4 +70,14 @@ void check_kv_precision(KvPrecision precision, size_t head_size) {
                           "use f16 or f32", kv_precision_name(precision), info(precision).block_values, head_size));
 }
 
+std::string kv_types_name(KvTypes types) {
+  if (types.same()) return std::string(kv_precision_name(types.keys));
+  return fmt::format("{}/{}", kv_precision_name(types.keys), kv_precision_name(types.values));
+}
+
+void check_kv_types(KvTypes types, size_t head_size) {
+  check_kv_precision(types.keys, head_size);
+  check_kv_precision(types.values, head_size);
+}
+
 }  // namespace frugal

@@ -35,9 +35,10 @@ struct KvTrie::Page {
 
 KvTrie::KvTrie(KvLayout layout, KvTrieOptions options) : layout_(layout), options_(options) {
   if (layout_.layers <= 0 || layout_.row_elements <= 0 ||
-      !kv_precision_fits(layout_.precision, static_cast<size_t>(layout_.row_elements))) {
+      !kv_precision_fits(layout_.types.keys, static_cast<size_t>(layout_.row_elements)) ||
+      !kv_precision_fits(layout_.types.values, static_cast<size_t>(layout_.row_elements))) {
     throw Error(fmt::format("KV trie: invalid layout ({} layers, rows of {} {} values)", layout_.layers,
-                            layout_.row_elements, kv_precision_name(layout_.precision)));
+                            layout_.row_elements, kv_types_name(layout_.types)));
   }
   if (options_.slots_per_page == 0) throw Error("KV trie: slots_per_page must be positive");
   if (options_.budget_bytes != 0 && options_.budget_bytes < layout_.slot_bytes()) {
@@ -265,12 +266,15 @@ uint8_t* KvTrie::key_row(int64_t layer, KvSlot slot) {
   }
   const size_t page = static_cast<size_t>(slot) / options_.slots_per_page;
   const size_t index = static_cast<size_t>(slot) % options_.slots_per_page;
-  const size_t rows = options_.slots_per_page * layout_.row_bytes();
-  return pages_[page]->bytes.get() + static_cast<size_t>(2 * layer) * rows + index * layout_.row_bytes();
+  // Per layer: the page's key rows, then its value rows.
+  const size_t layer_bytes = options_.slots_per_page * (layout_.key_row_bytes() + layout_.value_row_bytes());
+  return pages_[page]->bytes.get() + static_cast<size_t>(layer) * layer_bytes + index * layout_.key_row_bytes();
 }
 
 uint8_t* KvTrie::value_row(int64_t layer, KvSlot slot) {
-  return key_row(layer, slot) + options_.slots_per_page * layout_.row_bytes();
+  const size_t index = static_cast<size_t>(slot) % options_.slots_per_page;
+  return key_row(layer, slot) + (options_.slots_per_page - index) * layout_.key_row_bytes() +
+         index * layout_.value_row_bytes();
 }
 
 KvTrieStats KvTrie::stats() const {

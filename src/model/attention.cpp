@@ -31,17 +31,18 @@ constexpr size_t kDecodeChunk = 256;  // cached positions per decode work item
 struct HeadRows {
   const uint8_t* keys = nullptr;
   const uint8_t* values = nullptr;
-  size_t row_bytes = 0;  // from one position to the next
-  KvPrecision precision = KvPrecision::F32;
+  size_t key_row_bytes = 0, value_row_bytes = 0;  // from one position to the next
+  KvTypes types;
 };
 
 HeadRows head_rows(KvCache& cache, int64_t layer, size_t kv_head, size_t head_size) {
   HeadRows h;
-  h.precision = cache.precision();
-  h.row_bytes = cache.row_bytes();
-  const size_t offset = kv_head_offset(h.precision, kv_head, head_size);
-  h.keys = static_cast<const uint8_t*>(cache.key_row(layer, 0)) + offset;
-  h.values = static_cast<const uint8_t*>(cache.value_row(layer, 0)) + offset;
+  h.types = cache.types();
+  h.key_row_bytes = cache.key_row_bytes();
+  h.value_row_bytes = cache.value_row_bytes();
+  h.keys = static_cast<const uint8_t*>(cache.key_row(layer, 0)) + kv_head_offset(h.types.keys, kv_head, head_size);
+  h.values =
+      static_cast<const uint8_t*>(cache.value_row(layer, 0)) + kv_head_offset(h.types.values, kv_head, head_size);
   return h;
 }
 
@@ -76,16 +77,16 @@ size_t kv_head_offset(KvPrecision precision, size_t kv_head, size_t head_size) {
   return kv_bytes(precision, kv_head * head_size);
 }
 
-const float* turned_queries(const float* q, size_t floats, KvPrecision precision) {
-  if (!kv_rotated(precision)) return q;
+const float* turned_queries(const float* q, size_t floats, KvTypes types) {
+  if (!kv_rotated(types.keys)) return q;
   thread_local std::vector<float> turned;
   turned.assign(q, q + floats);
   rotate_kv_blocks(turned.data(), floats);
   return turned.data();
 }
 
-void turn_outputs_back(float* out, size_t floats, KvPrecision precision) {
-  if (kv_rotated(precision)) rotate_kv_blocks(out, floats);
+void turn_outputs_back(float* out, size_t floats, KvTypes types) {
+  if (kv_rotated(types.values)) rotate_kv_blocks(out, floats);
 }
 
 void score_keys(const uint8_t* keys, size_t row_bytes, KvPrecision precision, size_t count, const float* queries,
@@ -218,7 +219,8 @@ void decode_item(const float* q, const KvRows& rows, size_t visible, const Atten
   const size_t chunks = chunk_count(visible), partial_size = hs + 2;
   const size_t kv_head = item / chunks, chunk = item % chunks;
   const size_t first = chunk * kDecodeChunk, count = std::min(kDecodeChunk, visible - first);
-  const size_t head_offset = kv_head_offset(rows.precision, kv_head, hs);
+  const size_t key_offset = kv_head_offset(rows.types.keys, kv_head, hs);
+  const size_t value_offset = kv_head_offset(rows.types.values, kv_head, hs);
   thread_local std::vector<float> scores;
   scores.resize(group * count);
   // The pieces of runs inside [first, first + count).
@@ -227,15 +229,16 @@ void decode_item(const float* q, const KvRows& rows, size_t visible, const Atten
       const size_t begin = std::max(first, run.first_position);
       const size_t end = std::min(first + count, run.first_position + run.length);
       if (begin >= end) continue;
-      const size_t skip = (begin - run.first_position) * rows.row_bytes;
-      body(begin - first, end - begin, run.keys + skip + head_offset, run.values + skip + head_offset);
+      const size_t skip = begin - run.first_position;
+      body(begin - first, end - begin, run.keys + skip * rows.key_row_bytes + key_offset,
+           run.values + skip * rows.value_row_bytes + value_offset);
     }
   };
   // The group's query heads are side by side in q; each key's score does
   // not depend on the keys beside it in a call.
   const float* queries = q + kv_head * group * hs;
   for_each_piece([&](size_t at, size_t length, const uint8_t* keys, const uint8_t*) {
-    score_keys(keys, rows.row_bytes, rows.precision, length, queries, hs, group, hs, &scores[at], count);
+    score_keys(keys, rows.key_row_bytes, rows.types.keys, length, queries, hs, group, hs, &scores[at], count);
   });
   float* const first_partial = partials + (kv_head * group * chunks + chunk) * partial_size;
   for (size_t g = 0; g < group; ++g) {
@@ -257,7 +260,7 @@ void decode_item(const float* q, const KvRows& rows, size_t visible, const Atten
   // order: the same sums as one call).
   const size_t out_stride = chunks * partial_size;
   for_each_piece([&](size_t at, size_t length, const uint8_t*, const uint8_t* values) {
-    add_weighted_value_groups(&scores[at], count, group, length, values, rows.row_bytes, rows.precision,
+    add_weighted_value_groups(&scores[at], count, group, length, values, rows.value_row_bytes, rows.types.values,
                               first_partial + 2, out_stride, hs);
   });
 }
@@ -295,7 +298,7 @@ void decode_attention(const float* q, size_t position, KvCache& cache, int64_t l
   const size_t visible = position + 1;
   const KvRun run{0, visible, static_cast<const uint8_t*>(cache.key_row(layer, 0)),
                   static_cast<const uint8_t*>(cache.value_row(layer, 0))};
-  const KvRows rows{std::span<const KvRun>(&run, 1), cache.row_bytes(), cache.precision()};
+  const KvRows rows{std::span<const KvRun>(&run, 1), cache.key_row_bytes(), cache.value_row_bytes(), cache.types()};
   thread_local std::vector<float> partials;
   partials.resize(decode_partial_floats(visible, shape));
   float* const partial_base = partials.data();
@@ -330,7 +333,7 @@ void attend_cache(const float* q, size_t tokens, int64_t start, KvCache& cache, 
       const size_t visible_max = first_position + t1;
       const HeadRows h = head_rows(cache, layer, head / group, shape.head_size);
       scores.resize((t1 - t0) * visible_max);
-      score_key_block(h.keys, h.row_bytes, h.precision, visible_max, q + t0 * q_width + head * shape.head_size,
+      score_key_block(h.keys, h.key_row_bytes, h.types.keys, visible_max, q + t0 * q_width + head * shape.head_size,
                       q_width, t1 - t0, shape.head_size, scores.data(), visible_max);
       for (size_t t = t0; t < t1; ++t) {
         float* row = &scores[(t - t0) * visible_max];
@@ -341,7 +344,7 @@ void attend_cache(const float* q, size_t tokens, int64_t start, KvCache& cache, 
         std::fill(head_out, head_out + shape.head_size, 0.0f);
       }
       add_weighted_values_causal(scores.data(), visible_max, t1 - t0, static_cast<ptrdiff_t>(first_position + t0 + 1),
-                                 visible_max, h.values, h.row_bytes, h.precision,
+                                 visible_max, h.values, h.value_row_bytes, h.types.values,
                                  out + t0 * q_width + head * shape.head_size, q_width, shape.head_size);
     }
   });
@@ -352,9 +355,9 @@ void attend_cache(const float* q, size_t tokens, int64_t start, KvCache& cache, 
 void causal_attention(const float* q, size_t tokens, int64_t start, KvCache& cache, int64_t layer,
                       const AttentionShape& shape, float* out, ThreadPool& pool) {
   const size_t floats = tokens * shape.head_count * shape.head_size;
-  q = turned_queries(q, floats, cache.precision());
+  q = turned_queries(q, floats, cache.types());
   attend_cache(q, tokens, start, cache, layer, shape, out, pool);
-  turn_outputs_back(out, floats, cache.precision());
+  turn_outputs_back(out, floats, cache.types());
 }
 
 }  // namespace frugal

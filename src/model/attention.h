@@ -30,8 +30,8 @@ struct KvRun {
 };
 struct KvRows {
   std::span<const KvRun> runs;  // in position order, from 0
-  size_t row_bytes = 0;         // from one position to the next
-  KvPrecision precision = KvPrecision::F32;
+  size_t key_row_bytes = 0, value_row_bytes = 0;  // from one position to the next
+  KvTypes types;
 };
 
 // Reads of cached rows for attention: `count` rows `row_bytes` apart, one KV
@@ -66,10 +66,11 @@ void add_weighted_value_groups(const float* weights, size_t weight_stride, size_
                                size_t out_stride, size_t head_size);
 
 // Q4_H rows are stored turned (kv_rows.h): attention turns its queries
-// (into thread-local scratch; q itself for other precisions) and, after
-// the weighted sums, its outputs back. `floats` is a multiple of 32.
-const float* turned_queries(const float* q, size_t floats, KvPrecision precision);
-void turn_outputs_back(float* out, size_t floats, KvPrecision precision);
+// when the keys are Q4_H (into thread-local scratch; q itself otherwise)
+// and, after the weighted sums, its outputs back when the values are.
+// `floats` is a multiple of 32.
+const float* turned_queries(const float* q, size_t floats, KvTypes types);
+void turn_outputs_back(float* out, size_t floats, KvTypes types);
 
 // Attention of one token (all its query heads, q: [head_count * head_size])
 // over `visible` cached positions, in work items of one KV head and a chunk

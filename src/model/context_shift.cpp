@@ -40,9 +40,9 @@ void Model::shift_context(KvCache& cache, int64_t keep, int64_t discard) {
     for (int64_t from = keep + discard; from < cache.size(); ++from) {
       const int64_t to = from - discard;
       // Rows never overlap (to < from): plain copies.
-      std::memcpy(cache.key_row(layer, to), cache.key_row(layer, from), cache.row_bytes());
-      turn_key_row(cache.key_row(layer, to), cache.precision(), -discard);
-      std::memcpy(cache.value_row(layer, to), cache.value_row(layer, from), cache.row_bytes());
+      std::memcpy(cache.key_row(layer, to), cache.key_row(layer, from), cache.key_row_bytes());
+      turn_key_row(cache.key_row(layer, to), cache.types().keys, -discard);
+      std::memcpy(cache.value_row(layer, to), cache.value_row(layer, from), cache.value_row_bytes());
     }
   }
   cache.size_ -= discard;

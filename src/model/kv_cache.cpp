@@ -69,30 +69,32 @@ KvCache::Region::~Region() {
   if (data_) ::munmap(data_, size_);
 }
 
-KvCache::KvCache(const ModelConfig& config, int64_t context_size, KvPrecision precision)
+KvCache::KvCache(const ModelConfig& config, int64_t context_size, KvTypes types)
     : capacity_(context_size),
       row_elements_(config.kv_head_count * config.head_size),
-      precision_(precision) {
+      types_(types) {
   head_size_ = static_cast<size_t>(config.head_size);
-  check_kv_precision(precision, head_size_);
-  row_bytes_ = kv_bytes(precision, static_cast<size_t>(row_elements_));
+  check_kv_types(types, head_size_);
+  key_row_bytes_ = kv_bytes(types.keys, static_cast<size_t>(row_elements_));
+  value_row_bytes_ = kv_bytes(types.values, static_cast<size_t>(row_elements_));
   constexpr int64_t kMaxContext = int64_t{1} << 26;
   if (context_size <= 0 || context_size > kMaxContext) {
     throw Error(fmt::format("context size must be between 1 and {}, got {}", kMaxContext, context_size));
   }
   // Both factors are bounded (context here, dimensions by ModelConfig), so
   // the product fits; the total is reported before the allocation is tried.
-  const size_t layer_bytes = static_cast<size_t>(capacity_) * row_bytes_;
-  const double total_gib = 2.0 * static_cast<double>(layer_bytes) * static_cast<double>(config.layer_count) /
+  const size_t key_layer = static_cast<size_t>(capacity_) * key_row_bytes_;
+  const size_t value_layer = static_cast<size_t>(capacity_) * value_row_bytes_;
+  const double total_gib = static_cast<double>(key_layer + value_layer) * static_cast<double>(config.layer_count) /
                            static_cast<double>(1ull << 30);
   try {
     for (int64_t layer = 0; layer < config.layer_count; ++layer) {
-      keys_.emplace_back(layer_bytes);
-      values_.emplace_back(layer_bytes);
+      keys_.emplace_back(key_layer);
+      values_.emplace_back(value_layer);
     }
   } catch (const std::bad_alloc&) {
     throw Error(fmt::format("not enough memory for a KV cache of {} tokens ({:.2f} GiB); use a smaller -c or "
-                            "--cache-type f16", context_size, total_gib));
+                            "--cache-type q8_0", context_size, total_gib));
   }
 }
 
@@ -104,7 +106,7 @@ void KvCache::truncate(int64_t position) {
 }
 
 size_t KvCache::bytes() const {
-  return 2 * keys_.size() * static_cast<size_t>(capacity_) * row_bytes();
+  return keys_.size() * static_cast<size_t>(capacity_) * (key_row_bytes_ + value_row_bytes_);
 }
 
 KvCache KvCache::clone() const {
@@ -112,18 +114,18 @@ KvCache KvCache::clone() const {
   copy.capacity_ = capacity_;
   copy.size_ = size_;
   copy.row_elements_ = row_elements_;
-  copy.row_bytes_ = row_bytes_;
+  copy.key_row_bytes_ = key_row_bytes_;
+  copy.value_row_bytes_ = value_row_bytes_;
   copy.head_size_ = head_size_;
-  copy.precision_ = precision_;
-  const size_t layer_bytes = static_cast<size_t>(capacity_) * row_bytes_;
-  const size_t filled = static_cast<size_t>(size_) * row_bytes_;
+  copy.types_ = types_;
+  const auto capacity = static_cast<size_t>(capacity_), filled = static_cast<size_t>(size_);
   try {
     for (size_t layer = 0; layer < keys_.size(); ++layer) {
       // Only the filled part is copied: the rest stays untouched zero pages.
-      copy.keys_.emplace_back(layer_bytes);
-      copy.values_.emplace_back(layer_bytes);
-      std::memcpy(copy.keys_.back().data(), keys_[layer].data(), filled);
-      std::memcpy(copy.values_.back().data(), values_[layer].data(), filled);
+      copy.keys_.emplace_back(capacity * key_row_bytes_);
+      copy.values_.emplace_back(capacity * value_row_bytes_);
+      std::memcpy(copy.keys_.back().data(), keys_[layer].data(), filled * key_row_bytes_);
+      std::memcpy(copy.values_.back().data(), values_[layer].data(), filled * value_row_bytes_);
     }
   } catch (const std::bad_alloc&) {
     throw Error(fmt::format("not enough memory to copy a KV cache of {} tokens ({} bytes)", capacity_, bytes()));
@@ -131,26 +133,26 @@ KvCache KvCache::clone() const {
   return copy;
 }
 
-KvCache KvCache::converted(KvPrecision precision) const {
-  if (precision == precision_) return clone();
-  check_kv_precision(precision, head_size_);
+KvCache KvCache::converted(KvTypes types) const {
+  if (types == types_) return clone();
+  check_kv_types(types, head_size_);
   KvCache copy;
   copy.head_size_ = head_size_;
   copy.capacity_ = capacity_;
   copy.size_ = size_;
   copy.row_elements_ = row_elements_;
-  copy.precision_ = precision;
-  copy.row_bytes_ = kv_bytes(precision, static_cast<size_t>(row_elements_));
-  const size_t layer_bytes = static_cast<size_t>(capacity_) * copy.row_bytes_;
+  copy.types_ = types;
+  copy.key_row_bytes_ = kv_bytes(types.keys, static_cast<size_t>(row_elements_));
+  copy.value_row_bytes_ = kv_bytes(types.values, static_cast<size_t>(row_elements_));
   const auto n = static_cast<size_t>(row_elements_);
   try {
     for (size_t layer = 0; layer < keys_.size(); ++layer) {
-      copy.keys_.emplace_back(layer_bytes);
-      copy.values_.emplace_back(layer_bytes);
+      copy.keys_.emplace_back(static_cast<size_t>(capacity_) * copy.key_row_bytes_);
+      copy.values_.emplace_back(static_cast<size_t>(capacity_) * copy.value_row_bytes_);
       const auto l = static_cast<int64_t>(layer);
       for (int64_t p = 0; p < size_; ++p) {
-        convert_kv_row(key_row(l, p), precision_, copy.key_row(l, p), precision, n);
-        convert_kv_row(value_row(l, p), precision_, copy.value_row(l, p), precision, n);
+        convert_kv_row(key_row(l, p), types_.keys, copy.key_row(l, p), types.keys, n);
+        convert_kv_row(value_row(l, p), types_.values, copy.value_row(l, p), types.values, n);
       }
     }
   } catch (const std::bad_alloc&) {
@@ -160,15 +162,15 @@ KvCache KvCache::converted(KvPrecision precision) const {
 }
 
 size_t KvCache::filled_bytes() const {
-  return 2 * keys_.size() * static_cast<size_t>(size_) * row_bytes_;
+  return keys_.size() * static_cast<size_t>(size_) * (key_row_bytes_ + value_row_bytes_);
 }
 
 void* KvCache::key_row(int64_t layer, int64_t position) {
-  return keys_[static_cast<size_t>(layer)].data() + static_cast<size_t>(position) * row_bytes_;
+  return keys_[static_cast<size_t>(layer)].data() + static_cast<size_t>(position) * key_row_bytes_;
 }
 
 void* KvCache::value_row(int64_t layer, int64_t position) {
-  return values_[static_cast<size_t>(layer)].data() + static_cast<size_t>(position) * row_bytes_;
+  return values_[static_cast<size_t>(layer)].data() + static_cast<size_t>(position) * value_row_bytes_;
 }
 
 const void* KvCache::key_row(int64_t layer, int64_t position) const {
@@ -188,22 +190,23 @@ bool KvCache::map_prefix(int fd, int64_t tokens, std::span<const uint64_t> key_o
   if (key_offsets.size() != keys_.size() || value_offsets.size() != values_.size()) {
     throw Error(fmt::format("stored KV rows are for {} layers, the model has {}", key_offsets.size(), keys_.size()));
   }
-  const size_t bytes = static_cast<size_t>(tokens) * row_bytes();
+  const size_t key_bytes = static_cast<size_t>(tokens) * key_row_bytes_;
+  const size_t value_bytes = static_cast<size_t>(tokens) * value_row_bytes_;
   // Mapping needs page-aligned offsets, and whole pages inside the file: a
   // page past its end would fault (SIGBUS) when the cache writes to it.
   struct stat info {};
   if (::fstat(fd, &info) != 0) throw Error(fmt::format("cannot read the KV file: {}", std::strerror(errno)));
   const uint64_t file_size = static_cast<uint64_t>(info.st_size);
-  auto mappable = [&](uint64_t offset) {
+  auto mappable = [&](uint64_t offset, size_t bytes) {
     return offset % page_size() == 0 && offset + round_up_to_page(bytes) <= file_size;
   };
   bool aligned = true;
   for (size_t layer = 0; layer < keys_.size(); ++layer) {
-    aligned = aligned && mappable(key_offsets[layer]) && mappable(value_offsets[layer]);
+    aligned = aligned && mappable(key_offsets[layer], key_bytes) && mappable(value_offsets[layer], value_bytes);
   }
   size_ = 0;
-  if (bytes == 0) return true;
-  auto place = [&](Region& region, uint64_t offset) {
+  if (tokens == 0) return true;
+  auto place = [&](Region& region, uint64_t offset, size_t bytes) {
     if (aligned) {
       // MAP_FIXED replaces the anonymous pages in place; the whole pages past
       // `bytes` hold whatever follows in the file and are overwritten (copied
@@ -218,8 +221,8 @@ bool KvCache::map_prefix(int fd, int64_t tokens, std::span<const uint64_t> key_o
     }
   };
   for (size_t layer = 0; layer < keys_.size(); ++layer) {
-    place(keys_[layer], key_offsets[layer]);
-    place(values_[layer], value_offsets[layer]);
+    place(keys_[layer], key_offsets[layer], key_bytes);
+    place(values_[layer], value_offsets[layer], value_bytes);
   }
   size_ = tokens;
   return aligned;
@@ -232,11 +235,11 @@ void copy_kv_rows(const KvCache& cache, int64_t position, KvTrie& trie, KvSlot s
     throw Error(fmt::format("keys and values of {} layers x {} values do not fit a store of {} layers x {} values",
                             cache.layer_count(), cache.row_elements(), layout.layers, layout.row_elements));
   }
-  const KvPrecision store = layout.precision;
+  const KvTypes from = cache.types(), to = layout.types;
   const auto n = static_cast<size_t>(layout.row_elements);
   for (int64_t layer = 0; layer < layout.layers; ++layer) {
-    convert_kv_row(cache.key_row(layer, position), cache.precision(), trie.key_row(layer, slot), store, n);
-    convert_kv_row(cache.value_row(layer, position), cache.precision(), trie.value_row(layer, slot), store, n);
+    convert_kv_row(cache.key_row(layer, position), from.keys, trie.key_row(layer, slot), to.keys, n);
+    convert_kv_row(cache.value_row(layer, position), from.values, trie.value_row(layer, slot), to.values, n);
   }
 }
 

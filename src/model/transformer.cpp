@@ -30,8 +30,8 @@ class CacheBackend final : public KvBackend {
   int64_t position(size_t t) const override { return start_ + static_cast<int64_t>(t); }
   void store(int64_t layer, size_t t, const float* key, const float* value) override {
     const size_t n = cache_.row_elements();
-    store_kv_row(key, cache_.key_row(layer, position(t)), n, cache_.precision());
-    store_kv_row(value, cache_.value_row(layer, position(t)), n, cache_.precision());
+    store_kv_row(key, cache_.key_row(layer, position(t)), n, cache_.types().keys);
+    store_kv_row(value, cache_.value_row(layer, position(t)), n, cache_.types().values);
   }
   void attend(int64_t layer, const float* q, size_t tokens, float* out) override {
     causal_attention(q, tokens, start_, cache_, layer, shape_, out, pool_);

@@ -68,7 +68,7 @@ class TrieBackend final : public KvBackend {
       : trie_(trie), entries_(entries), head_count_(head_count), kv_head_count_(kv_head_count),
         head_size_(head_size), scale_(1.0f / std::sqrt(static_cast<float>(head_size))), pool_(pool),
         shape_{head_count, kv_head_count, head_size, scale_},
-        precision_(trie.layout().precision) {
+        types_(trie.layout().types) {
     for (size_t t = 0; t < entries.size(); ++t) {
       const bool continues = t > 0 && trie.parent(entries[t].node) == entries[t - 1].node;
       if (continues) {
@@ -107,15 +107,15 @@ class TrieBackend final : public KvBackend {
     if (!entries_[t].store_kv) return;  // the slot already holds this token's keys and values
     const KvSlot slot = trie_.slot(entries_[t].node);
     const auto n = static_cast<size_t>(trie_.layout().row_elements);
-    store_kv_row(key, trie_.key_row(layer, slot), n, precision_);
-    store_kv_row(value, trie_.value_row(layer, slot), n, precision_);
+    store_kv_row(key, trie_.key_row(layer, slot), n, types_.keys);
+    store_kv_row(value, trie_.value_row(layer, slot), n, types_.values);
   }
 
   void attend(int64_t layer, const float* q, size_t tokens, float* out) override {
     const size_t floats = tokens * head_count_ * head_size_;
-    q = turned_queries(q, floats, precision_);
+    q = turned_queries(q, floats, types_);
     attend_turned(layer, q, out);
-    turn_outputs_back(out, floats, precision_);
+    turn_outputs_back(out, floats, types_);
   }
 
  private:
@@ -123,7 +123,7 @@ class TrieBackend final : public KvBackend {
     const KernelSet& kernels = active_kernels();
     const size_t q_width = head_count_ * head_size_;
     const size_t group = head_count_ / kv_head_count_;
-    const size_t row_bytes = trie_.layout().row_bytes();
+    const size_t key_row_bytes = trie_.layout().key_row_bytes(), value_row_bytes = trie_.layout().value_row_bytes();
     // Lone entries: their paths as runs of rows of this layer.
     for (size_t i = 0; i < lone_.size(); ++i) {
       lone_runs_[i].clear();
@@ -140,7 +140,7 @@ class TrieBackend final : public KvBackend {
           const size_t i = static_cast<size_t>(
               std::upper_bound(lone_item_start_.begin(), lone_item_start_.end(), item) - lone_item_start_.begin() - 1);
           const Chain& chain = chains_[lone_[i]];
-          const KvRows rows{lone_runs_[i], row_bytes, precision_};
+          const KvRows rows{lone_runs_[i], key_row_bytes, value_row_bytes, types_};
           decode_item(q + chain.first_entry * q_width, rows, chain.first_visible, shape_, item - lone_item_start_[i],
                       lone_partials_.data() + lone_partial_start_[i]);
           continue;
@@ -149,7 +149,8 @@ class TrieBackend final : public KvBackend {
         const QueryBlock& block = blocks_[block_item / head_count_];
         const size_t head = block_item % head_count_;
         const Chain& chain = chains_[block.chain];
-        const size_t offset = kv_head_offset(precision_, head / group, head_size_);
+        const size_t key_offset = kv_head_offset(types_.keys, head / group, head_size_);
+        const size_t value_offset = kv_head_offset(types_.values, head / group, head_size_);
         const size_t first_visible = chain.first_visible + (block.t0 - chain.first_entry);
         const size_t visible_max = first_visible + (block.t1 - block.t0) - 1;  // what the block's last query sees
         const size_t queries = block.t1 - block.t0;
@@ -158,7 +159,7 @@ class TrieBackend final : public KvBackend {
         for (const SlotRun& run : chain.runs) {
           if (run.first_position >= visible_max) break;
           const size_t length = std::min(run.length, visible_max - run.first_position);
-          score_key_block(trie_.key_row(layer, run.first_slot) + offset, row_bytes, precision_, length, query,
+          score_key_block(trie_.key_row(layer, run.first_slot) + key_offset, key_row_bytes, types_.keys, length, query,
                           q_width, queries, head_size_, &scores[run.first_position], visible_max);
         }
         for (size_t t = block.t0; t < block.t1; ++t) {
@@ -174,8 +175,9 @@ class TrieBackend final : public KvBackend {
           if (run.first_position >= visible_max) break;
           add_weighted_values_causal(&scores[run.first_position], visible_max, queries,
                                      static_cast<ptrdiff_t>(first_visible) - static_cast<ptrdiff_t>(run.first_position),
-                                     run.length, trie_.value_row(layer, run.first_slot) + offset, row_bytes,
-                                     precision_, out + block.t0 * q_width + head * head_size_, q_width, head_size_);
+                                     run.length, trie_.value_row(layer, run.first_slot) + value_offset,
+                                     value_row_bytes, types_.values, out + block.t0 * q_width + head * head_size_,
+                                     q_width, head_size_);
         }
       }
     });
@@ -192,7 +194,7 @@ class TrieBackend final : public KvBackend {
   float scale_;
   ThreadPool& pool_;
   AttentionShape shape_;
-  KvPrecision precision_;
+  KvTypes types_;
   std::vector<Chain> chains_;
   std::vector<QueryBlock> blocks_;  // of chains of several entries
   std::vector<size_t> lone_;        // chains of one entry
@@ -203,10 +205,10 @@ class TrieBackend final : public KvBackend {
 
 }  // namespace
 
-KvLayout Model::kv_layout(KvPrecision precision) const {
+KvLayout Model::kv_layout(KvTypes types) const {
   const ModelConfig& c = impl_->config;
-  check_kv_precision(precision, static_cast<size_t>(c.head_size));
-  return {c.layer_count, c.kv_head_count * c.head_size, precision};
+  check_kv_types(types, static_cast<size_t>(c.head_size));
+  return {c.layer_count, c.kv_head_count * c.head_size, types};
 }
 
 std::vector<float> Model::forward(std::span<const TrieBatchEntry> entries, KvTrie& trie, bool token_invariant) {
@@ -217,10 +219,11 @@ std::vector<float> Model::Impl::forward(std::span<const TrieBatchEntry> entries,
   if (entries.empty()) throw Error("forward pass needs at least one token");
   const KvLayout& have = trie.layout();
   if (have.layers != config.layer_count || have.row_elements != config.kv_head_count * config.head_size ||
-      !kv_precision_fits(have.precision, static_cast<size_t>(config.head_size))) {
+      !kv_precision_fits(have.types.keys, static_cast<size_t>(config.head_size)) ||
+      !kv_precision_fits(have.types.values, static_cast<size_t>(config.head_size))) {
     throw Error(fmt::format("KV trie layout ({} layers, rows of {} {} values) does not fit this model ({} layers, "
                             "rows of {} values, heads of {})", have.layers, have.row_elements,
-                            kv_precision_name(have.precision), config.layer_count,
+                            kv_types_name(have.types), config.layer_count,
                             config.kv_head_count * config.head_size, config.head_size));
   }
   std::vector<TokenId> tokens;

@@ -182,10 +182,10 @@ class Runner {
     }
   }
 
-  void run_cag(MethodResult& result, KvPrecision precision) {
+  void run_cag(MethodResult& result, KvTypes precision) {
     const auto mark = meter_.mark();
     const auto start = Clock::now();
-    const auto path = options_.work_dir / fmt::format("knowledge-{}.fkv", kv_precision_name(precision));
+    const auto path = options_.work_dir / fmt::format("knowledge-{}.fkv", kv_types_name(precision));
     {
       KnowledgeBuildOptions build;
       build.prompt = prompt_;

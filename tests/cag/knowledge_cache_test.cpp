@@ -22,7 +22,7 @@ class KnowledgeCacheTest : public ::testing::Test {
  protected:
   void SetUp() override { loaded_ = load_test_model(); }
 
-  KnowledgeCache build(std::vector<Document> docs, KvPrecision precision = KvPrecision::F32) {
+  KnowledgeCache build(std::vector<Document> docs, KvTypes precision = KvPrecision::F32) {
     KnowledgeBuildOptions options;
     options.precision = precision;
     options.context = 1024;
@@ -113,7 +113,7 @@ TEST_F(KnowledgeCacheTest, HalfPrecisionRoundTrip) {
   auto built = build(small_corpus(), KvPrecision::F16);
   built.save(dir / "kb.fkv");
   auto loaded = load(dir / "kb.fkv");
-  EXPECT_EQ(loaded.precision(), KvPrecision::F16);
+  EXPECT_EQ(loaded.types(), KvPrecision::F16);
   EXPECT_EQ(loaded.kv_bytes(), built.kv_bytes());
   EXPECT_EQ(loaded.ask(kQuestions[0], greedy()).tokens, built.ask(kQuestions[0], greedy()).tokens);
 }
@@ -126,7 +126,7 @@ TEST_F(KnowledgeCacheTest, ConvertStoresTheSameRowsInAnotherPrecision) {
   auto f32 = build(small_corpus());
   auto f16 = build(small_corpus());
   f16.convert(KvPrecision::F16);
-  EXPECT_EQ(f16.precision(), KvPrecision::F16);
+  EXPECT_EQ(f16.types(), KvPrecision::F16);
   EXPECT_EQ(2 * f16.kv_bytes(), f32.kv_bytes());
   KvCache& a = f32.cache();
   KvCache& b = f16.cache();
@@ -141,7 +141,7 @@ TEST_F(KnowledgeCacheTest, ConvertStoresTheSameRowsInAnotherPrecision) {
   }
   f16.save(dir / "kb16.fkv");
   auto loaded = load(dir / "kb16.fkv");
-  EXPECT_EQ(loaded.precision(), KvPrecision::F16);
+  EXPECT_EQ(loaded.types(), KvPrecision::F16);
   EXPECT_EQ(loaded.ask(kQuestions[0], greedy()).tokens, f16.ask(kQuestions[0], greedy()).tokens);
   auto back = load(dir / "kb16.fkv");
   back.convert(KvPrecision::F32);
@@ -168,7 +168,7 @@ TEST_F(KnowledgeCacheTest, QuantizedCachesRoundTripAndConvertAsGgmlQuantizes) {
     const std::string name = std::string(kv_precision_name(precision)) + ".fkv";
     built.save(dir / name);
     auto loaded = load(dir / name);
-    EXPECT_EQ(loaded.precision(), precision);
+    EXPECT_EQ(loaded.types(), precision);
     EXPECT_EQ(loaded.kv_bytes(), f32.kv_bytes() / 128 * (type == TensorType::Q8_0 ? 34 : 18));
     EXPECT_EQ(loaded.ask(kQuestions[0], greedy()).tokens, built.ask(kQuestions[0], greedy()).tokens);
     EXPECT_EQ(inspect_knowledge_cache(dir / name).precision, precision);
@@ -178,7 +178,7 @@ TEST_F(KnowledgeCacheTest, QuantizedCachesRoundTripAndConvertAsGgmlQuantizes) {
     converted.convert(precision);
     const KvCache& a = f32.cache();
     const size_t n = a.row_elements();
-    std::vector<uint8_t> expected(converted.cache().row_bytes());
+    std::vector<uint8_t> expected(converted.cache().value_row_bytes());
     for (int64_t layer = 0; layer < a.layer_count(); ++layer) {
       const auto* x = static_cast<const float*>(a.value_row(layer, 3));
       quantize_row(type, x, expected.data(), n);
@@ -186,6 +186,29 @@ TEST_F(KnowledgeCacheTest, QuantizedCachesRoundTripAndConvertAsGgmlQuantizes) {
       ASSERT_TRUE(std::equal(expected.begin(), expected.end(), got)) << "layer " << layer;
     }
   }
+}
+
+// Keys and values in different types: separate block sizes in the file,
+// read back as written.
+TEST_F(KnowledgeCacheTest, KeysAndValuesInDifferentTypesRoundTrip) {
+  const auto dir = scratch_dir("cag-mixed");
+  const KvTypes types(KvPrecision::Q8_0, KvPrecision::Q4_H);
+  auto built = build(small_corpus(), types);
+  built.save(dir / "kb.fkv");
+  auto loaded = load(dir / "kb.fkv");
+  EXPECT_EQ(loaded.types(), types);
+  EXPECT_EQ(loaded.kv_bytes(), build(small_corpus()).kv_bytes() / 256 * (34 + 18));
+  for (int64_t layer = 0; layer < built.cache().layer_count(); ++layer) {
+    const size_t tokens = built.tokens().size();
+    const auto* k0 = static_cast<const uint8_t*>(built.cache().key_row(layer, 0));
+    const auto* k1 = static_cast<const uint8_t*>(loaded.cache().key_row(layer, 0));
+    const auto* v0 = static_cast<const uint8_t*>(built.cache().value_row(layer, 0));
+    const auto* v1 = static_cast<const uint8_t*>(loaded.cache().value_row(layer, 0));
+    ASSERT_TRUE(std::equal(k0, k0 + tokens * built.cache().key_row_bytes(), k1)) << "layer " << layer;
+    ASSERT_TRUE(std::equal(v0, v0 + tokens * built.cache().value_row_bytes(), v1)) << "layer " << layer;
+  }
+  EXPECT_EQ(loaded.ask(kQuestions[0], greedy()).tokens, built.ask(kQuestions[0], greedy()).tokens);
+  EXPECT_EQ(inspect_knowledge_cache(dir / "kb.fkv").precision, types);
 }
 
 TEST_F(KnowledgeCacheTest, UpdateRecomputesFromTheChangedDocumentAndEqualsARebuild) {

@@ -7,6 +7,7 @@
 // pages), bit for bit.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -52,10 +53,10 @@ void fill(KvCache& cache, size_t positions, std::vector<float>& keys, std::vecto
   for (size_t p = 0; p < positions; ++p) {
     void* key_row = cache.key_row(0, static_cast<int64_t>(p));
     void* value_row = cache.value_row(0, static_cast<int64_t>(p));
-    store_kv_row(&keys[p * width], key_row, width, cache.precision());
-    store_kv_row(&values[p * width], value_row, width, cache.precision());
-    load_kv_row(key_row, cache.precision(), &keys[p * width], width);
-    load_kv_row(value_row, cache.precision(), &values[p * width], width);
+    store_kv_row(&keys[p * width], key_row, width, cache.types().keys);
+    store_kv_row(&values[p * width], value_row, width, cache.types().values);
+    load_kv_row(key_row, cache.types().keys, &keys[p * width], width);
+    load_kv_row(value_row, cache.types().values, &values[p * width], width);
   }
 }
 
@@ -87,7 +88,7 @@ std::vector<double> naive(const std::vector<float>& q, size_t t, size_t visible,
   return out;
 }
 
-class Attention : public ::testing::TestWithParam<KvPrecision> {};
+class Attention : public ::testing::TestWithParam<KvTypes> {};
 
 TEST_P(Attention, DecodeAndPromptBlocksMatchANaiveAttention) {
   const ModelConfig config = attention_config();
@@ -125,15 +126,15 @@ TEST_P(Attention, DecodeDoesNotDependOnHowPositionsAreSplitIntoRuns) {
   const std::vector<float> q = normal(384, 1.0f, 9);
   const auto* key_base = static_cast<const uint8_t*>(cache.key_row(0, 0));
   const auto* value_base = static_cast<const uint8_t*>(cache.value_row(0, 0));
-  const size_t row_bytes = cache.row_bytes();
+  const size_t key_row_bytes = cache.key_row_bytes(), value_row_bytes = cache.value_row_bytes();
   const auto run_with = [&](const std::vector<size_t>& cuts) {
     std::vector<KvRun> runs;
     size_t first = 0;
     for (size_t cut : cuts) {
-      runs.push_back({first, cut - first, key_base + first * row_bytes, value_base + first * row_bytes});
+      runs.push_back({first, cut - first, key_base + first * key_row_bytes, value_base + first * value_row_bytes});
       first = cut;
     }
-    const KvRows rows{runs, cache.row_bytes(), GetParam()};
+    const KvRows rows{runs, key_row_bytes, value_row_bytes, GetParam()};
     std::vector<float> partials(decode_partial_floats(positions, shape)), out(384);
     for (size_t item = 0; item < decode_items(positions, shape); ++item) {
       decode_item(q.data(), rows, positions, shape, item, partials.data());
@@ -147,9 +148,15 @@ TEST_P(Attention, DecodeDoesNotDependOnHowPositionsAreSplitIntoRuns) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Caches, Attention,
-                         ::testing::Values(KvPrecision::F32, KvPrecision::F16, KvPrecision::Q8_0, KvPrecision::Q4_0,
-                                           KvPrecision::Q4_H),
-                         [](const auto& info) { return std::string(kv_precision_name(info.param)); });
+                         ::testing::Values(KvTypes(KvPrecision::F32), KvTypes(KvPrecision::F16),
+                                           KvTypes(KvPrecision::Q8_0), KvTypes(KvPrecision::Q4_0),
+                                           KvTypes(KvPrecision::Q4_H), KvTypes(KvPrecision::Q8_0, KvPrecision::Q4_H),
+                                           KvTypes(KvPrecision::Q4_H, KvPrecision::F16)),
+                         [](const auto& info) {
+                           std::string name = kv_types_name(info.param);
+                           std::replace(name.begin(), name.end(), '/', '_');
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace frugal

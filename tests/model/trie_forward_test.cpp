@@ -135,10 +135,12 @@ TEST_F(TrieForward, ReducedStoresEqualTheirCachesBitForBit) {
   spec.qkv_bias = true;
   spec.head_size = 32;
   model_ = Model::load(test::write_random_model(spec, dir_ / "model32.gguf"), {.threads = 2});
-  for (const KvPrecision precision : {KvPrecision::F16, KvPrecision::Q8_0, KvPrecision::Q4_0, KvPrecision::Q4_H}) {
-    SCOPED_TRACE(std::string(kv_precision_name(precision)));
+  for (const KvTypes precision : {KvTypes(KvPrecision::F16), KvTypes(KvPrecision::Q8_0), KvTypes(KvPrecision::Q4_0),
+                                  KvTypes(KvPrecision::Q4_H), KvTypes(KvPrecision::Q8_0, KvPrecision::Q4_H),
+                                  KvTypes(KvPrecision::Q4_H, KvPrecision::F32)}) {
+    SCOPED_TRACE(kv_types_name(precision));
     KvTrie trie(model_->kv_layout(precision), {0, 4});
-    EXPECT_EQ(trie.layout().precision, precision);
+    EXPECT_EQ(trie.layout().types, precision);
     const std::vector<TokenId> prompt = {3, 17, 42, 8, 95, 0, 61, 23, 7, 11, 64};
     std::vector<TrieBatchEntry> entries;
     KvNode node = KvTrie::kRoot;
