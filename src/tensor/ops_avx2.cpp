@@ -1,10 +1,9 @@
 // AVX2 versions of the transformer's element-wise and row operations
 // (see kernel_set.h for the rules of SIMD files).
-#include <cstring>
-
 #include <immintrin.h>
 
 #include "tensor/kernel_set.h"
+#include "tensor/kv_rows_kernels.h"
 #include "tensor/simd_avx2.h"
 
 namespace frugal {
@@ -155,44 +154,17 @@ void key_scores_avx2(const Key* keys, size_t key_stride, size_t count, const flo
   }
 }
 
-// Block rows of a quantized KV cache to F32 (kernel_set.h); a block is 2
-// bytes of F16 scale, then its quants.
-void kv_rows_q8_0_avx2(const uint8_t* rows, size_t row_bytes, size_t count, size_t blocks, float* out) {
-  for (size_t j = 0; j < count; ++j) {
-    const uint8_t* block = rows + j * row_bytes;
-    for (size_t b = 0; b < blocks; ++b, block += 34, out += 32) {
-      uint16_t bits;
-      std::memcpy(&bits, block, 2);
-      const __m256 d = _mm256_set1_ps(_cvtsh_ss(bits));
-      for (size_t i = 0; i < 32; i += 8) {
-        const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 2 + i));
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
-      }
-    }
+// The AVX2 target of kv_rows_kernels.h: 8 floats.
+struct KvRowsAvx2 {
+  using Vec = __m256;
+  static constexpr size_t width = 8;
+  static Vec set1(float x) { return _mm256_set1_ps(x); }
+  static Vec from_i8(const int8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
-}
-
-void kv_rows_q4_0_avx2(const uint8_t* rows, size_t row_bytes, size_t count, size_t blocks, float* out) {
-  const __m128i low = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
-  for (size_t j = 0; j < count; ++j) {
-    const uint8_t* block = rows + j * row_bytes;
-    for (size_t b = 0; b < blocks; ++b, block += 18, out += 32) {
-      uint16_t bits;
-      std::memcpy(&bits, block, 2);
-      const __m256 d = _mm256_set1_ps(_cvtsh_ss(bits));
-      const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2));
-      // Values 0..15 in the low nibbles, 16..31 in the high ones.
-      const __m128i halves[2] = {_mm_sub_epi8(_mm_and_si128(packed, low), eight),
-                                 _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(packed, 4), low), eight)};
-      for (size_t h = 0; h < 2; ++h) {
-        const __m256i first = _mm256_cvtepi8_epi32(halves[h]);
-        const __m256i second = _mm256_cvtepi8_epi32(_mm_srli_si128(halves[h], 8));
-        _mm256_storeu_ps(out + 16 * h, _mm256_mul_ps(d, _mm256_cvtepi32_ps(first)));
-        _mm256_storeu_ps(out + 16 * h + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(second)));
-      }
-    }
-  }
-}
+  static Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+  static void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+};
 
 }  // namespace
 
@@ -206,8 +178,8 @@ void install_ops_avx2(KernelSet& set) {
   set.weighted_sums_f16 = weighted_sums_by_one<uint16_t, weighted_sum_avx2<uint16_t>>;
   set.key_scores_f32 = key_scores_avx2<float>;
   set.key_scores_f16 = key_scores_avx2<uint16_t>;
-  set.kv_rows_q8_0 = kv_rows_q8_0_avx2;
-  set.kv_rows_q4_0 = kv_rows_q4_0_avx2;
+  set.kv_rows_q8_0 = kv_rows_q8_0<KvRowsAvx2>;
+  set.kv_rows_q4_0 = kv_rows_q4_0<KvRowsAvx2>;
 }
 
 }  // namespace frugal

@@ -4,11 +4,10 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-#include <cstring>
-
 #include <immintrin.h>
 
 #include "tensor/kernel_set.h"
+#include "tensor/kv_rows_kernels.h"
 #include "tensor/simd_avx512.h"
 
 namespace frugal {
@@ -219,39 +218,17 @@ void key_scores_avx512(const Key* keys, size_t key_stride, size_t count, const f
   }
 }
 
-// Block rows of a quantized KV cache to F32 (kernel_set.h).
-void kv_rows_q8_0_avx512(const uint8_t* rows, size_t row_bytes, size_t count, size_t blocks, float* out) {
-  for (size_t j = 0; j < count; ++j) {
-    const uint8_t* block = rows + j * row_bytes;
-    for (size_t b = 0; b < blocks; ++b, block += 34, out += 32) {
-      uint16_t bits;
-      std::memcpy(&bits, block, 2);
-      const __m512 d = _mm512_set1_ps(_cvtsh_ss(bits));
-      for (size_t i = 0; i < 32; i += 16) {
-        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2 + i));
-        _mm512_storeu_ps(out + i, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q))));
-      }
-    }
+// The AVX-512 target of kv_rows_kernels.h: 16 floats.
+struct KvRowsAvx512 {
+  using Vec = __m512;
+  static constexpr size_t width = 16;
+  static Vec set1(float x) { return _mm512_set1_ps(x); }
+  static Vec from_i8(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   }
-}
-
-void kv_rows_q4_0_avx512(const uint8_t* rows, size_t row_bytes, size_t count, size_t blocks, float* out) {
-  const __m128i low = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
-  for (size_t j = 0; j < count; ++j) {
-    const uint8_t* block = rows + j * row_bytes;
-    for (size_t b = 0; b < blocks; ++b, block += 18, out += 32) {
-      uint16_t bits;
-      std::memcpy(&bits, block, 2);
-      const __m512 d = _mm512_set1_ps(_cvtsh_ss(bits));
-      const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2));
-      // Values 0..15 in the low nibbles, 16..31 in the high ones.
-      const __m128i first = _mm_sub_epi8(_mm_and_si128(packed, low), eight);
-      const __m128i second = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(packed, 4), low), eight);
-      _mm512_storeu_ps(out, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(first))));
-      _mm512_storeu_ps(out + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(second))));
-    }
-  }
-}
+  static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+  static void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+};
 
 }  // namespace
 
@@ -264,8 +241,8 @@ void install_ops_avx512(KernelSet& set) {
   set.weighted_sums_f16 = weighted_sums_avx512<uint16_t, weighted_sum_avx512<uint16_t>>;
   set.key_scores_f32 = key_scores_avx512<float>;
   set.key_scores_f16 = key_scores_avx512<uint16_t>;
-  set.kv_rows_q8_0 = kv_rows_q8_0_avx512;
-  set.kv_rows_q4_0 = kv_rows_q4_0_avx512;
+  set.kv_rows_q8_0 = kv_rows_q8_0<KvRowsAvx512>;
+  set.kv_rows_q4_0 = kv_rows_q4_0<KvRowsAvx512>;
 }
 
 }  // namespace frugal
