@@ -42,6 +42,10 @@ struct GenerationOptions {
   int64_t context_shift_keep = 4;
 };
 
+// Throws Error when options ask for a context shift that keeps so many
+// tokens that a context of `context` has nothing left to forget.
+void check_context_shift_keep(const GenerationOptions& options, int64_t context);
+
 enum class StopReason { EndOfGeneration, StopString, MaxTokens, ContextFull, Cancelled };
 std::string_view stop_reason_name(StopReason reason);
 

@@ -55,8 +55,10 @@ void encode_header(const CacheFileHeader& h, uint8_t* out) {
   put<uint32_t>(out, 12, kHeaderBytes);
   put<uint64_t>(out, 16, h.model_fingerprint);
   put<uint64_t>(out, 24, h.tokenizer_fingerprint);
-  // Keys' type in the low byte, values' in the next (version 2).
-  put<uint32_t>(out, 32, kv_type_code(h.precision.keys) | (kv_type_code(h.precision.values) << 8));
+  // Version 1: one code; version 2: keys' type in the low byte, values' in
+  // the next.
+  put<uint32_t>(out, 32, h.version == 1 ? kv_type_code(h.precision.keys)
+                                        : kv_type_code(h.precision.keys) | (kv_type_code(h.precision.values) << 8));
   put<uint32_t>(out, 36, h.layer_count);
   put<uint32_t>(out, 40, h.kv_head_count);
   put<uint32_t>(out, 44, h.head_size);
@@ -67,7 +69,7 @@ void encode_header(const CacheFileHeader& h, uint8_t* out) {
   put<uint64_t>(out, 80, h.kv_offset);
   put<uint64_t>(out, 88, h.kv_block_bytes);
   put<uint64_t>(out, 96, h.checksum_offset);
-  put<uint64_t>(out, 104, h.value_block_bytes);
+  if (h.version >= 2) put<uint64_t>(out, 104, h.value_block_bytes);
 }
 
 // Offsets of every section, from the counts alone: the writer lays the file
@@ -116,7 +118,10 @@ uint64_t CacheFileHeader::value_row_bytes() const {
 void write_cache_file(const std::filesystem::path& path, CacheFileHeader header, const nlohmann::json& manifest,
                       std::span<const TokenId> tokens, const KvCache& cache) {
   const std::string manifest_text = manifest.dump(1);
-  header.version = kVersion;
+  // Files that version 1 can describe (one type, F32 or F16) are written as
+  // version 1, so older builds still read them.
+  const KvTypes types = header.precision;
+  header.version = types.same() && (types.keys == KvPrecision::F32 || types.keys == KvPrecision::F16) ? 1 : kVersion;
   header.manifest_bytes = manifest_text.size();
   header.token_count = tokens.size();
   lay_out(header);

@@ -17,8 +17,8 @@ namespace frugal::cag {
 
 inline constexpr char kMagic[8] = {'F', 'R', 'U', 'G', 'A', 'L', 'K', 'V'};
 // Version 2 added the quantized KV types (codes 2-4) and keys and values in
-// different types (the value block's size at offset 104); version 1 files
-// (F32 or F16, one type) read as they are.
+// different types (the value block's size at offset 104). Files of one
+// type, F32 or F16, are still written as version 1.
 inline constexpr uint32_t kVersion = 2;
 inline constexpr uint32_t kHeaderBytes = 128;
 inline constexpr uint64_t kBlockAlignment = 4096;  // KV blocks start on page boundaries, for mmap

@@ -47,9 +47,17 @@ void check_tokenizer_matches(const Model& model, const Tokenizer& tokenizer) {
   }
 }
 
+void check_context_shift_keep(const GenerationOptions& options, int64_t context) {
+  if (options.context_shift_keep < 0 || options.context_shift_keep > context - 2) {
+    throw Error(fmt::format("--keep {} leaves nothing to forget in a context of {} tokens; keep at most {}",
+                            options.context_shift_keep, context, std::max<int64_t>(context - 2, 0)));
+  }
+}
+
 GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cache, std::span<const TokenId> prompt,
                           const GenerationOptions& options, const TextCallback& on_text) {
   check_tokenizer_matches(model, tokenizer);
+  if (options.context_shift) check_context_shift_keep(options, cache.capacity());
   size_t shifts = 0;
   // With context shift on, room for `tokens` more: keep the first tokens,
   // forget at least half of the rest (fewer shifts, each costing a pass

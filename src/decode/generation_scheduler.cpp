@@ -30,6 +30,7 @@ struct GenerationScheduler::Sequence {
   // still fit.
   static int64_t room(const GenerationJob& job, int64_t context) {
     if (!job.options.context_shift) return context;
+    check_context_shift_keep(job.options, context);
     if (static_cast<int64_t>(job.prompt.size()) >= context) {
       throw Error(fmt::format("the prompt ({} tokens) leaves no room for an answer in a context of {} tokens; "
                               "use a larger -c or a shorter prompt", job.prompt.size(), context));
@@ -47,6 +48,9 @@ struct GenerationScheduler::Sequence {
   std::exception_ptr error;      // why it failed, if it did
   Clock::time_point submitted, first_step;
   bool started = false;
+  // Its branch holds shifted rows (they remember forgotten tokens): not
+  // kept as cache for prompts that merely begin the same way.
+  bool shifted = false;
 
   bool reading_prompt() const { return pending < 0; }
   bool cancelled() const { return job.cancel && job.cancel->load(); }
@@ -354,6 +358,15 @@ void GenerationScheduler::shift_context(Sequence& s) {
   for (KvNode n = s.tip; n != KvTrie::kRoot; n = store_.parent(n)) path[store_.depth(n) - 1] = n;
   KvNode tip = keep ? path[keep - 1] : KvTrie::kRoot;
   if (tip != KvTrie::kRoot) store_.retain(tip);
+  // A failure half way (the store's budget) lets the new branch go.
+  struct NewBranch {
+    KvTrie& store;
+    KvNode& tip;
+    bool done = false;
+    ~NewBranch() {
+      if (!done && tip != KvTrie::kRoot) store.release(tip, false);
+    }
+  } branch{store_, tip};
   const KvLayout& layout = store_.layout();
   for (size_t p = keep + discard; p < depth; ++p) {
     bool created = false;
@@ -373,8 +386,10 @@ void GenerationScheduler::shift_context(Sequence& s) {
     }
     tip = next;
   }
-  store_.release(s.tip, true);
+  branch.done = true;
+  store_.release(s.tip, !s.shifted);  // the old branch's rows are its own path's (unless shifted before)
   s.tip = tip;
+  s.shifted = true;
   ++s.answer.result().context_shifts;
 }
 
@@ -416,7 +431,7 @@ void GenerationScheduler::finish(Sequence& s, StopReason reason) {
 void GenerationScheduler::release(Sequence& s) {
   GenerationResult& result = s.answer.result();
   if (s.started) result.generation_seconds = seconds_since(s.first_step) - result.prompt_seconds;
-  if (s.tip != KvTrie::kRoot) store_.release(s.tip, true);
+  if (s.tip != KvTrie::kRoot) store_.release(s.tip, !s.shifted);
   s.tip = KvTrie::kRoot;
   s.finished = true;
 }

@@ -66,8 +66,9 @@ bool kv_precision_fits(KvPrecision precision, size_t head_size) {
 
 void check_kv_precision(KvPrecision precision, size_t head_size) {
   if (kv_precision_fits(precision, head_size)) return;
-  throw Error(fmt::format("--cache-type {} stores blocks of {} values per head, and this model's heads have {}; "
-                          "use f16 or f32", kv_precision_name(precision), info(precision).block_values, head_size));
+  throw Error(fmt::format("KV type {} (--cache-type, -ctk, -ctv) stores blocks of {} values per head, and this "
+                          "model's heads have {}; use f16 or f32", kv_precision_name(precision),
+                          info(precision).block_values, head_size));
 }
 
 std::string kv_types_name(KvTypes types) {

@@ -185,7 +185,8 @@ class Runner {
   void run_cag(MethodResult& result, KvTypes precision) {
     const auto mark = meter_.mark();
     const auto start = Clock::now();
-    const auto path = options_.work_dir / fmt::format("knowledge-{}.fkv", kv_types_name(precision));
+    const auto path = options_.work_dir / fmt::format("knowledge-{}-{}.fkv", kv_precision_name(precision.keys),
+                                                             kv_precision_name(precision.values));
     {
       KnowledgeBuildOptions build;
       build.prompt = prompt_;

@@ -1,5 +1,6 @@
 #include "retrofit/procrustes.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace frugal::retrofit {
@@ -36,13 +37,44 @@ std::vector<double> orthogonal_procrustes(const std::vector<double>& cross, size
     }
     if (off < 1e-12) break;
   }
-  // U = A with unit columns (a column of zeros, for a singular direction,
-  // stays zero: R then maps that direction to nothing).
+  // U = A with unit columns. A singular direction (fewer samples than
+  // dimensions, a dead channel) leaves a column of zeros: it is completed to
+  // an orthonormal basis, so R stays a rotation and folding it elsewhere
+  // stays exact.
+  double largest = 0;
+  for (size_t j = 0; j < n; ++j) {
+    double norm = 0;
+    for (size_t i = 0; i < n; ++i) norm += a[i * n + j] * a[i * n + j];
+    largest = std::max(largest, std::sqrt(norm));
+  }
+  std::vector<bool> done(n, false);
   for (size_t j = 0; j < n; ++j) {
     double norm = 0;
     for (size_t i = 0; i < n; ++i) norm += a[i * n + j] * a[i * n + j];
     norm = std::sqrt(norm);
-    for (size_t i = 0; i < n; ++i) a[i * n + j] = norm > 0 ? a[i * n + j] / norm : 0;
+    if (norm > 1e-12 * largest && norm > 0) {
+      for (size_t i = 0; i < n; ++i) a[i * n + j] /= norm;
+      done[j] = true;
+    }
+  }
+  for (size_t j = 0; j < n; ++j) {
+    if (done[j]) continue;
+    for (size_t e = 0; e < n && !done[j]; ++e) {  // unit vectors, less their parts along the finished columns
+      std::vector<double> c(n, 0.0);
+      c[e] = 1;
+      for (size_t k = 0; k < n; ++k) {
+        if (!done[k]) continue;
+        double dot = 0;
+        for (size_t i = 0; i < n; ++i) dot += c[i] * a[i * n + k];
+        for (size_t i = 0; i < n; ++i) c[i] -= dot * a[i * n + k];
+      }
+      double norm = 0;
+      for (double x : c) norm += x * x;
+      norm = std::sqrt(norm);
+      if (norm < 1e-6) continue;
+      for (size_t i = 0; i < n; ++i) a[i * n + j] = c[i] / norm;
+      done[j] = true;
+    }
   }
   std::vector<double> r(n * n, 0.0);
   for (size_t i = 0; i < n; ++i) {

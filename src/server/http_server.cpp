@@ -79,6 +79,12 @@ httplib::Server::Handler Server::Impl::guarded(const std::string& endpoint, Rout
 void Server::Impl::setup() {
   if (options.model_name.empty()) options.model_name = std::filesystem::path(model.file().source_name()).stem().string();
   if (options.context <= 0) options.context = std::min<int64_t>(model.config().training_context, 4096);
+  if (options.context_shift) {
+    GenerationOptions shift;
+    shift.context_shift = true;
+    shift.context_shift_keep = options.context_shift_keep;
+    check_context_shift_keep(shift, options.context);  // at start, not on every request
+  }
   if (!options.chat_template.empty()) {
     const auto format = chat_format_from_name(options.chat_template);
     if (!format) throw Error(fmt::format("unknown chat template '{}'", options.chat_template));

@@ -71,7 +71,7 @@ TEST_F(CacheFileTest, LayoutIsPageAlignedAndEndsWithTheChecksum) {
   EXPECT_EQ(kv_offset % 4096, 0u);
   EXPECT_EQ(checksum_offset + 8, bytes_.size());
   const auto summary = inspect_knowledge_cache(dir_ / "kb.fkv");
-  EXPECT_EQ(summary.version, 2u);
+  EXPECT_EQ(summary.version, 1u);  // F32: what version 1 can say is written as version 1
   EXPECT_EQ(summary.documents.size(), 4u);
   EXPECT_EQ(summary.layer_count, loaded_.model->config().layer_count);
 }
@@ -113,11 +113,11 @@ TEST_F(CacheFileTest, NewerVersionAndForeignFilesAreRefused) {
   EXPECT_NE(load_error(offsets).find("KV offset"), std::string::npos);
 }
 
-// Version 1 (F32 and F16 only) still loads; a version-1 header with a type
-// only version 2 has is refused as corrupt.
+// Version 1 (F32 and F16 only) loads; a version-1 header with a type only
+// version 2 has is refused as corrupt.
 TEST_F(CacheFileTest, VersionOneFilesStillLoad) {
   auto v1 = bytes_;
-  v1[8] = 1;
+  ASSERT_EQ(v1[8], 1);
   EXPECT_EQ(load_error(v1, nullptr, nullptr, false), "(no error)");
   v1[32] = 2;  // Q8_0
   const std::string message = load_error(v1, nullptr, nullptr, false);

@@ -93,6 +93,9 @@ TEST_F(ContextShift, GenerationGoesOnPastTheContext) {
   EXPECT_EQ(result.tokens.size(), 100u);
   EXPECT_GE(result.context_shifts, 5u);
   EXPECT_LE(shifting.size(), 32);
+  options.context_shift_keep = 31;  // nothing left to forget in 32
+  KvCache tiny(model_->config(), 32);
+  EXPECT_THROW(generate(*model_, *tokenizer, tiny, prompt, options), Error);
   // Until the first shift, the same tokens as without it.
   for (size_t i = 0; i < stopped.tokens.size(); ++i) EXPECT_EQ(result.tokens[i], stopped.tokens[i]) << i;
 }

@@ -59,6 +59,28 @@ TEST(Procrustes, RecoversAKnownRotation) {
   for (size_t i = 0; i < n * n; ++i) EXPECT_NEAR(r[i], q[i], 1e-9) << i;
 }
 
+// Fewer samples than dimensions leave singular directions: R must still be
+// a rotation (R R^T = I), or folding it into another projection would not
+// be exact.
+TEST(Procrustes, StaysOrthogonalWhenTheSamplesDoNotSpan) {
+  const size_t n = 8, tokens = 3;
+  const std::vector<double> a = random_matrix(tokens, n, 3), b = random_matrix(tokens, n, 4);
+  std::vector<double> cross(n * n, 0.0);
+  for (size_t t = 0; t < tokens; ++t) {
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = 0; j < n; ++j) cross[i * n + j] += a[t * n + i] * b[t * n + j];
+    }
+  }
+  const std::vector<double> r = retrofit::orthogonal_procrustes(cross, n);
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < n; ++j) {
+      double dot = 0;
+      for (size_t k = 0; k < n; ++k) dot += r[i * n + k] * r[j * n + k];
+      EXPECT_NEAR(dot, i == j ? 1.0 : 0.0, 1e-9) << i << " " << j;
+    }
+  }
+}
+
 class Retrofit : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
