@@ -15,6 +15,15 @@
 
 namespace frugal {
 
+// A sampled token's log-probability under the model (log-softmax of its
+// logits, before temperature, penalties or masks) and the most likely
+// tokens at that step with theirs.
+struct TokenLogprob {
+  TokenId token = -1;
+  float logprob = 0;
+  std::vector<std::pair<TokenId, float>> top;  // most likely first
+};
+
 struct GenerationOptions {
   int32_t max_tokens = 256;  // < 0: until the context is full
   SamplingParams sampling;
@@ -40,6 +49,11 @@ struct GenerationOptions {
   // until an end-of-generation token or a stop string.
   bool context_shift = false;
   int64_t context_shift_keep = 4;
+  // >= 0: record each answer token's TokenLogprob (end-of-generation tokens
+  // excepted) with this many alternatives, and call on_logprob with it
+  // before the token's text is passed on.
+  int32_t logprobs = -1;
+  std::function<void(const TokenLogprob&)> on_logprob{};
 };
 
 // Throws Error when options ask for a context shift that keeps so many
@@ -66,6 +80,7 @@ struct GenerationResult {
   double generation_seconds = 0;
   uint64_t seed = 0;  // the sampler's seed (the drawn one for a random seed), to repeat a run
   size_t context_shifts = 0;  // times the context was shifted (GenerationOptions::context_shift)
+  std::vector<TokenLogprob> logprobs;  // when GenerationOptions::logprobs >= 0
 };
 
 // Called with each piece of text as soon as it is safe to print; return false

@@ -43,11 +43,14 @@ class AnswerInProgress {
   // Appends `text` to the result and passes it on (trimmed while the answer
   // has shown nothing yet, if asked to); returns on_text's verdict.
   bool emit(std::string_view text, const TextCallback& on_text);
+  void record_logprob(std::span<const float> logits, TokenId token);
 
   const Tokenizer& tokenizer_;
   Sampler sampler_;
   StopStringMatcher stops_;
   Utf8StreamBuffer utf8_;
+  int32_t logprobs_ = -1;
+  std::function<void(const TokenLogprob&)> on_logprob_;
   std::vector<TokenId> end_tokens_;   // never sampled (GenerationOptions::ignore_eos)
   std::vector<float> allowed_logits_;  // the logits without them
   std::vector<TokenId> history_;  // earlier tokens, prompt and answer: what the repetition penalty sees

@@ -53,7 +53,10 @@ ApiError shutting_down() { return ApiError(503, "server_error", "the server is s
 struct StreamChannel {
   std::mutex mutex;
   std::condition_variable wake;
-  std::deque<std::string> pieces;
+  // Each piece of text with the log-probabilities of the tokens sampled
+  // since the last piece (when asked for).
+  std::deque<std::pair<std::string, std::vector<TokenLogprob>>> pieces;
+  std::vector<TokenLogprob> pending;  // tokens whose text is not out yet
   bool finished = false;
 };
 
@@ -138,6 +141,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   // An answer over a knowledge cache follows "Answer:": its first space is
   // the prompt format's. Other answers are passed on as the model wrote them.
   generation.trim_leading_space = kb;
+  generation.logprobs = request.logprobs;
   if (options.context_shift) {
     generation.context_shift = true;
     generation.context_shift_keep = options.context_shift_keep;
@@ -217,7 +221,9 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
         if (stopping) throw shutting_down();
         throw ApiError(499, "invalid_request_error", "the client closed the connection before the answer ended");
       }
-      choices.push_back({result.text, finish_reason(result.stop_reason), result.context_shifts});
+      choices.push_back({result.text, finish_reason(result.stop_reason), result.context_shifts,
+                         request.logprobs >= 0 ? server::logprobs_json(request, tokenizer, result.logprobs)
+                                               : json(nullptr)});
       completion_tokens += result.tokens.size();
       if (choices.size() == 1) {
         timings.first_token_seconds =
@@ -242,12 +248,19 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   // (a failed write, a hang-up seen while waiting, a response never begun)
   // cancels the sequence.
   auto channel = std::make_shared<StreamChannel>();
+  if (request.logprobs >= 0) {
+    generation.on_logprob = [channel](const TokenLogprob& logprob) {
+      std::lock_guard lock(channel->mutex);
+      channel->pending.push_back(logprob);
+    };
+  }
   GenerationJob job{prompt, generation};
   job.cancel = cancel;
   job.on_text = [channel, cancel](std::string_view text) {
     {
       std::lock_guard lock(channel->mutex);
-      channel->pieces.emplace_back(text);
+      channel->pieces.emplace_back(std::string(text), std::move(channel->pending));
+      channel->pending.clear();
     }
     channel->wake.notify_one();
     return !cancel->load();
@@ -268,13 +281,18 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   const double queued = std::chrono::duration<double>(submitted - start).count();
   auto provider = [this, admission, channel, cancel, future, request, id, created, prompt_tokens, queued](size_t, httplib::DataSink& sink) {
     bool first = true;
+    size_t sent_characters = 0;  // completions' text_offset
+    const auto logprobs_of = [&](const std::vector<TokenLogprob>& list) {
+      if (request.logprobs < 0) return json(nullptr);
+      return server::logprobs_json(request, tokenizer, list, sent_characters);
+    };
     auto send = [&](const std::string& bytes) {
       if (sink.is_writable() && sink.write(bytes.data(), bytes.size())) return true;
       cancel->store(true);  // the client went away: drop the connection
       return false;
     };
     for (;;) {
-      std::deque<std::string> pieces;
+      std::deque<std::pair<std::string, std::vector<TokenLogprob>>> pieces;
       bool finished = false;
       {
         std::unique_lock lock(channel->mutex);
@@ -287,9 +305,10 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
         pieces.swap(channel->pieces);
         finished = channel->finished;
       }
-      for (const auto& text : pieces) {
-        if (!send(server::stream_chunk(request, id, created, text, "", first))) return false;
+      for (const auto& [text, logprobs] : pieces) {
+        if (!send(server::stream_chunk(request, id, created, text, "", first, logprobs_of(logprobs)))) return false;
         first = false;
+        sent_characters += text.size();
       }
       if (finished) break;
     }
@@ -310,7 +329,15 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
       return error_event(stopping ? shutting_down()
                                   : ApiError(500, "server_error", "the answer was cancelled before it ended"));
     }
-    if (!send(server::stream_chunk(request, id, created, "", finish_reason(result.stop_reason), first))) return false;
+    std::vector<TokenLogprob> rest;  // tokens whose text never came out alone (a held-back stop string)
+    {
+      std::lock_guard lock(channel->mutex);
+      rest.swap(channel->pending);
+    }
+    if (!send(server::stream_chunk(request, id, created, "", finish_reason(result.stop_reason), first,
+                                   rest.empty() ? json(nullptr) : logprobs_of(rest)))) {
+      return false;
+    }
     if (request.include_usage) {
       const server::Timings timings{prompt_tokens,         result.cached_tokens,
                                     result.tokens.size(),  queued + result.first_token_seconds,

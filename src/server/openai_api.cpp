@@ -68,7 +68,8 @@ namespace {
 void refuse_unknown_fields(const json& body) {
   static const std::set<std::string> kHonoured = {"model", "messages", "prompt", "max_tokens",
                                                   "max_completion_tokens", "temperature", "top_p", "n", "seed",
-                                                  "stream", "stream_options", "stop", "beam_width"};
+                                                  "stream", "stream_options", "stop", "beam_width", "logprobs",
+                                                  "top_logprobs"};
   // Bookkeeping for the client's side; they change nothing in an answer.
   static const std::set<std::string> kHarmless = {"user", "metadata", "store", "service_tier"};
   for (const auto& [key, value] : body.items()) {
@@ -170,8 +171,66 @@ CompletionRequest parse_completion_request(std::string_view text, bool chat) {
       throw invalid_request("stop must be a string or up to 4 strings", "stop");
     }
   }
+  if (chat) {
+    // logprobs: true/false; top_logprobs 0..20 alternatives, only with it.
+    if (body.contains("logprobs") && !body["logprobs"].is_null() && !body["logprobs"].is_boolean()) {
+      throw invalid_request("logprobs must be true or false", "logprobs");
+    }
+    const bool wanted = body.value("logprobs", json(false)).is_boolean() && body.value("logprobs", false);
+    const int top = number<int>(body, "top_logprobs", 0, 20, 0);
+    if (!wanted && body.contains("top_logprobs") && !body["top_logprobs"].is_null()) {
+      throw invalid_request("top_logprobs needs logprobs: true", "top_logprobs");
+    }
+    r.logprobs = wanted ? top : -1;
+  } else {
+    // logprobs: N alternatives, 0 to 5, as OpenAI's completions take.
+    if (body.contains("top_logprobs") && !body["top_logprobs"].is_null()) {
+      throw invalid_request("top_logprobs is a chat field; completions take logprobs: N", "top_logprobs");
+    }
+    if (body.contains("logprobs") && body["logprobs"].is_boolean()) {
+      throw invalid_request("logprobs must be a number of alternatives from 0 to 5 for completions", "logprobs");
+    }
+    r.logprobs = number<int>(body, "logprobs", 0, 5, -1);
+  }
+  if (r.logprobs >= 0 && r.beam_width > 1) {
+    throw invalid_request("logprobs are not given for beam search answers (beam_width > 1)", "logprobs");
+  }
   refuse_unknown_fields(body);
   return r;
+}
+
+json logprobs_json(const CompletionRequest& request, const Tokenizer& tokenizer,
+                   std::span<const TokenLogprob> logprobs, size_t text_offset) {
+  const auto piece = [&](TokenId token) { return tokenizer.token_to_piece(token, false); };
+  if (request.chat) {
+    const auto entry = [&](TokenId token, float logprob) {
+      const std::string text = piece(token);
+      json bytes = json::array();
+      for (const unsigned char c : text) bytes.push_back(static_cast<int>(c));
+      return json{{"token", text}, {"logprob", logprob}, {"bytes", bytes}};
+    };
+    json content = json::array();
+    for (const TokenLogprob& t : logprobs) {
+      json item = entry(t.token, t.logprob);
+      json top = json::array();
+      for (const auto& [token, logprob] : t.top) top.push_back(entry(token, logprob));
+      item["top_logprobs"] = top;
+      content.push_back(item);
+    }
+    return {{"content", content}, {"refusal", nullptr}};
+  }
+  json tokens = json::array(), token_logprobs = json::array(), top = json::array(), offsets = json::array();
+  for (const TokenLogprob& t : logprobs) {
+    const std::string text = piece(t.token);
+    tokens.push_back(text);
+    token_logprobs.push_back(t.logprob);
+    json alternatives = json::object();
+    for (const auto& [token, logprob] : t.top) alternatives[piece(token)] = logprob;
+    top.push_back(alternatives);
+    offsets.push_back(text_offset);
+    text_offset += text.size();
+  }
+  return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top}, {"text_offset", offsets}};
 }
 
 json completion_response(const CompletionRequest& request, const std::string& id, int64_t created,
@@ -184,7 +243,7 @@ json completion_response(const CompletionRequest& request, const std::string& id
     } else {
       choice["text"] = choices[i].text;
     }
-    choice["logprobs"] = nullptr;
+    choice["logprobs"] = choices[i].logprobs;
     if (choices[i].context_shifts > 0) choice["context_shifts"] = choices[i].context_shifts;
     list.push_back(choice);
   }
@@ -232,8 +291,9 @@ std::string usage_chunk(const CompletionRequest& request, const std::string& id,
 }
 
 std::string stream_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
-                         std::string_view text, std::string_view finish_reason, bool first) {
+                         std::string_view text, std::string_view finish_reason, bool first, const json& logprobs) {
   json choice = {{"index", 0}, {"finish_reason", finish_reason.empty() ? json(nullptr) : json(finish_reason)}};
+  if (!logprobs.is_null()) choice["logprobs"] = logprobs;
   if (request.chat) {
     json delta = json::object();
     if (first) delta["role"] = "assistant";

@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include "frugal/chat.h"
+#include "frugal/generate.h"
+#include "frugal/tokenizer.h"
 
 namespace frugal::server {
 
@@ -43,6 +45,9 @@ struct CompletionRequest {
   // frugal's extension: > 1 answers with a beam search of that width (the n
   // best beams are the choices; temperature, top_p and seed do not apply).
   int beam_width = 1;
+  // Log-probabilities of the answer's tokens with this many alternatives
+  // each (chat: logprobs + top_logprobs; completions: logprobs N); -1: none.
+  int32_t logprobs = -1;
 };
 
 // Throws ApiError (400) naming the field for malformed JSON, wrong types and
@@ -55,7 +60,15 @@ struct Choice {
   // Times the context was shifted (ServerOptions::context_shift); a
   // frugal field, written only when not 0.
   size_t context_shifts = 0;
+  nlohmann::json logprobs = nullptr;  // logprobs_json, or null when not asked for
 };
+
+// The answer tokens' log-probabilities in the request's format: chat's
+// {"content": [{token, logprob, bytes, top_logprobs}]} or completions'
+// {tokens, token_logprobs, top_logprobs, text_offset} (offsets counted from
+// `text_offset`, the characters already sent).
+nlohmann::json logprobs_json(const CompletionRequest& request, const Tokenizer& tokenizer,
+                             std::span<const TokenLogprob> logprobs, size_t text_offset = 0);
 
 nlohmann::json completion_response(const CompletionRequest& request, const std::string& id, int64_t created,
                                    const std::vector<Choice>& choices, size_t prompt_tokens,
@@ -82,6 +95,7 @@ std::string usage_chunk(const CompletionRequest& request, const std::string& id,
 // One server-sent-events chunk ("data: {...}\n\n"): a piece of text, or the
 // end with its finish reason (text empty).
 std::string stream_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
-                         std::string_view text, std::string_view finish_reason, bool first);
+                         std::string_view text, std::string_view finish_reason, bool first,
+                         const nlohmann::json& logprobs = nullptr);
 
 }  // namespace frugal::server

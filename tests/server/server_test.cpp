@@ -108,6 +108,88 @@ TEST_F(ServerTest, F16StoreAnswersAsAnF16Cache) {
   EXPECT_EQ(knowledge->status, 200) << knowledge->body;
 }
 
+// logprobs: each answer token's log-probability and its top alternatives,
+// checked against log-softmax in double of logits from a plain forward pass
+// over the prompt and the answer (teacher-forced); the stream carries the
+// same entries spread over its chunks; completions use their own format.
+TEST_F(ServerTest, LogprobsMatchAForwardPassAndStreamAsTheyAnswer) {
+  start();
+  json body = chat_body("Name a colour.");
+  body["logprobs"] = true;
+  body["top_logprobs"] = 3;
+  auto result = post("/v1/chat/completions", body);
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  const json answer = json::parse(result->body);
+  const json& content = answer["choices"][0]["logprobs"]["content"];
+  ASSERT_TRUE(content.is_array());
+  ASSERT_GT(content.size(), 0u);
+  // The reference: the answer's tokens re-read after the prompt one at a
+  // time (as they were generated: batched products round differently).
+  std::vector<TokenId> tokens = chat_tokens("Name a colour.");
+  GenerationOptions options;
+  options.max_tokens = 12;
+  options.sampling.temperature = 0;
+  KvCache cache(model_->config(), 1024);
+  const GenerationResult expected = generate(*model_, *tokenizer_, cache, tokens, options);
+  KvCache fresh(model_->config(), 1024);
+  std::vector<float> logits = model_->forward(tokens, fresh, false);
+  for (size_t i = 0; i + 1 < expected.tokens.size(); ++i) {
+    const TokenId one[1] = {expected.tokens[i]};
+    const std::vector<float> next = model_->forward(one, fresh, false);
+    logits.insert(logits.end(), next.begin(), next.end());
+  }
+  const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
+  std::string joined;
+  for (size_t i = 0; i < content.size(); ++i) {
+    const float* row = &logits[i * vocab];
+    double max = row[0], sum = 0;
+    for (size_t v = 0; v < vocab; ++v) max = std::max(max, static_cast<double>(row[v]));
+    for (size_t v = 0; v < vocab; ++v) sum += std::exp(row[v] - max);
+    const TokenId token = expected.tokens[i];
+    EXPECT_NEAR(content[i]["logprob"].get<double>(), row[token] - max - std::log(sum), 2e-3) << i;
+    ASSERT_EQ(content[i]["top_logprobs"].size(), 3u);
+    EXPECT_EQ(content[i]["top_logprobs"][0]["token"], content[i]["token"]) << "greedy takes the most likely";
+    EXPECT_GE(content[i]["top_logprobs"][0]["logprob"].get<double>(), content[i]["top_logprobs"][1]["logprob"].get<double>());
+    joined += content[i]["token"].get<std::string>();
+  }
+  EXPECT_EQ(joined, answer["choices"][0]["message"]["content"]);
+
+  body["stream"] = true;
+  auto streamed = post("/v1/chat/completions", body);
+  ASSERT_TRUE(streamed);
+  json streamed_entries = json::array();
+  for (size_t at = 0; (at = streamed->body.find("data: {", at)) != std::string::npos; ++at) {
+    const json chunk = json::parse(streamed->body.substr(at + 6, streamed->body.find("\n\n", at) - at - 6));
+    if (chunk["choices"].empty() || !chunk["choices"][0].contains("logprobs")) continue;
+    for (const auto& entry : chunk["choices"][0]["logprobs"]["content"]) streamed_entries.push_back(entry);
+  }
+  EXPECT_EQ(streamed_entries, content);
+
+  const json completion = {{"model", "mini"}, {"prompt", "Once upon a time"}, {"max_tokens", 6}, {"temperature", 0},
+                           {"logprobs", 2}};
+  auto plain = post("/v1/completions", completion);
+  ASSERT_TRUE(plain);
+  ASSERT_EQ(plain->status, 200) << plain->body;
+  const json lp = json::parse(plain->body)["choices"][0]["logprobs"];
+  ASSERT_EQ(lp["tokens"].size(), lp["token_logprobs"].size());
+  ASSERT_EQ(lp["tokens"].size(), lp["text_offset"].size());
+  EXPECT_EQ(lp["top_logprobs"][0].size(), 2u);
+  EXPECT_EQ(lp["text_offset"][0], 0);
+
+  for (const json& bad : {json{{"model", "mini"}, {"messages", {{{"role", "user"}, {"content", "x"}}}},
+                               {"top_logprobs", 2}},
+                          json{{"model", "mini"}, {"messages", {{{"role", "user"}, {"content", "x"}}}},
+                               {"logprobs", true}, {"top_logprobs", 21}}}) {
+    auto refused = post("/v1/chat/completions", bad);
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->status, 400) << refused->body;
+  }
+  auto refused = post("/v1/completions", json{{"model", "mini"}, {"prompt", "x"}, {"logprobs", 6}});
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 400);
+}
+
 // --context-shift: an answer asking for more tokens than the context holds
 // goes on past it, shifted in the shared store as generate() shifts a
 // KvCache, token for token; the response says how many times.
@@ -431,7 +513,7 @@ TEST_F(ServerTest, EveryRequestFieldIsHonouredOrRefused) {
     return r->status;
   };
   EXPECT_EQ(status_of("tools", json::array({{{"type", "function"}, {"function", {{"name", "f"}}}}})), 400);
-  EXPECT_EQ(status_of("logprobs", true), 400);
+  EXPECT_EQ(status_of("logprobs", "yes"), 400);  // honoured now (LogprobsMatch...), but typed
   EXPECT_EQ(status_of("response_format", {{"type", "json_object"}}), 400);
   EXPECT_EQ(status_of("frequency_penalty", 0.5), 400);
   EXPECT_EQ(status_of("made_up_field", 1), 400);

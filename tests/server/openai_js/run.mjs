@@ -39,6 +39,21 @@ try {
                                                       temperature: 0 });
   assert.equal(completion.object, "text_completion");
 
+  // logprobs, non-stream and stream: one entry per answer token, the text's pieces.
+  const scored = await client.chat.completions.create({ model: "mini", messages, max_tokens: 10, temperature: 0,
+                                                        logprobs: true, top_logprobs: 2 });
+  const content = scored.choices[0].logprobs.content;
+  assert.equal(content.map((t) => t.token).join(""), scored.choices[0].message.content);
+  assert.ok(content.every((t) => t.logprob <= 0 && t.top_logprobs.length === 2));
+  const scoredStream = await client.chat.completions.create({ model: "mini", messages, max_tokens: 10,
+    temperature: 0, logprobs: true, top_logprobs: 2, stream: true });
+  const streamedLogprobs = [];
+  for await (const chunk of scoredStream) streamedLogprobs.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+  assert.deepEqual(streamedLogprobs, content);
+  const completionScored = await client.completions.create({ model: "mini", prompt: "Once upon a time",
+    max_tokens: 6, temperature: 0, logprobs: 2 });
+  assert.equal(completionScored.choices[0].logprobs.tokens.join(""), completionScored.choices[0].text);
+
   const cag = await client.chat.completions.create({ model: "mini@town", max_tokens: 8, temperature: 0,
     messages: [{ role: "user", content: "Who directs the Harlow Clinic?" }] });
   assert.ok(cag.usage.prompt_tokens_details.cached_tokens > 0);
