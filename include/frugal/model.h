@@ -217,6 +217,10 @@ class Model {
   // (matrix products token by token; a little slower), which keeps a batched
   // beam search identical to one run beam by beam.
   std::vector<float> forward(std::span<const TrieBatchEntry> entries, KvTrie& trie, bool token_invariant = false);
+  // An embedding of `tokens`: the final hidden states (after the output
+  // norm) averaged over the tokens and scaled to length 1. Uses a cache of
+  // its own; the model's pool runs it (not at the same time as another pass).
+  std::vector<float> embed(std::span<const TokenId> tokens);
   // Context shift (StreamingLLM): forgets cached positions [keep, keep +
   // discard) and moves the later ones down by `discard`, turning their keys
   // back by `discard` positions of the rotary embedding, so generation goes

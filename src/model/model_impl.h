@@ -59,8 +59,10 @@ struct Model::Impl {
   std::vector<float> forward(std::span<const TrieBatchEntry> entries, KvTrie& trie, bool token_invariant);
   // The layers over a batch; logits of the rows in `logit_rows`, in order.
   // `per_token`: matrix products token by token (see matmul()).
+  // With `hidden_states`, the final normed hidden states of every row
+  // ([n x embedding]) instead of logits.
   std::vector<float> run(std::span<const TokenId> tokens, KvBackend& backend, std::span<const size_t> logit_rows,
-                         bool per_token = false);
+                         bool per_token = false, bool hidden_states = false);
 };
 
 }  // namespace frugal

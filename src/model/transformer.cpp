@@ -74,8 +74,28 @@ std::vector<float> Model::Impl::forward(std::span<const TokenId> tokens, KvCache
   return logits;
 }
 
+std::vector<float> Model::embed(std::span<const TokenId> tokens) {
+  if (tokens.empty()) throw Error("an embedding needs at least one token");
+  const ModelConfig& c = impl_->config;
+  KvCache cache(c, static_cast<int64_t>(tokens.size()));
+  const AttentionShape shape = attention_shape_of(c);  // the backend keeps a reference
+  CacheBackend backend(cache, shape, *impl_->pool);
+  const std::vector<float> hidden = impl_->run(tokens, backend, {}, false, true);
+  const auto embed = static_cast<size_t>(c.embedding_size);
+  std::vector<double> sum(embed, 0.0);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    for (size_t i = 0; i < embed; ++i) sum[i] += hidden[t * embed + i];
+  }
+  double norm = 0;
+  for (const double x : sum) norm += x * x;
+  norm = std::sqrt(norm);
+  std::vector<float> out(embed);
+  for (size_t i = 0; i < embed; ++i) out[i] = norm > 0 ? static_cast<float>(sum[i] / norm) : 0.0f;
+  return out;
+}
+
 std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& backend,
-                                    std::span<const size_t> logit_rows, bool per_token) {
+                                    std::span<const size_t> logit_rows, bool per_token, bool hidden_states) {
   const ModelConfig& c = config;
   const size_t n = tokens.size();
   const size_t embed = static_cast<size_t>(c.embedding_size);
@@ -142,6 +162,12 @@ std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& 
     add_in_place(x.data(), projected.data(), n * embed);
   }
 
+  if (hidden_states) {
+    for (size_t t = 0; t < n; ++t) {
+      kernels.rms_norm(&x[t * embed], output_norm.data(), &normed[t * embed], embed, c.rms_epsilon);
+    }
+    return normed;
+  }
   // Only the rows whose logits are wanted go through the output matrix.
   for (size_t i = 0; i < logit_rows.size(); ++i) {
     kernels.rms_norm(&x[logit_rows[i] * embed], output_norm.data(), &normed[i * embed], embed, c.rms_epsilon);

@@ -134,6 +134,10 @@ void Server::Impl::setup() {
                                                                httplib::Response& response) {
     completions(request, response, false);
   }));
+  http.Post("/v1/embeddings", guarded("/v1/embeddings", [this](const httplib::Request& request,
+                                                               httplib::Response& response) {
+    embeddings(request, response);
+  }));
   add_knowledge_routes();
   add_web_routes();
   // Errors httplib raises itself (unknown path, body too large) get an

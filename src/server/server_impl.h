@@ -74,6 +74,8 @@ struct Server::Impl {
   void add_web_routes();        // web_routes.cpp: the page, /reports/
   void check_key(const httplib::Request& request) const;
   void completions(const httplib::Request& request, httplib::Response& response, bool chat);
+  void embeddings(const httplib::Request& request, httplib::Response& response);  // embedding_routes.cpp
+  int64_t model_vocab() const { return model.config().vocab_size; }
   void beam_completion(const server::CompletionRequest& request, const std::vector<TokenId>& prompt,
                        bool trim_leading_space, const std::string& id, int64_t created,
                        httplib::Response& response);

@@ -4,6 +4,8 @@
 // requests get OpenAI-style errors with the right status.
 #include <gtest/gtest.h>
 
+#include "frugal/quant.h"
+
 #include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -188,6 +190,54 @@ TEST_F(ServerTest, LogprobsMatchAForwardPassAndStreamAsTheyAnswer) {
   auto refused = post("/v1/completions", json{{"model", "mini"}, {"prompt", "x"}, {"logprobs", 6}});
   ASSERT_TRUE(refused);
   EXPECT_EQ(refused->status, 400);
+}
+
+// /v1/embeddings: Model::embed is the final normed hidden state averaged
+// and scaled to length 1; for one token, the output matrix times it must
+// give the token's logits up to that length (checked against forward()).
+TEST_F(ServerTest, EmbeddingsAreNormedHiddenStatesInOpenAiFormat) {
+  start();
+  const std::vector<TokenId> one = {42};
+  const std::vector<float> e = model_->embed(one);
+  KvCache cache(model_->config(), 4);
+  const std::vector<float> logits = model_->forward(one, cache);
+  const GgufTensor* output = model_->file().find_tensor("output.weight");
+  if (!output) output = model_->file().find_tensor("token_embd.weight");
+  ASSERT_NE(output, nullptr);
+  const size_t width = e.size(), row_bytes = tensor_row_bytes(output->type, width);
+  std::vector<float> row(width);
+  double xy = 0, yy = 0;
+  std::vector<double> dots;
+  for (size_t v = 0; v < logits.size(); ++v) {
+    dequantize_row(output->type, output->data + v * row_bytes, row.data(), width);
+    double dot = 0;
+    for (size_t i = 0; i < width; ++i) dot += static_cast<double>(row[i]) * e[i];
+    dots.push_back(dot);
+    xy += dot * logits[v];
+    yy += dot * dot;
+  }
+  const double length = xy / yy;  // |hidden state|
+  for (size_t v = 0; v < logits.size(); ++v) {
+    // forward() rounds the hidden state to 8 bits before the Q8_0 product.
+    ASSERT_NEAR(logits[v], length * dots[v], 0.15 + 0.02 * std::fabs(logits[v])) << v;
+  }
+
+  auto result = post("/v1/embeddings", {{"model", "mini"}, {"input", {"The clinic opens at 9.", "Rain."}}});
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  const json body = json::parse(result->body);
+  ASSERT_EQ(body["data"].size(), 2u);
+  const std::vector<float> rain = body["data"][1]["embedding"];
+  EXPECT_EQ(rain, model_->embed(tokenizer_->encode("Rain.", true, false)));
+  EXPECT_EQ(body["usage"]["prompt_tokens"], tokenizer_->encode("The clinic opens at 9.", true, false).size() +
+                                                tokenizer_->encode("Rain.", true, false).size());
+  for (const json& bad : {json{{"model", "mini"}, {"input", json::array()}},
+                          json{{"model", "mini"}, {"input", "x"}, {"dimensions", 8}},
+                          json{{"model", "mini"}, {"input", "x"}, {"encoding_format", "int8"}}}) {
+    auto refused = post("/v1/embeddings", bad);
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->status, 400) << bad.dump();
+  }
 }
 
 // --context-shift: an answer asking for more tokens than the context holds

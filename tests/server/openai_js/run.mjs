@@ -54,6 +54,15 @@ try {
     max_tokens: 6, temperature: 0, logprobs: 2 });
   assert.equal(completionScored.choices[0].logprobs.tokens.join(""), completionScored.choices[0].text);
 
+  // Embeddings: the client asks for base64 by default and decodes it; floats on request.
+  const embedded = await client.embeddings.create({ model: "mini", input: ["The clinic opens at 9.", "Rain."] });
+  assert.equal(embedded.data.length, 2);
+  const norm = (v) => Math.sqrt(v.reduce((sum, x) => sum + x * x, 0));
+  assert.ok(embedded.data.every((d) => d.embedding.length === 256 && Math.abs(norm(d.embedding) - 1) < 1e-4));
+  const floats = await client.embeddings.create({ model: "mini", input: "Rain.", encoding_format: "float" });
+  assert.deepEqual(floats.data[0].embedding, embedded.data[1].embedding);
+  assert.ok(embedded.usage.prompt_tokens > 0);
+
   const cag = await client.chat.completions.create({ model: "mini@town", max_tokens: 8, temperature: 0,
     messages: [{ role: "user", content: "Who directs the Harlow Clinic?" }] });
   assert.ok(cag.usage.prompt_tokens_details.cached_tokens > 0);
