@@ -85,16 +85,13 @@ void run(const PerplexityArguments& args) {
     throw Error("--kl-divergence compares with a base run: give its file with --kl-divergence-base (written by a "
                 "first run with --kl-divergence-base alone)");
   }
-  std::ifstream in(args.text_file, std::ios::binary);
-  if (!in) throw Error(fmt::format("{}: cannot read the text file", args.text_file));
-  std::stringstream text;
-  text << in.rdbuf();
+  const std::string text = read_text_file(args.text_file, "text file");
   ModelArguments model_args = args.model;
   if (model_args.context == 0) model_args.context = 512;  // llama-perplexity's usual -c
   LoadedModel loaded = load_model(model_args);
   const auto chunk_size = static_cast<size_t>(loaded.context);
   if (chunk_size < 8) throw Error("-c must be at least 8 tokens for perplexity (each chunk scores its second half)");
-  const std::vector<TokenId> tokens = loaded.tokenizer->encode(text.str(), true, true);
+  const std::vector<TokenId> tokens = loaded.tokenizer->encode(text, true, true);
   size_t chunks = tokens.size() / chunk_size;
   if (args.chunks >= 0) chunks = std::min(chunks, static_cast<size_t>(args.chunks));
   if (chunks == 0) {

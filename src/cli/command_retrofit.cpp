@@ -7,6 +7,7 @@
 
 #include "cli/arguments.h"
 #include "cli/commands.h"
+#include "cli/model_options.h"
 #include "frugal/error.h"
 #include "frugal/gguf.h"
 #include "frugal/retrofit.h"
@@ -35,12 +36,9 @@ void run(const RetrofitArguments& args) {
       throw Error("--merge aligned measures the heads on a text: give it with --calibration FILE (a few thousand "
                   "tokens like the text the model will see), or use --merge mean");
     }
-    std::ifstream in(args.calibration, std::ios::binary);
-    if (!in) throw Error(fmt::format("{}: cannot read the calibration text", args.calibration));
-    std::stringstream text;
-    text << in.rdbuf();
+    const std::string text = read_text_file(args.calibration, "calibration text");
     const GgufFile file = GgufFile::open(args.input);
-    options.calibration = Tokenizer::from_gguf(file)->encode(text.str(), true, false);
+    options.calibration = Tokenizer::from_gguf(file)->encode(text, true, false);
     if (static_cast<int64_t>(options.calibration.size()) > args.calibration_tokens) {
       options.calibration.resize(static_cast<size_t>(args.calibration_tokens));
     }

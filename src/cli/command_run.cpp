@@ -32,17 +32,9 @@ struct RunArguments {
   int64_t keep = 4;
 };
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(fmt::format("{}: cannot read the prompt file", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 void run(const RunArguments& args) {
   LoadedModel loaded = load_model(args.model);
-  std::string prompt = args.prompt_file.empty() ? args.prompt : read_text_file(args.prompt_file);
+  std::string prompt = args.prompt_file.empty() ? args.prompt : read_text_file(args.prompt_file, "prompt file");
   if (!args.no_escape && args.prompt_file.empty()) prompt = unescape_newlines(prompt);
   const Tokenizer& tokenizer = *loaded.tokenizer;
   std::vector<ChatMessage> messages;

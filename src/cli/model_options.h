@@ -82,4 +82,8 @@ ChatFormat resolve_chat_format(const Model& model, const std::string& override_n
 // -p use it, as llama.cpp's -e does).
 std::string unescape_newlines(const std::string& text);
 
+// The whole file; throws Error "PATH: cannot read the WHAT" when it cannot
+// be opened (prompt files, texts to measure or calibrate on).
+std::string read_text_file(const std::string& path, const std::string& what);
+
 }  // namespace frugal::cli

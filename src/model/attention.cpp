@@ -71,6 +71,21 @@ size_t f32_stride(size_t row_bytes, KvPrecision precision) {
   return row_bytes / (precision == KvPrecision::F16 ? sizeof(uint16_t) : sizeof(float));
 }
 
+// out += sum_j weights[j] * value j, F32 or F16 rows read in place (summing
+// in two calls gives what one call gives, bit for bit). Block rows go
+// through add_weighted_values_causal's pieces instead.
+void add_weighted_values(const float* weights, size_t count, const uint8_t* values, size_t row_bytes,
+                         KvPrecision precision, float* out, size_t head_size) {
+  const KernelSet& kernels = active_kernels();
+  if (precision == KvPrecision::F16) {
+    kernels.weighted_sum_f16(weights, count, reinterpret_cast<const uint16_t*>(values),
+                             f32_stride(row_bytes, precision), out, head_size);
+  } else {
+    kernels.weighted_sum_f32(weights, count, reinterpret_cast<const float*>(values),
+                             f32_stride(row_bytes, precision), out, head_size);
+  }
+}
+
 }  // namespace
 
 size_t kv_head_offset(KvPrecision precision, size_t kv_head, size_t head_size) {
@@ -130,26 +145,6 @@ void score_key_block(const uint8_t* keys, size_t row_bytes, KvPrecision precisio
       for_each_dequantized_piece(keys, row_bytes, precision, count, head_size,
                                  [&](size_t first, size_t length, const float* rows) {
                                    tile(rows, head_size * sizeof(float), length, scores + first);
-                                 });
-  }
-}
-
-void add_weighted_values(const float* weights, size_t count, const uint8_t* values, size_t row_bytes,
-                         KvPrecision precision, float* out, size_t head_size) {
-  const KernelSet& kernels = active_kernels();
-  switch (precision) {
-    case KvPrecision::F32:
-      kernels.weighted_sum_f32(weights, count, reinterpret_cast<const float*>(values),
-                               f32_stride(row_bytes, precision), out, head_size);
-      return;
-    case KvPrecision::F16:
-      kernels.weighted_sum_f16(weights, count, reinterpret_cast<const uint16_t*>(values),
-                               f32_stride(row_bytes, precision), out, head_size);
-      return;
-    default:
-      for_each_dequantized_piece(values, row_bytes, precision, count, head_size,
-                                 [&](size_t first, size_t length, const float* rows) {
-                                   kernels.weighted_sum_f32(weights + first, length, rows, head_size, out, head_size);
                                  });
   }
 }

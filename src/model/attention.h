@@ -49,10 +49,6 @@ void score_keys(const uint8_t* keys, size_t row_bytes, KvPrecision precision, si
 void score_key_block(const uint8_t* keys, size_t row_bytes, KvPrecision precision, size_t count,
                      const float* queries, size_t query_stride, size_t query_count, size_t head_size, float* scores,
                      size_t score_stride);
-// out += sum_j weights[j] * value j (summing in two calls gives what one
-// call gives, bit for bit).
-void add_weighted_values(const float* weights, size_t count, const uint8_t* values, size_t row_bytes,
-                         KvPrecision precision, float* out, size_t head_size);
 // Causal sums for a block of queries, each value piece read once for all:
 // out[q * out_stride + i] += sum_{j < visible(q)} weights[q * weight_stride
 // + j] * value j[i] with visible(q) = clamp(first_visible + q, 0, count).
