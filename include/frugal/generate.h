@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -11,6 +12,7 @@
 
 #include "frugal/model.h"
 #include "frugal/sampler.h"
+#include "frugal/thinking.h"
 #include "frugal/tokenizer.h"
 
 namespace frugal {
@@ -54,7 +56,25 @@ struct GenerationOptions {
   // before the token's text is passed on.
   int32_t logprobs = -1;
   std::function<void(const TokenLogprob&)> on_logprob{};
+  // Thinking models (make_thinking_options): the thinking goes to
+  // GenerationResult::thinking and on_thinking instead of the answer's
+  // text; budgets and early exit as the options say.
+  ThinkingOptions thinking;
+  std::function<bool(std::string_view)> on_thinking{};  // false cancels, like the answer's callback
 };
+
+// A throwaway continuation of an answer's state (early-exit probes): tokens
+// fed to it reach the answer's state only if it is kept; dropped (the
+// destructor) it leaves that state as it was.
+class ProbeBranch {
+ public:
+  virtual ~ProbeBranch() = default;
+  // Runs `tokens` after what the branch holds; the logits of the last.
+  virtual std::vector<float> feed(std::span<const TokenId> tokens) = 0;
+  // The branch becomes the answer's state.
+  virtual void keep() = 0;
+};
+using ProbeOpener = std::function<std::unique_ptr<ProbeBranch>()>;
 
 // Throws Error when options ask for a context shift that keeps so many
 // tokens that a context of `context` has nothing left to forget.
@@ -81,6 +101,17 @@ struct GenerationResult {
   uint64_t seed = 0;  // the sampler's seed (the drawn one for a random seed), to repeat a run
   size_t context_shifts = 0;  // times the context was shifted (GenerationOptions::context_shift)
   std::vector<TokenLogprob> logprobs;  // when GenerationOptions::logprobs >= 0
+  // Thinking models: the thinking text (markers and surrounding whitespace
+  // left out; `text` is then the answer alone), the tokens from its open
+  // marker to its close marker, whether frugal ended it (budget or early
+  // exit), and the early-exit probes with the tokens they ran on branches
+  // (part of the cost; a kept probe's tokens are also the answer's).
+  std::string thinking;
+  size_t thinking_tokens = 0;
+  bool thinking_cut = false;
+  bool early_exit = false;
+  size_t probes = 0;
+  size_t probe_tokens = 0;
 };
 
 // Called with each piece of text as soon as it is safe to print; return false
@@ -100,8 +131,13 @@ using TokenFeed = std::function<std::vector<float>(std::span<const TokenId> toke
 
 // The same loop over any state: `feed` gets the prompt once, then each
 // sampled token but the last; `room` is how many tokens it can take in all.
+// `probe` opens branches for early exit (required when options ask for it).
 GenerationResult generate(const TokenFeed& feed, const Tokenizer& tokenizer, std::span<const TokenId> prompt,
-                          int64_t room, const GenerationOptions& options, const TextCallback& on_text = {});
+                          int64_t room, const GenerationOptions& options, const TextCallback& on_text = {},
+                          const ProbeOpener& probe = {});
+
+// The prompt as it is fed: `prompt` and options.thinking.prompt_suffix.
+std::vector<TokenId> prompt_with_thinking(std::span<const TokenId> prompt, const GenerationOptions& options);
 
 // Throws FormatError when the tokenizer's vocabulary does not match the
 // model's embedding (a vocabulary file paired with the wrong model).

@@ -111,6 +111,8 @@ class GenerationScheduler {
 
  private:
   struct Sequence;
+  class TrieProbe;
+  std::unique_ptr<ProbeBranch> open_probe(Sequence& sequence);
   void loop();
   void admit(std::vector<std::unique_ptr<Sequence>>& incoming);
   void step();

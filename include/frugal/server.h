@@ -37,6 +37,9 @@ struct ServerOptions {
   // (GenerationOptions::context_shift) instead of stopping at "length".
   bool context_shift = false;
   int64_t context_shift_keep = 4;
+  // Thinking for requests that do not say (a thinking model's defaults:
+  // serve --thinking, --reasoning-budget, --reasoning-exit).
+  ThinkingSettings thinking;
   KvTypes precision = KvPrecision::F32;  // of the shared-prefix store's rows and the caches built here
   std::string chat_template;     // format name overriding the model's template
   bool metrics_public = false;   // GET /metrics without the API key

@@ -45,17 +45,14 @@ class Asker {
         load_ms_(load_ms),
         options_(generation_options(args.generation, !args.quiet)) {
     options_.trim_leading_space = true;  // the answer follows "Answer:", so it starts with a space not worth showing
+    options_.thinking = thinking_options(args.generation, *loaded.model, *loaded.tokenizer);
   }
 
   void answer(const std::string& question) {
     const auto start = std::chrono::steady_clock::now();
-    auto print = [&](std::string_view text) {
-      if (!args_.json) {
-        fmt::print("{}", text);
-        std::fflush(stdout);
-      }
-      return true;
-    };
+    AnswerPrinter printer(args_.generation.hide_thinking);
+    auto print = [&](std::string_view text) { return args_.json || printer.answer(text); };
+    options_.on_thinking = [&](std::string_view text) { return args_.json || printer.thinking(text); };
     GenerationResult result;
     size_t prompt_tokens = 0;
     if (args_.no_cache) {
@@ -68,6 +65,7 @@ class Asker {
       result = cache_.ask(question, options_, print);
       prompt_tokens = result.prompt_tokens;
     }
+    printer.end();
     const double total_ms = milliseconds_since(start);
     const double ttft_ms = result.first_token_seconds * 1000.0;
     if (args_.json) {
@@ -82,13 +80,21 @@ class Asker {
                             {"ttft_ms", ttft_ms},
                             {"total_ms", total_ms}};
       if (args_.generation.sampling.temperature > 0) out["seed"] = result.seed;
+      if (options_.thinking.parse) {
+        out["thinking"] = result.thinking;
+        out["thinking_tokens"] = result.thinking_tokens;
+        out["thinking_cut"] = result.thinking_cut;
+        out["early_exit"] = result.early_exit;
+        out["probes"] = result.probes;
+        out["probe_tokens"] = result.probe_tokens;
+      }
       fmt::print("{}\n", out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     } else {
       fmt::print("\n");
       if (!args_.quiet) {
         fmt::print(stderr, "[{} | load {:.1f} ms | prompt {} tokens | first token {:.1f} ms | {} tokens in {:.1f} ms "
-                           "| stop: {}]\n", args_.no_cache ? "no cache" : "cache", load_ms_, prompt_tokens, ttft_ms,
-                   result.tokens.size(), total_ms, stop_reason_name(result.stop_reason));
+                           "| stop: {}{}]\n", args_.no_cache ? "no cache" : "cache", load_ms_, prompt_tokens, ttft_ms,
+                   result.tokens.size(), total_ms, stop_reason_name(result.stop_reason), thinking_summary(result));
       }
     }
     std::fflush(stdout);

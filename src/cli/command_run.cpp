@@ -55,24 +55,26 @@ void run(const RunArguments& args) {
   GenerationOptions options = generation_options(args.generation, !args.quiet);
   options.context_shift = args.context_shift;
   options.context_shift_keep = args.keep;
+  options.thinking = thinking_options(args.generation, *loaded.model, tokenizer);
   if (args.show_prompt) {
     fmt::print("{}", prompt);
     std::fflush(stdout);
   }
-  const GenerationResult result = generate(*loaded.model, tokenizer, cache, tokens, options, [](std::string_view text) {
-    fmt::print("{}", text);
-    std::fflush(stdout);
-    return true;
-  });
+  AnswerPrinter printer(args.generation.hide_thinking);
+  options.on_thinking = [&](std::string_view text) { return printer.thinking(text); };
+  const GenerationResult result = generate(*loaded.model, tokenizer, cache, tokens, options,
+                                           [&](std::string_view text) { return printer.answer(text); });
+  printer.end();
   fmt::print("\n");
   std::fflush(stdout);
   if (!args.quiet) {
     const double decode_rate = result.generation_seconds > 0 ? result.tokens.size() / result.generation_seconds : 0;
     const double prompt_rate = result.prompt_seconds > 0 ? result.prompt_tokens / result.prompt_seconds : 0;
-    fmt::print(stderr, "\n[prompt {} tokens, {:.1f} tok/s | generated {} tokens, {:.1f} tok/s | stop: {}{}{}]\n",
+    fmt::print(stderr, "\n[prompt {} tokens, {:.1f} tok/s | generated {} tokens, {:.1f} tok/s | stop: {}{}{}{}]\n",
                result.prompt_tokens, prompt_rate, result.tokens.size(), decode_rate,
                stop_reason_name(result.stop_reason),
                result.context_shifts ? fmt::format(" | context shifted {} times", result.context_shifts) : "",
+               thinking_summary(result),
                args.generation.sampling.temperature > 0 ? fmt::format(" | seed {}", result.seed) : "");
   }
 }

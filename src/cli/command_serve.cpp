@@ -29,6 +29,9 @@ struct ServeArguments {
   size_t prefix_cache_mib = 64;
   std::string name;
   std::string chat_template;
+  std::string thinking = "auto";
+  int32_t reasoning_budget = -1;
+  std::string reasoning_exit = "off";
   bool metrics_public = false;
   bool read_only_knowledge = false;
   std::string oae_report;
@@ -73,6 +76,9 @@ void serve(const ServeArguments& args) {
   options.body_timeout_seconds = args.body_timeout;
   options.context_shift = args.context_shift;
   options.context_shift_keep = args.keep;
+  if (args.thinking != "auto") options.thinking.enabled = args.thinking == "on";
+  options.thinking.budget = args.reasoning_budget;
+  options.thinking.exit = parse_early_exit(args.reasoning_exit);
   for (const auto& item : args.knowledge) {
     const auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {
@@ -131,6 +137,17 @@ void add_serve_command(CLI::App& app) {
       ->check(integer_in(0, int64_t{1} << 24))
       ->capture_default_str()
       ->needs(command->get_option("--context-shift"));
+  command->add_option("--thinking", args->thinking,
+                      "thinking models: on, off or auto (the model's default) for requests that do not say")
+      ->check(CLI::IsMember({"on", "off", "auto"}))
+      ->capture_default_str();
+  command->add_option("--reasoning-budget", args->reasoning_budget,
+                      "thinking tokens allowed per answer unless a request says (0: no thinking, -1: no limit)")
+      ->check(integer_in(-1, 1 << 24))
+      ->capture_default_str();
+  command->add_option("--reasoning-exit", args->reasoning_exit,
+                      "early exit from thinking unless a request says: confidence:T, min-confidence:T or off")
+      ->capture_default_str();
   command->add_option("--parallel", args->parallel, "answers generated at once, batched in one pass per token")
       ->check(CLI::Range(size_t{1}, size_t{256}))
       ->capture_default_str();

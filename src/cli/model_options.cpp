@@ -9,6 +9,8 @@
 #include <sstream>
 #include <vector>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "cli/arguments.h"
@@ -146,6 +148,67 @@ void add_generation_arguments(CLI::App& command, GenerationArguments& args) {
       ->capture_default_str();
   command.add_option("-r,--reverse-prompt,--stop", args.stop, "stop when this text is generated (repeatable)");
   command.add_flag("--ignore-eos", args.ignore_eos, "never end on an end-of-generation token (run to -n or a stop)");
+  command.add_option("--thinking", args.thinking, "thinking models: on, off, or auto (the model's default)")
+      ->check(CLI::IsMember({"on", "off", "auto"}))
+      ->capture_default_str();
+  command.add_option("--reasoning-budget", args.reasoning_budget,
+                     "thinking tokens allowed; then frugal ends the thinking and the model answers (0: no thinking, "
+                     "-1: no limit)")
+      ->check(integer_in(-1, 1 << 24))
+      ->capture_default_str();
+  command.add_option("--reasoning-exit", args.reasoning_exit,
+                     "end thinking early when a probed answer is confident: confidence:T, min-confidence:T "
+                     "(optionally ,every:N ,max:N) or off")
+      ->capture_default_str();
+  command.add_flag("--hide-thinking", args.hide_thinking, "print only the answer of a thinking model");
+}
+
+ThinkingOptions thinking_options(const GenerationArguments& args, const Model& model, const Tokenizer& tokenizer) {
+  ThinkingSettings settings;
+  if (args.thinking != "auto") settings.enabled = args.thinking == "on";
+  settings.budget = args.reasoning_budget;
+  settings.exit = parse_early_exit(args.reasoning_exit);
+  if (settings.enabled == false && (settings.budget > 0 || settings.exit.enabled())) {
+    throw Error("--thinking off leaves nothing for --reasoning-budget or --reasoning-exit to act on");
+  }
+  const std::string jinja = model.file().get_string_or("tokenizer.chat_template", "");
+  return make_thinking_options(detect_thinking_format(jinja), settings, tokenizer);
+}
+
+AnswerPrinter::AnswerPrinter(bool hide_thinking) : hide_(hide_thinking), terminal_(::isatty(STDOUT_FILENO) != 0) {}
+
+bool AnswerPrinter::thinking(std::string_view text) {
+  if (hide_) return true;
+  if (!in_thinking_) fmt::print("{}", terminal_ ? "\x1b[2m" : "<think>\n");
+  in_thinking_ = true;
+  fmt::print("{}", text);
+  std::fflush(stdout);
+  return true;
+}
+
+bool AnswerPrinter::answer(std::string_view text) {
+  close_thinking();
+  fmt::print("{}", text);
+  std::fflush(stdout);
+  return true;
+}
+
+void AnswerPrinter::end() { close_thinking(); }
+
+std::string thinking_summary(const GenerationResult& result) {
+  std::string out;
+  if (result.thinking_tokens > 0) {
+    out += fmt::format(" | thinking {} tokens{}", result.thinking_tokens,
+                       result.thinking_cut ? " (cut at the budget)" : result.early_exit ? " (ended early)" : "");
+  }
+  if (result.probes > 0) out += fmt::format(" | {} probes, {} tokens", result.probes, result.probe_tokens);
+  return out;
+}
+
+void AnswerPrinter::close_thinking() {
+  if (!in_thinking_) return;
+  in_thinking_ = false;
+  fmt::print("{}", terminal_ ? "\x1b[0m\n\n" : "\n</think>\n\n");
 }
 
 GenerationOptions generation_options(const GenerationArguments& args, bool announce_seed) {

@@ -64,6 +64,11 @@ struct GenerationArguments {
   int64_t seed = -1;        // -1 (or SamplingParams::kRandomSeed): a random one, as in llama.cpp
   std::vector<std::string> stop;
   bool ignore_eos = false;
+  // Thinking models (docs/thinking.md).
+  std::string thinking = "auto";  // on, off, auto (the model's default)
+  int32_t reasoning_budget = -1;
+  std::string reasoning_exit = "off";
+  bool hide_thinking = false;
 };
 
 // Every value is range-checked at parse time (the server's ranges, without
@@ -73,6 +78,30 @@ void add_generation_arguments(CLI::App& command, GenerationArguments& args);
 // `announce_seed`, printed on stderr ("seed: N") so the run can be repeated
 // with -s N.
 GenerationOptions generation_options(const GenerationArguments& args, bool announce_seed);
+
+// What the thinking arguments ask of `model` (parsed out of the answer for
+// a thinking model; Error when a model that does not think is asked to).
+ThinkingOptions thinking_options(const GenerationArguments& args, const Model& model, const Tokenizer& tokenizer);
+
+// Prints a thinking model's answer: the thinking dimmed on a terminal,
+// between <think> and </think> otherwise, or not at all (--hide-thinking);
+// then the answer.
+class AnswerPrinter {
+ public:
+  explicit AnswerPrinter(bool hide_thinking);
+  bool thinking(std::string_view text);
+  bool answer(std::string_view text);
+  void end();  // closes an unfinished thinking block
+
+ private:
+  void close_thinking();
+  bool hide_, terminal_;
+  bool in_thinking_ = false;
+};
+
+// " | thinking N tokens ..." for a run's summary line; empty when the
+// answer did not think.
+std::string thinking_summary(const GenerationResult& result);
 
 // The chat format: `override_name` when given, else detected from the
 // model's tokenizer.chat_template. Throws Error naming the choices.

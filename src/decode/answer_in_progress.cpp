@@ -11,7 +11,7 @@
 namespace frugal {
 
 AnswerInProgress::AnswerInProgress(const Tokenizer& tokenizer, std::span<const TokenId> prompt, int64_t room,
-                                   const GenerationOptions& options)
+                                   const GenerationOptions& options, ProbeOpener probe)
     : tokenizer_(tokenizer),
       sampler_(options.sampling),
       stops_(options.stop_strings),
@@ -19,8 +19,18 @@ AnswerInProgress::AnswerInProgress(const Tokenizer& tokenizer, std::span<const T
       room_(room),
       budget_(options.max_tokens < 0 ? room : options.max_tokens),
       render_special_(options.render_special),
-      trimming_(options.trim_leading_space) {
+      trimming_(options.trim_leading_space),
+      thinking_(options.thinking),
+      on_thinking_(options.on_thinking),
+      open_probe_(std::move(probe)) {
   if (prompt.empty()) throw Error("the prompt is empty: nothing to process");
+  if (thinking_.parse) splitter_.emplace(thinking_.open, thinking_.close, thinking_.starts_inside);
+  if (thinking_.exit.enabled() && !open_probe_) {
+    throw Error("early exit from thinking is not available here (it needs a branchable state)");
+  }
+  if (thinking_.exit.enabled() && options.ignore_eos) {
+    throw Error("early exit from thinking cannot be combined with --ignore-eos: a probed answer must end");
+  }
   logprobs_ = options.logprobs;
   on_logprob_ = options.on_logprob;
   if (options.ignore_eos) {
@@ -41,6 +51,11 @@ AnswerInProgress::AnswerInProgress(const Tokenizer& tokenizer, std::span<const T
 
 std::optional<TokenId> AnswerInProgress::accept(std::span<const float> logits, const TextCallback& on_text) {
   if (finished_) throw Error("internal: a token for an answer that has ended");
+  if (!forced_.empty()) {
+    const TokenId token = forced_.front();
+    forced_.pop_front();
+    return take(token, logits, on_text);
+  }
   const std::span<const float> model_logits = logits;
   if (!end_tokens_.empty()) {
     allowed_logits_.assign(logits.begin(), logits.end());
@@ -48,6 +63,24 @@ std::optional<TokenId> AnswerInProgress::accept(std::span<const float> logits, c
     logits = allowed_logits_;
   }
   const TokenId token = sampler_.sample(logits, history_);
+  const bool probing = thinking_.exit.enabled() && splitter_ && splitter_->thinking();
+  // "Wait", "Alternatively": the answer is probed before the token.
+  if (probing && result_.tokens.size() != last_probe_at_ && at_transition_word(token) && probe({}, on_text)) {
+    return std::nullopt;
+  }
+  const std::optional<TokenId> next = take(token, model_logits, on_text);
+  if (!next || !probing || !forced_.empty() || !splitter_->thinking()) return next;
+  // A blank line, or every N thinking tokens: probed after the token.
+  const bool every = thinking_.exit.every > 0 && thought_tokens_ % thinking_.exit.every == 0;
+  if ((splitter_->ends_with_blank_line() || every) && result_.tokens.size() != last_probe_at_) {
+    const TokenId head[1] = {*next};
+    if (probe(head, on_text)) return std::nullopt;
+  }
+  return next;
+}
+
+std::optional<TokenId> AnswerInProgress::take(TokenId token, std::span<const float> logits,
+                                              const TextCallback& on_text) {
   if (result_.tokens.empty()) first_sampled_ = std::chrono::steady_clock::now();
   result_.tokens.push_back(token);
   history_.push_back(token);
@@ -55,12 +88,15 @@ std::optional<TokenId> AnswerInProgress::accept(std::span<const float> logits, c
     finish(StopReason::EndOfGeneration, on_text);
     return std::nullopt;
   }
-  if (logprobs_ >= 0) record_logprob(model_logits, token);
+  if (logprobs_ >= 0) record_logprob(logits, token);
+  const bool was_thinking = splitter_ && splitter_->thinking();
+  const bool was_opening = splitter_ && !splitter_->thought();
   const auto out = stops_.push(utf8_.push(tokenizer_.token_to_piece(token, render_special_)));
   if (!emit(out.text, on_text)) {
     finish(StopReason::Cancelled, on_text);
     return std::nullopt;
   }
+  if (splitter_ && (was_thinking || (was_opening && splitter_->thought()))) ++result_.thinking_tokens;
   if (out.stopped) {
     finish(StopReason::StopString, on_text);
     return std::nullopt;
@@ -75,10 +111,90 @@ std::optional<TokenId> AnswerInProgress::accept(std::span<const float> logits, c
     finish(StopReason::ContextFull, on_text);
     return std::nullopt;
   }
+  if (was_thinking && splitter_->thinking() && forced_.empty()) {
+    ++thought_tokens_;
+    if (thinking_.budget >= 0 && thought_tokens_ >= thinking_.budget) {
+      const auto closing = closing_tokens();
+      forced_.assign(closing.begin(), closing.end());
+      result_.thinking_cut = true;
+    }
+  }
   return token;
 }
 
+std::vector<TokenId> AnswerInProgress::closing_tokens() const {
+  std::vector<TokenId> tokens;
+  if (!splitter_->ends_with_newline()) tokens.push_back(thinking_.newline);
+  tokens.insert(tokens.end(), thinking_.close_tokens.begin(), thinking_.close_tokens.end());
+  return tokens;
+}
+
+bool AnswerInProgress::at_transition_word(TokenId token) const {
+  std::string_view piece = without_leading_space(tokenizer_.token_to_piece(token, false));
+  for (const std::string_view word : {"Wait", "Alternatively", "Hmm"}) {
+    // The token may be the start of the word ("Wa") or the whole word.
+    if (piece.size() >= 2 && (word.starts_with(piece) || piece.starts_with(word))) return true;
+  }
+  return false;
+}
+
+bool AnswerInProgress::probe(std::span<const TokenId> head, const TextCallback& on_text) {
+  last_probe_at_ = result_.tokens.size();
+  std::vector<TokenId> fed(head.begin(), head.end());
+  const auto closing = closing_tokens();
+  fed.insert(fed.end(), closing.begin(), closing.end());
+  const auto needed = static_cast<int64_t>(result_.prompt_tokens + result_.tokens.size() + fed.size()) +
+                      thinking_.exit.max_answer_tokens;
+  if (needed > room_) return false;  // no room left to probe in
+  ++result_.probes;
+  const std::unique_ptr<ProbeBranch> branch = open_probe_();
+  std::vector<float> logits = branch->feed(fed);
+  result_.probe_tokens += fed.size();
+  std::vector<TokenId> answer;
+  double sum = 0, lowest = 1;
+  bool ended = false;
+  for (int32_t i = 0; i < thinking_.exit.max_answer_tokens; ++i) {
+    const auto best = std::max_element(logits.begin(), logits.end());
+    double total = 0;
+    for (const float x : logits) total += std::exp(static_cast<double>(x - *best));
+    const double probability = 1.0 / total;
+    sum += probability;
+    lowest = std::min(lowest, probability);
+    const auto token = static_cast<TokenId>(best - logits.begin());
+    answer.push_back(token);
+    if (tokenizer_.is_end_of_generation(token)) {
+      ended = true;
+      break;
+    }
+    const TokenId one[1] = {token};
+    logits = branch->feed(one);
+    ++result_.probe_tokens;
+  }
+  const double confidence =
+      thinking_.exit.measure == EarlyExit::Measure::Mean ? sum / static_cast<double>(answer.size()) : lowest;
+  const size_t total = result_.tokens.size() + fed.size() - head.size() + answer.size();
+  if (!ended || confidence < thinking_.exit.threshold || static_cast<int64_t>(total) > budget_) return false;
+  branch->keep();
+  result_.early_exit = true;
+  // The kept tokens become the answer's, as if sampled (the head's first,
+  // when given, was taken already).
+  std::vector<TokenId> kept(fed.begin() + static_cast<std::ptrdiff_t>(head.size()), fed.end());
+  kept.insert(kept.end(), answer.begin(), answer.end());
+  for (const TokenId token : kept) {
+    if (finished_ || !take(token, {}, on_text)) break;
+  }
+  if (!finished_) finish(StopReason::EndOfGeneration, on_text);
+  return true;
+}
+
 void AnswerInProgress::record_logprob(std::span<const float> logits, TokenId token) {
+  if (logits.empty()) {  // a token frugal wrote on a probe's branch: no distribution of its own
+    TokenLogprob entry;
+    entry.token = token;
+    if (on_logprob_) on_logprob_(entry);
+    result_.logprobs.push_back(std::move(entry));
+    return;
+  }
   const float max = *std::max_element(logits.begin(), logits.end());
   double sum = 0;
   for (const float x : logits) sum += std::exp(static_cast<double>(x) - max);
@@ -100,11 +216,30 @@ void AnswerInProgress::finish(StopReason reason, const TextCallback& on_text) {
   if (finished_) return;
   finished_ = true;
   result_.stop_reason = reason;
-  if (reason == StopReason::Cancelled || stops_.stopped()) return;
-  emit(stops_.push(utf8_.flush()).text + stops_.flush(), on_text);
+  if (reason == StopReason::Cancelled) return;
+  if (!stops_.stopped()) emit(stops_.push(utf8_.flush()).text + stops_.flush(), on_text);
+  if (splitter_) {
+    const auto rest = splitter_->flush();
+    result_.thinking += rest.thinking;
+    if (!rest.thinking.empty() && on_thinking_) on_thinking_(rest.thinking);
+    emit_answer(rest.answer, on_text);
+  }
 }
 
+// Text of the answer as sampled: split into thinking and answer for a
+// thinking model.
 bool AnswerInProgress::emit(std::string_view text, const TextCallback& on_text) {
+  if (!splitter_) return emit_answer(text, on_text);
+  if (text.empty()) return true;
+  const auto pieces = splitter_->push(text);
+  if (!pieces.thinking.empty()) {
+    result_.thinking += pieces.thinking;
+    if (on_thinking_ && !on_thinking_(pieces.thinking)) return false;
+  }
+  return emit_answer(pieces.answer, on_text);
+}
+
+bool AnswerInProgress::emit_answer(std::string_view text, const TextCallback& on_text) {
   if (trimming_) {
     text = without_leading_space(text);
     trimming_ = text.empty();

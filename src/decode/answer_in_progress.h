@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <optional>
 #include <span>
 
@@ -19,14 +20,18 @@ class AnswerInProgress {
  public:
   // `room`: the positions the context has for the prompt and the answer
   // (the prompt must be shorter). The options are copied.
+  // `probe` opens branches of the answer's state for early-exit probes.
   AnswerInProgress(const Tokenizer& tokenizer, std::span<const TokenId> prompt, int64_t room,
-                   const GenerationOptions& options);
+                   const GenerationOptions& options, ProbeOpener probe = {});
 
   // Samples the next token from the logits of the last token fed and
   // passes the text that is safe to print to `on_text` (false from it
   // cancels). Returns the token to feed next, or nothing when the answer is
   // over (result().stop_reason says why; the last token is never fed:
-  // nobody would read its logits).
+  // nobody would read its logits). Tokens frugal writes itself (the end of
+  // thinking at a budget) are returned in turn, whatever the logits; an
+  // early-exit probe runs inside, on a branch, and a kept probe ends the
+  // answer.
   std::optional<TokenId> accept(std::span<const float> logits, const TextCallback& on_text);
 
   // Ends the answer for `reason` unless it has ended: text held back
@@ -43,7 +48,18 @@ class AnswerInProgress {
   // Appends `text` to the result and passes it on (trimmed while the answer
   // has shown nothing yet, if asked to); returns on_text's verdict.
   bool emit(std::string_view text, const TextCallback& on_text);
+  bool emit_answer(std::string_view text, const TextCallback& on_text);
   void record_logprob(std::span<const float> logits, TokenId token);
+  // Records `token` as the answer's next: text, stops, budgets. Returns it
+  // when it is to be fed, nothing when the answer has ended.
+  std::optional<TokenId> take(TokenId token, std::span<const float> logits, const TextCallback& on_text);
+  // The end of thinking frugal writes: a newline unless the thinking ends
+  // with one, then the close marker and a blank line.
+  std::vector<TokenId> closing_tokens() const;
+  bool at_transition_word(TokenId token) const;
+  // Probes an answer after `head` (tokens not yet in the state); true when
+  // it was kept (the answer has ended).
+  bool probe(std::span<const TokenId> head, const TextCallback& on_text);
 
   const Tokenizer& tokenizer_;
   Sampler sampler_;
@@ -61,6 +77,13 @@ class AnswerInProgress {
   std::chrono::steady_clock::time_point first_sampled_{};
   bool finished_ = false;
   GenerationResult result_;
+  ThinkingOptions thinking_;
+  std::optional<ThinkingSplitter> splitter_;
+  std::function<bool(std::string_view)> on_thinking_;
+  ProbeOpener open_probe_;
+  std::deque<TokenId> forced_;   // tokens frugal writes next
+  int64_t thought_tokens_ = 0;   // thinking tokens sampled (the budget counts these)
+  size_t last_probe_at_ = SIZE_MAX;  // answer length at the last probe
 };
 
 }  // namespace frugal

@@ -75,6 +75,9 @@ GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cac
     throw Error(fmt::format("the prompt ({} tokens) does not fit in the context of {} tokens; use a larger -c",
                             cache.size() + static_cast<int64_t>(prompt.size()), cache.capacity()));
   }
+  if (options.context_shift && options.thinking.exit.enabled()) {
+    throw Error("early exit from thinking cannot be combined with context shift");
+  }
   bool prompt_done = false;
   const TokenFeed feed = [&](std::span<const TokenId> tokens) {
     if (!prompt_done) {
@@ -87,17 +90,48 @@ GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cac
   // Shifting, the context never fills: the token budget or the answer's own
   // end stops it.
   const int64_t room = options.context_shift ? std::numeric_limits<int64_t>::max() / 2 : cache.capacity() - cache.size();
-  GenerationResult result = generate(feed, tokenizer, prompt, room, options, on_text);
+  // A probe runs on the cache itself and is cut off again unless kept.
+  class CacheProbe final : public ProbeBranch {
+   public:
+    CacheProbe(Model& model, KvCache& cache) : model_(model), cache_(cache), start_(cache.size()) {}
+    ~CacheProbe() override {
+      if (!kept_) cache_.truncate(start_);
+    }
+    std::vector<float> feed(std::span<const TokenId> tokens) override {
+      if (cache_.size() + static_cast<int64_t>(tokens.size()) > cache_.capacity()) {
+        throw Error("the context is full: no room left to probe an answer; use a larger -c");
+      }
+      return model_.forward(tokens, cache_, false);
+    }
+    void keep() override { kept_ = true; }
+
+   private:
+    Model& model_;
+    KvCache& cache_;
+    int64_t start_;
+    bool kept_ = false;
+  };
+  const ProbeOpener probe = [&] { return std::make_unique<CacheProbe>(model, cache); };
+  GenerationResult result = generate(feed, tokenizer, prompt, room, options, on_text, probe);
   result.context_shifts = shifts;
   return result;
 }
 
+std::vector<TokenId> prompt_with_thinking(std::span<const TokenId> prompt, const GenerationOptions& options) {
+  std::vector<TokenId> tokens(prompt.begin(), prompt.end());
+  const auto& suffix = options.thinking.prompt_suffix;
+  tokens.insert(tokens.end(), suffix.begin(), suffix.end());
+  return tokens;
+}
+
 GenerationResult generate(const TokenFeed& feed, const Tokenizer& tokenizer, std::span<const TokenId> prompt,
-                          int64_t room, const GenerationOptions& options, const TextCallback& on_text) {
-  AnswerInProgress answer(tokenizer, prompt, room, options);
+                          int64_t room, const GenerationOptions& options, const TextCallback& on_text,
+                          const ProbeOpener& probe) {
+  const std::vector<TokenId> tokens = prompt_with_thinking(prompt, options);
+  AnswerInProgress answer(tokenizer, tokens, room, options, probe);
   GenerationResult& result = answer.result();
   const auto call_start = std::chrono::steady_clock::now();
-  std::vector<float> logits = feed(prompt);
+  std::vector<float> logits = feed(tokens);
   result.prompt_seconds = seconds_since(call_start);
   const auto start = std::chrono::steady_clock::now();
   while (!answer.finished()) {

@@ -23,14 +23,24 @@ double seconds_since(Clock::time_point start) {
 // One job from admission to its end. Only the scheduler thread touches it
 // once it runs.
 struct GenerationScheduler::Sequence {
-  Sequence(GenerationJob j, const Tokenizer& tokenizer, int64_t context)
-      : job(std::move(j)), answer(tokenizer, job.prompt, room(job, context), job.options) {}
+  Sequence(GenerationJob j, GenerationScheduler& scheduler, int64_t context)
+      : job(with_thinking_suffix(std::move(j))),
+        answer(scheduler.tokenizer_, job.prompt, room(job, context), job.options,
+               [this, &scheduler] { return scheduler.open_probe(*this); }) {}
+
+  static GenerationJob with_thinking_suffix(GenerationJob job) {
+    job.prompt = prompt_with_thinking(job.prompt, job.options);
+    return job;
+  }
 
   // With context shift the answer never runs out of room; the prompt must
   // still fit.
   static int64_t room(const GenerationJob& job, int64_t context) {
     if (!job.options.context_shift) return context;
     check_context_shift_keep(job.options, context);
+    if (job.options.thinking.exit.enabled()) {
+      throw Error("early exit from thinking cannot be combined with context shift");
+    }
     if (static_cast<int64_t>(job.prompt.size()) >= context) {
       throw Error(fmt::format("the prompt ({} tokens) leaves no room for an answer in a context of {} tokens; "
                               "use a larger -c or a shorter prompt", job.prompt.size(), context));
@@ -98,7 +108,7 @@ void GenerationScheduler::update_store_stats() {
 }
 
 std::future<GenerationResult> GenerationScheduler::submit(GenerationJob job) {
-  auto sequence = std::make_unique<Sequence>(std::move(job), tokenizer_, options_.context);  // checks the prompt
+  auto sequence = std::make_unique<Sequence>(std::move(job), *this, options_.context);  // checks the prompt
   sequence->submitted = Clock::now();
   auto future = sequence->promise.get_future();
   {
@@ -391,6 +401,49 @@ void GenerationScheduler::shift_context(Sequence& s) {
   s.tip = tip;
   s.shifted = true;
   ++s.answer.result().context_shifts;
+}
+
+// An early-exit probe: a branch of the store from the sequence's tip, run
+// at once, one sequence alone (the batch waits; a probe is a few tokens).
+// Dropped, its nodes are freed; kept, the sequence moves onto it.
+class GenerationScheduler::TrieProbe final : public ProbeBranch {
+ public:
+  TrieProbe(GenerationScheduler& scheduler, Sequence& sequence)
+      : scheduler_(scheduler), sequence_(sequence), tip_(sequence.tip) {
+    scheduler_.store_.retain(tip_);
+  }
+  ~TrieProbe() override {
+    if (!kept_) scheduler_.store_.release(tip_, false);
+  }
+  std::vector<float> feed(std::span<const TokenId> tokens) override {
+    KvTrie& store = scheduler_.store_;
+    std::vector<TrieBatchEntry> entries;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      bool is_new = false;
+      const KvNode next = store.extend(tip_, tokens[i], &is_new);
+      store.move_handle_to_child(tip_, next);
+      tip_ = next;
+      const bool last = i + 1 == tokens.size();
+      if (is_new || last) entries.push_back({next, last, is_new});
+    }
+    return scheduler_.model_.forward(entries, store);
+  }
+  void keep() override {
+    kept_ = true;
+    scheduler_.store_.release(sequence_.tip, true);
+    sequence_.tip = tip_;
+  }
+
+ private:
+  GenerationScheduler& scheduler_;
+  Sequence& sequence_;
+  KvNode tip_;
+  bool kept_ = false;
+};
+
+std::unique_ptr<ProbeBranch> GenerationScheduler::open_probe(Sequence& sequence) {
+  if (sequence.tip == KvTrie::kRoot) throw Error("internal: a probe before the prompt was read");
+  return std::make_unique<TrieProbe>(*this, sequence);
 }
 
 // Every token fed in a step carries an equal share of the step's energy to

@@ -55,7 +55,12 @@ struct StreamChannel {
   std::condition_variable wake;
   // Each piece of text with the log-probabilities of the tokens sampled
   // since the last piece (when asked for).
-  std::deque<std::pair<std::string, std::vector<TokenLogprob>>> pieces;
+  struct Piece {
+    std::string text;
+    std::vector<TokenLogprob> logprobs;
+    bool thinking = false;  // delta.reasoning_content
+  };
+  std::deque<Piece> pieces;
   std::vector<TokenLogprob> pending;  // tokens whose text is not out yet
   bool finished = false;
 };
@@ -142,6 +147,16 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   // the prompt format's. Other answers are passed on as the model wrote them.
   generation.trim_leading_space = kb;
   generation.logprobs = request.logprobs;
+  if (chat && request.beam_width == 1) {
+    try {
+      generation.thinking = make_thinking_options(
+          thinking_format, server::thinking_settings(request, options.thinking, thinking_format), tokenizer);
+    } catch (const ApiError&) {
+      throw;
+    } catch (const Error& e) {
+      throw server::invalid_request(e.what(), "reasoning_exit");
+    }
+  }
   if (options.context_shift) {
     generation.context_shift = true;
     generation.context_shift_keep = options.context_shift_keep;
@@ -223,7 +238,9 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
       }
       choices.push_back({result.text, finish_reason(result.stop_reason), result.context_shifts,
                          request.logprobs >= 0 ? server::logprobs_json(request, tokenizer, result.logprobs)
-                                               : json(nullptr)});
+                                               : json(nullptr),
+                         generation.thinking.parse ? std::optional(result.thinking) : std::nullopt,
+                         result.thinking_tokens});
       completion_tokens += result.tokens.size();
       if (choices.size() == 1) {
         timings.first_token_seconds =
@@ -233,6 +250,8 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
         timings.energy_joules = result.energy_joules;
         timings.cached_tokens = result.cached_tokens;
         timings.context_shifts = result.context_shifts;
+        timings.probes = result.probes;
+        timings.probe_tokens = result.probe_tokens;
       }
     }
     cancel_unless_done.done = true;
@@ -256,15 +275,17 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   }
   GenerationJob job{prompt, generation};
   job.cancel = cancel;
-  job.on_text = [channel, cancel](std::string_view text) {
+  auto pass_on = [channel, cancel](std::string_view text, bool thinking) {
     {
       std::lock_guard lock(channel->mutex);
-      channel->pieces.emplace_back(std::string(text), std::move(channel->pending));
+      channel->pieces.push_back({std::string(text), std::move(channel->pending), thinking});
       channel->pending.clear();
     }
     channel->wake.notify_one();
     return !cancel->load();
   };
+  job.on_text = [pass_on](std::string_view text) { return pass_on(text, false); };
+  job.options.on_thinking = [pass_on](std::string_view text) { return pass_on(text, true); };
   // The admission is held until the answer has ended, not only while its
   // client reads: an abandoned stream still counts until it leaves the engine.
   job.on_finish = [channel, account, admission](const GenerationResult* result) {
@@ -279,7 +300,9 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   metrics.request(endpoint, 200);
   response.set_header("Cache-Control", "no-cache");
   const double queued = std::chrono::duration<double>(submitted - start).count();
-  auto provider = [this, admission, channel, cancel, future, request, id, created, prompt_tokens, queued](size_t, httplib::DataSink& sink) {
+  const bool thinking = generation.thinking.parse;
+  auto provider = [this, admission, channel, cancel, future, request, id, created, prompt_tokens, queued,
+                   thinking](size_t, httplib::DataSink& sink) {
     bool first = true;
     size_t sent_characters = 0;  // completions' text_offset
     const auto logprobs_of = [&](const std::vector<TokenLogprob>& list) {
@@ -292,7 +315,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
       return false;
     };
     for (;;) {
-      std::deque<std::pair<std::string, std::vector<TokenLogprob>>> pieces;
+      std::deque<StreamChannel::Piece> pieces;
       bool finished = false;
       {
         std::unique_lock lock(channel->mutex);
@@ -305,10 +328,13 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
         pieces.swap(channel->pieces);
         finished = channel->finished;
       }
-      for (const auto& [text, logprobs] : pieces) {
-        if (!send(server::stream_chunk(request, id, created, text, "", first, logprobs_of(logprobs)))) return false;
+      for (const auto& piece : pieces) {
+        if (!send(server::stream_chunk(request, id, created, piece.text, "", first, logprobs_of(piece.logprobs),
+                                       piece.thinking))) {
+          return false;
+        }
         first = false;
-        sent_characters += text.size();
+        if (!piece.thinking) sent_characters += piece.text.size();
       }
       if (finished) break;
     }
@@ -339,10 +365,11 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
       return false;
     }
     if (request.include_usage) {
-      const server::Timings timings{prompt_tokens,         result.cached_tokens,
+      server::Timings timings{prompt_tokens,         result.cached_tokens,
                                     result.tokens.size(),  queued + result.first_token_seconds,
                                     result.generation_seconds, result.energy_joules,
-                                    result.context_shifts};
+                                    result.context_shifts, result.probes, result.probe_tokens};
+      if (thinking) timings.reasoning_tokens = result.thinking_tokens;
       if (!send(server::usage_chunk(request, id, created, timings))) return false;
     }
     if (!send("data: [DONE]\n\n")) return false;

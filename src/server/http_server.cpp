@@ -92,6 +92,8 @@ void Server::Impl::setup() {
   } else if (const std::string jinja = model.file().get_string_or("tokenizer.chat_template", ""); !jinja.empty()) {
     chat_format = detect_chat_format(jinja);
   }
+  thinking_format = detect_thinking_format(model.file().get_string_or("tokenizer.chat_template", ""));
+  make_thinking_options(thinking_format, options.thinking, tokenizer);  // the defaults are checked at start
   SchedulerOptions batching;
   batching.store_precision = options.precision;
   batching.parallel = options.parallel;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include <fmt/format.h>
+#include "frugal/error.h"
 
 namespace frugal::server {
 
@@ -69,7 +70,8 @@ void refuse_unknown_fields(const json& body) {
   static const std::set<std::string> kHonoured = {"model", "messages", "prompt", "max_tokens",
                                                   "max_completion_tokens", "temperature", "top_p", "n", "seed",
                                                   "stream", "stream_options", "stop", "beam_width", "logprobs",
-                                                  "top_logprobs"};
+                                                  "top_logprobs", "chat_template_kwargs", "reasoning_effort",
+                                                  "thinking_budget", "reasoning_exit"};
   // Bookkeeping for the client's side; they change nothing in an answer.
   static const std::set<std::string> kHarmless = {"user", "metadata", "store", "service_tier"};
   for (const auto& [key, value] : body.items()) {
@@ -85,6 +87,99 @@ void refuse_unknown_fields(const json& body) {
 }
 
 }  // namespace
+
+namespace {
+
+// chat_template_kwargs.enable_thinking (what Qwen3's template reads),
+// reasoning_effort, thinking_budget and reasoning_exit (frugal's).
+void parse_thinking_fields(const json& body, bool chat, CompletionRequest& r) {
+  for (const char* key : {"chat_template_kwargs", "reasoning_effort", "thinking_budget", "reasoning_exit"}) {
+    if (!chat && body.contains(key) && !body[key].is_null()) {
+      throw invalid_request(fmt::format("{} is a chat field; /v1/completions passes the prompt as it is", key), key);
+    }
+  }
+  if (body.contains("chat_template_kwargs") && !body["chat_template_kwargs"].is_null()) {
+    const json& kwargs = body["chat_template_kwargs"];
+    if (!kwargs.is_object()) throw invalid_request("chat_template_kwargs must be an object", "chat_template_kwargs");
+    for (const auto& [key, value] : kwargs.items()) {
+      if (key != "enable_thinking") {
+        throw invalid_request(fmt::format("chat_template_kwargs.{} is not supported; only enable_thinking is", key),
+                              "chat_template_kwargs." + key);
+      }
+      if (!value.is_boolean()) {
+        throw invalid_request("enable_thinking must be true or false", "chat_template_kwargs.enable_thinking");
+      }
+      r.enable_thinking = value.get<bool>();
+    }
+  }
+  if (body.contains("reasoning_effort") && !body["reasoning_effort"].is_null()) {
+    if (!body["reasoning_effort"].is_string()) {
+      throw invalid_request("reasoning_effort must be none, low, medium or high", "reasoning_effort");
+    }
+    r.reasoning_effort = body["reasoning_effort"].get<std::string>();
+    try {
+      thinking_for_effort(*r.reasoning_effort);
+    } catch (const Error& e) {
+      throw invalid_request(e.what(), "reasoning_effort");
+    }
+  }
+  if (body.contains("thinking_budget") && !body["thinking_budget"].is_null()) {
+    r.thinking_budget = number<int32_t>(body, "thinking_budget", -1, 1 << 24, -1);
+  }
+  if (body.contains("reasoning_exit") && !body["reasoning_exit"].is_null()) {
+    if (!body["reasoning_exit"].is_string()) throw invalid_request("reasoning_exit must be a string", "reasoning_exit");
+    try {
+      r.reasoning_exit = parse_early_exit(body["reasoning_exit"].get<std::string>());
+    } catch (const Error& e) {
+      throw invalid_request(e.what(), "reasoning_exit");
+    }
+  }
+  if (r.beam_width > 1 && (r.enable_thinking || r.reasoning_effort || r.thinking_budget || r.reasoning_exit)) {
+    throw invalid_request("thinking settings do not apply to beam search answers (beam_width > 1)", "beam_width");
+  }
+}
+
+}  // namespace
+
+ThinkingSettings thinking_settings(const CompletionRequest& request, const ThinkingSettings& defaults,
+                                   const std::optional<ThinkingFormat>& format) {
+  const bool asks_off = request.enable_thinking == false || request.reasoning_effort == "none" ||
+                        request.thinking_budget == 0;
+  const bool asks_thinking = request.enable_thinking == true || (request.thinking_budget && *request.thinking_budget != 0) ||
+                             (request.reasoning_exit && request.reasoning_exit->enabled()) ||
+                             (request.reasoning_effort && *request.reasoning_effort != "none");
+  if (!format) {
+    if (!asks_thinking) return {};
+    const char* field = request.enable_thinking == true ? "chat_template_kwargs.enable_thinking"
+                        : request.reasoning_effort                    ? "reasoning_effort"
+                        : request.thinking_budget                     ? "thinking_budget"
+                                                                      : "reasoning_exit";
+    throw invalid_request(fmt::format("this model does not think (its chat template has no <think> block); leave "
+                                      "{} out",
+                                      field),
+                          field);
+  }
+  if (asks_off && (request.enable_thinking == true || (request.thinking_budget && *request.thinking_budget > 0) ||
+                   (request.reasoning_exit && request.reasoning_exit->enabled()))) {
+    throw invalid_request("the request turns thinking off and also sets how it thinks; choose one",
+                          request.reasoning_exit ? "reasoning_exit" : "thinking_budget");
+  }
+  ThinkingSettings settings = defaults;
+  if (request.reasoning_effort) {
+    const ThinkingSettings effort = thinking_for_effort(*request.reasoning_effort);
+    settings.enabled = effort.enabled;
+    settings.budget = effort.budget;
+  }
+  if (request.enable_thinking) settings.enabled = request.enable_thinking;
+  if (request.thinking_budget) settings.budget = *request.thinking_budget;
+  if (request.reasoning_exit) settings.exit = *request.reasoning_exit;
+  if (asks_off) {  // the server's defaults for how to think do not apply
+    settings.enabled = false;
+    settings.budget = -1;
+    settings.exit = {};
+  }
+  return settings;
+}
 
 CompletionRequest parse_completion_request(std::string_view text, bool chat) {
   json body;
@@ -171,6 +266,7 @@ CompletionRequest parse_completion_request(std::string_view text, bool chat) {
       throw invalid_request("stop must be a string or up to 4 strings", "stop");
     }
   }
+  parse_thinking_fields(body, chat, r);
   if (chat) {
     // logprobs: true/false; top_logprobs 0..20 alternatives, only with it.
     if (body.contains("logprobs") && !body["logprobs"].is_null() && !body["logprobs"].is_boolean()) {
@@ -240,6 +336,7 @@ json completion_response(const CompletionRequest& request, const std::string& id
     json choice = {{"index", i}, {"finish_reason", choices[i].finish_reason}};
     if (request.chat) {
       choice["message"] = {{"role", "assistant"}, {"content", choices[i].text}};
+      if (choices[i].reasoning) choice["message"]["reasoning_content"] = *choices[i].reasoning;
     } else {
       choice["text"] = choices[i].text;
     }
@@ -247,14 +344,20 @@ json completion_response(const CompletionRequest& request, const std::string& id
     if (choices[i].context_shifts > 0) choice["context_shifts"] = choices[i].context_shifts;
     list.push_back(choice);
   }
-  return {{"id", id},
-          {"object", request.chat ? "chat.completion" : "text_completion"},
-          {"created", created},
-          {"model", request.model},
-          {"choices", list},
-          {"usage", {{"prompt_tokens", prompt_tokens},
-                     {"completion_tokens", completion_tokens},
-                     {"total_tokens", prompt_tokens + completion_tokens}}}};
+  json body = {{"id", id},
+               {"object", request.chat ? "chat.completion" : "text_completion"},
+               {"created", created},
+               {"model", request.model},
+               {"choices", list},
+               {"usage", {{"prompt_tokens", prompt_tokens},
+                          {"completion_tokens", completion_tokens},
+                          {"total_tokens", prompt_tokens + completion_tokens}}}};
+  if (!choices.empty() && choices[0].reasoning) {
+    size_t reasoning_tokens = 0;
+    for (const Choice& c : choices) reasoning_tokens += c.reasoning_tokens;
+    body["usage"]["completion_tokens_details"] = {{"reasoning_tokens", reasoning_tokens}};
+  }
+  return body;
 }
 
 json Timings::to_json() const {
@@ -267,6 +370,10 @@ json Timings::to_json() const {
            generation_seconds > 0 && completion_tokens > 1 ? (completion_tokens - 1) / generation_seconds : 0.0}};
   if (energy_joules >= 0) out["energy_joules"] = energy_joules;
   if (context_shifts > 0) out["context_shifts"] = context_shifts;
+  if (probes > 0) {
+    out["probes"] = probes;
+    out["probe_tokens"] = probe_tokens;
+  }
   return out;
 }
 
@@ -280,24 +387,32 @@ json usage_json(size_t prompt_tokens, size_t completion_tokens, size_t cached_to
 
 std::string usage_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
                         const Timings& timings) {
-  const json chunk = {{"id", id},
+  json chunk = {{"id", id},
                       {"object", request.chat ? "chat.completion.chunk" : "text_completion"},
                       {"created", created},
                       {"model", request.model},
                       {"choices", json::array()},
                       {"usage", usage_json(timings.prompt_tokens, timings.completion_tokens, timings.cached_tokens)},
                       {"timings", timings.to_json()}};
+  if (timings.reasoning_tokens) {
+    chunk["usage"]["completion_tokens_details"] = {{"reasoning_tokens", *timings.reasoning_tokens}};
+  }
   return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
 std::string stream_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
-                         std::string_view text, std::string_view finish_reason, bool first, const json& logprobs) {
+                         std::string_view text, std::string_view finish_reason, bool first, const json& logprobs,
+                         bool thinking) {
   json choice = {{"index", 0}, {"finish_reason", finish_reason.empty() ? json(nullptr) : json(finish_reason)}};
   if (!logprobs.is_null()) choice["logprobs"] = logprobs;
   if (request.chat) {
     json delta = json::object();
     if (first) delta["role"] = "assistant";
-    if (!text.empty() || finish_reason.empty()) delta["content"] = text;
+    if (thinking) {
+      delta["reasoning_content"] = text;
+    } else if (!text.empty() || finish_reason.empty()) {
+      delta["content"] = text;
+    }
     choice["delta"] = delta;
   } else {
     choice["text"] = text;

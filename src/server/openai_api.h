@@ -13,6 +13,7 @@
 
 #include "frugal/chat.h"
 #include "frugal/generate.h"
+#include "frugal/thinking.h"
 #include "frugal/tokenizer.h"
 
 namespace frugal::server {
@@ -48,7 +49,19 @@ struct CompletionRequest {
   // Log-probabilities of the answer's tokens with this many alternatives
   // each (chat: logprobs + top_logprobs; completions: logprobs N); -1: none.
   int32_t logprobs = -1;
+  // Thinking, as the request asks (chat): chat_template_kwargs.
+  // enable_thinking, reasoning_effort, thinking_budget, reasoning_exit.
+  std::optional<bool> enable_thinking;
+  std::optional<std::string> reasoning_effort;
+  std::optional<int32_t> thinking_budget;
+  std::optional<EarlyExit> reasoning_exit;
 };
+
+// The server's thinking defaults with what the request asks on top; throws
+// ApiError (400) naming the field for what contradicts itself or what a
+// model that does not think (`format` nullopt) cannot do.
+ThinkingSettings thinking_settings(const CompletionRequest& request, const ThinkingSettings& defaults,
+                                   const std::optional<ThinkingFormat>& format);
 
 // Throws ApiError (400) naming the field for malformed JSON, wrong types and
 // out-of-range values.
@@ -61,6 +74,10 @@ struct Choice {
   // frugal field, written only when not 0.
   size_t context_shifts = 0;
   nlohmann::json logprobs = nullptr;  // logprobs_json, or null when not asked for
+  // A thinking model's thinking (message.reasoning_content) and its tokens
+  // (usage.completion_tokens_details.reasoning_tokens).
+  std::optional<std::string> reasoning;
+  size_t reasoning_tokens = 0;
 };
 
 // The answer tokens' log-probabilities in the request's format: chat's
@@ -81,6 +98,8 @@ struct Timings {
   double generation_seconds = 0;   // from the first token to the last
   double energy_joules = -1;       // negative: not measured
   size_t context_shifts = 0;       // written only when not 0
+  size_t probes = 0, probe_tokens = 0;  // early-exit probes (written only when not 0)
+  std::optional<size_t> reasoning_tokens;  // a thinking model's (usage_chunk's completion_tokens_details)
   nlohmann::json to_json() const;
 };
 
@@ -96,6 +115,6 @@ std::string usage_chunk(const CompletionRequest& request, const std::string& id,
 // end with its finish reason (text empty).
 std::string stream_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
                          std::string_view text, std::string_view finish_reason, bool first,
-                         const nlohmann::json& logprobs = nullptr);
+                         const nlohmann::json& logprobs = nullptr, bool thinking = false);
 
 }  // namespace frugal::server

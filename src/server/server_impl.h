@@ -37,6 +37,7 @@ struct Server::Impl {
   ServerOptions options;
   server::GuardedHttpServer http;
   ChatFormat chat_format = ChatFormat::ChatML;
+  std::optional<ThinkingFormat> thinking_format;  // from the model's template
   server::Metrics metrics;
   EnergyMeter meter;
   EnergyMeter::Mark step_mark{};  // the scheduler thread's, around each batch
