@@ -15,6 +15,7 @@
 #include "frugal/knowledge.h"
 #include "frugal/model.h"
 #include "frugal/qa_dataset.h"
+#include "frugal/thinking.h"
 #include "frugal/tokenizer.h"
 
 namespace frugal {
@@ -60,6 +61,8 @@ struct QuestionResult {
   double joules = 0;
   size_t prefilled_tokens = 0;
   size_t decoded_tokens = 0;
+  size_t thinking_tokens = 0;  // of decoded_tokens, a thinking model's thinking
+  size_t probe_tokens = 0;     // run on early-exit probes' branches (besides decoded_tokens)
 };
 
 struct MethodResult {
@@ -92,10 +95,16 @@ struct MethodResult {
 // choices for an unknown name.
 std::optional<KvPrecision> oae_method_kv_type(std::string_view method);
 
+// Thinking methods (CAG with a thinking model, docs/thinking.md): think (the
+// model's own thinking), nothink, think@budget:N, think@exit:SPEC (SPEC as
+// --reasoning-exit takes it). nullopt for other names.
+std::optional<ThinkingSettings> oae_method_thinking(std::string_view method);
+
 struct OaeOptions {
   std::vector<std::string> methods = {"cag", "rag-bm25", "long", "closed"};
   size_t top_k = 3;
   int32_t max_tokens = 24;       // per answer (greedy)
+  int32_t thinking_tokens = 512;  // more room for a thinking model's thinking
   double grid_grams_per_kwh = 481;  // Ember, world average 2023 (docs/oae.md)
   std::vector<uint64_t> query_counts = {1, 10, 100, 1000, 10000};  // N for the report's tables
   std::filesystem::path work_dir;  // where the index and the cache are written (empty: a temporary folder)

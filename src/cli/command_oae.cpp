@@ -128,7 +128,8 @@ void add_oae_command(CLI::App& app) {
   run_command->add_option("--dataset", args->dataset, "SQuAD v1.1/v2.0 or HotpotQA JSON")
       ->required()
       ->check(CLI::ExistingFile);
-  run_command->add_option("--methods", args->methods, "comma-separated: cag, rag-bm25, long, closed, cag@TYPE (CAG with a KV type: cag@q8_0...)")
+  run_command->add_option("--methods", args->methods, "comma-separated: cag, rag-bm25, long, closed, cag@TYPE (CAG with a KV type: "
+                          "cag@q8_0...); for a thinking model also think, nothink, think@budget:N, think@exit:SPEC")
       ->capture_default_str();
   run_command->add_option("--n-questions", args->questions, "questions to ask (at most)")
       ->check(integer_in(1, int64_t{1} << 20))

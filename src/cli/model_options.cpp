@@ -209,6 +209,7 @@ void AnswerPrinter::close_thinking() {
   if (!in_thinking_) return;
   in_thinking_ = false;
   fmt::print("{}", terminal_ ? "\x1b[0m\n\n" : "\n</think>\n\n");
+  std::fflush(stdout);
 }
 
 GenerationOptions generation_options(const GenerationArguments& args, bool announce_seed) {

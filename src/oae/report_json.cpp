@@ -31,7 +31,8 @@ std::string oae_report_json(const OaeReport& r) {
       questions.push_back({{"id", q.id}, {"question", q.question}, {"answer", q.answer},
                            {"exact_match", q.exact_match}, {"f1", q.f1}, {"gold_retrieved", q.gold_retrieved},
                            {"ttft_s", q.ttft_seconds}, {"total_s", q.total_seconds}, {"joules", q.joules},
-                           {"prefilled_tokens", q.prefilled_tokens}, {"decoded_tokens", q.decoded_tokens}});
+                           {"prefilled_tokens", q.prefilled_tokens}, {"decoded_tokens", q.decoded_tokens},
+                           {"thinking_tokens", q.thinking_tokens}, {"probe_tokens", q.probe_tokens}});
     }
     const CostModel energy = m.energy();
     const CostModel carbon{r.grams(energy.setup), r.grams(energy.per_query)};
@@ -52,7 +53,9 @@ std::string oae_report_json(const OaeReport& r) {
                        {"joules_mean", m.mean(&QuestionResult::joules)},
                        {"grams_co2e_mean", r.grams(m.mean(&QuestionResult::joules))},
                        {"prefilled_tokens_mean", m.mean_tokens(&QuestionResult::prefilled_tokens)},
-                       {"decoded_tokens_mean", m.mean_tokens(&QuestionResult::decoded_tokens)}}},
+                       {"decoded_tokens_mean", m.mean_tokens(&QuestionResult::decoded_tokens)},
+                       {"thinking_tokens_mean", m.mean_tokens(&QuestionResult::thinking_tokens)},
+                       {"probe_tokens_mean", m.mean_tokens(&QuestionResult::probe_tokens)}}},
         {"memory", {{"peak_rss_bytes", m.peak_rss_bytes}, {"kv_bytes", m.kv_bytes}, {"disk_bytes", m.disk_bytes}}},
         {"moving_parts", {{"processes", m.moving_parts.processes}, {"files", m.moving_parts.files},
                           {"indexes", m.moving_parts.indexes}, {"services", m.moving_parts.services},

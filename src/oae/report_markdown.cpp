@@ -108,6 +108,26 @@ std::string oae_report_markdown(const OaeReport& r) {
                      m.mean_tokens(&QuestionResult::prefilled_tokens)));
   }
   line("");
+  bool thinks = false;
+  for (const auto& m : r.methods) thinks = thinks || m.mean_tokens(&QuestionResult::thinking_tokens) > 0;
+  if (thinks) {
+    line("## Thinking: accuracy against thinking tokens");
+    line("");
+    line("Thinking tokens are part of the decoded tokens; probe tokens are run on early-exit probes' branches "
+         "besides them (a kept probe's are also the answer's). docs/thinking.md says when each method pays off.");
+    line("");
+    line("| method | EM | F1 | thinking tokens/query | probe tokens/query | decoded tokens/query | time/query | "
+         "energy/query |");
+    line("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (const auto& m : r.methods) {
+      line(fmt::format("| {} | {:.3f} | {:.3f} | {:.1f} | {:.1f} | {:.1f} | {} | {} |", m.name,
+                       m.mean(&QuestionResult::exact_match), m.mean(&QuestionResult::f1),
+                       m.mean_tokens(&QuestionResult::thinking_tokens), m.mean_tokens(&QuestionResult::probe_tokens),
+                       m.mean_tokens(&QuestionResult::decoded_tokens), milliseconds(m.mean(&QuestionResult::total_seconds)),
+                       joules(m.mean(&QuestionResult::joules))));
+    }
+    line("");
+  }
   line("## One-time setup and what it leaves behind");
   line("");
   line("| method | setup time | of which model load | setup energy | disk | KV kept | peak RSS | moving parts |");

@@ -1,4 +1,5 @@
 // Running the OAE methods over one dataset on one model.
+#include <charconv>
 #include <chrono>
 #include <ctime>
 #include <fstream>
@@ -49,6 +50,9 @@ std::string today() {
 MovingParts moving_parts_of(const std::string& method) {
   if (method == "cag") return {1, 2, 0, 0, {"context size", "answer length"}};
   if (method.starts_with("cag@")) return {1, 3, 0, 0, {"context size", "KV type", "answer length"}};
+  if (method.starts_with("think@budget")) return {1, 2, 0, 0, {"context size", "answer length", "thinking budget"}};
+  if (method.starts_with("think@exit")) return {1, 2, 0, 0, {"context size", "answer length", "exit threshold"}};
+  if (method == "think" || method == "nothink") return {1, 2, 0, 0, {"context size", "answer length"}};
   if (method == "rag-bm25") {
     return {1, 3, 1, 0, {"top-k", "passage splitting", "query formulation", "context size", "answer length"}};
   }
@@ -64,6 +68,14 @@ std::string description_of(const std::string& method, size_t k) {
   }
   if (method == "rag-bm25") return fmt::format("RAG: top {} passages by BM25 (SQLite FTS5 index), then generation", k);
   if (method == "long") return "Long context: the whole corpus prefilled with every question";
+  if (method == "think") return "CAG, the model thinking as long as it wants";
+  if (method == "nothink") return "CAG, thinking turned off (an empty thinking block)";
+  if (method.starts_with("think@budget:")) {
+    return fmt::format("CAG, thinking cut after {} tokens (budget forcing)", method.substr(13));
+  }
+  if (method.starts_with("think@exit:")) {
+    return fmt::format("CAG, thinking ended early when a probed answer is confident ({})", method.substr(11));
+  }
   return "Closed book: the question alone";
 }
 
@@ -89,6 +101,13 @@ class Runner {
     tokenize_joules_ = meter_.joules_since(mark);
     generation_.max_tokens = options.max_tokens;
     generation_.sampling.temperature = 0;
+    thinking_format_ = detect_thinking_format(model.file().get_string_or("tokenizer.chat_template", ""));
+    // A thinking model thinks in every method unless the method says
+    // otherwise: its answer is what follows the thinking.
+    if (thinking_format_) {
+      generation_.thinking = make_thinking_options(thinking_format_, {}, tokenizer);
+      generation_.max_tokens += options.thinking_tokens;
+    }
   }
 
   size_t corpus_tokens() const {
@@ -109,9 +128,17 @@ class Runner {
     result.setup_joules = options_.model_load_joules;
     reset_peak_rss();
     if (method == "cag") {
-      run_cag(result, options_.precision);
+      run_cag(result, options_.precision, generation_);
+    } else if (const auto thinking = oae_method_thinking(method)) {
+      if (!thinking_format_) {
+        throw Error(fmt::format("method '{}': this model does not think (its chat template has no <think> block)",
+                                method));
+      }
+      GenerationOptions generation = generation_;
+      generation.thinking = make_thinking_options(thinking_format_, *thinking, tokenizer_);
+      run_cag(result, options_.precision, generation);
     } else if (const auto type = oae_method_kv_type(method)) {
-      run_cag(result, *type);
+      run_cag(result, *type, generation_);
     } else if (method == "rag-bm25") {
       run_rag(result);
     } else if (method == "long" || method == "closed") {
@@ -142,6 +169,8 @@ class Runner {
     r.exact_match = exact_match(r.answer, q.answers);
     r.f1 = f1_score(r.answer, q.answers);
     r.decoded_tokens = g.tokens.size();
+    r.thinking_tokens = g.thinking_tokens;
+    r.probe_tokens = g.probe_tokens;
   }
 
   // An answer is one line: generation stops at a newline that follows some
@@ -160,7 +189,7 @@ class Runner {
   // Prefills `tokens` from scratch and answers.
   GenerationResult answer_from_scratch(const std::vector<TokenId>& tokens) {
     const int64_t context = std::min<int64_t>(model_.config().training_context,
-                                              static_cast<int64_t>(tokens.size()) + options_.max_tokens + 8);
+                                              static_cast<int64_t>(tokens.size()) + generation_.max_tokens + 8);
     KvCache cache(model_.config(), context, options_.precision);
     return generate(model_, tokenizer_, cache, tokens, generation_, one_line());
   }
@@ -182,7 +211,7 @@ class Runner {
     }
   }
 
-  void run_cag(MethodResult& result, KvTypes precision) {
+  void run_cag(MethodResult& result, KvTypes precision, const GenerationOptions& generation) {
     const auto mark = meter_.mark();
     const auto start = Clock::now();
     const auto path = options_.work_dir / fmt::format("knowledge-{}-{}.fkv", kv_precision_name(precision.keys),
@@ -190,7 +219,7 @@ class Runner {
     {
       KnowledgeBuildOptions build;
       build.prompt = prompt_;
-      build.reserve = options_.max_tokens + 128;
+      build.reserve = generation.max_tokens + 128;
       build.precision = precision;
       KnowledgeCache::build(model_, tokenizer_, dataset_.passages, build).save(path);
     }
@@ -201,7 +230,7 @@ class Runner {
     result.kv_bytes = cache.kv_bytes();
     each_question(result, [&](const QaQuestion& q, QuestionResult& r, Clock::time_point start_query) {
       const auto before = Clock::now();
-      const GenerationResult g = cache.ask(q.question, generation_, one_line());
+      const GenerationResult g = cache.ask(q.question, generation, one_line());
       r.ttft_seconds = std::chrono::duration<double>(before - start_query).count() + g.first_token_seconds;
       r.prefilled_tokens = g.prompt_tokens;
       score(r, q, g);
@@ -264,6 +293,7 @@ class Runner {
   const OaeProgress& progress_;
   EnergyMeter meter_;
   PromptTemplate prompt_ = plain_prompt_template();
+  std::optional<ThinkingFormat> thinking_format_;
   std::vector<TokenId> header_, closed_header_;
   std::vector<std::vector<TokenId>> passage_tokens_;
   double tokenize_seconds_ = 0, tokenize_joules_ = 0;
@@ -301,13 +331,37 @@ OaeReport run_oae(Model& model, const Tokenizer& tokenizer, const QaDataset& dat
   return report;
 }
 
+std::optional<ThinkingSettings> oae_method_thinking(std::string_view method) {
+  ThinkingSettings settings;
+  if (method == "think") return settings;
+  if (method == "nothink") {
+    settings.enabled = false;
+    return settings;
+  }
+  if (method.starts_with("think@budget:")) {
+    const std::string_view n = method.substr(13);
+    const auto [end, error] = std::from_chars(n.data(), n.data() + n.size(), settings.budget);
+    if (error != std::errc() || end != n.data() + n.size() || settings.budget < 0) {
+      throw Error(fmt::format("OAE method '{}': the budget must be a whole number of tokens", method));
+    }
+    return settings;
+  }
+  if (method.starts_with("think@exit:")) {
+    settings.exit = parse_early_exit(method.substr(11));
+    return settings;
+  }
+  return std::nullopt;
+}
+
 std::optional<KvPrecision> oae_method_kv_type(std::string_view method) {
   if (method == "cag" || method == "rag-bm25" || method == "long" || method == "closed") return std::nullopt;
+  if (oae_method_thinking(method)) return std::nullopt;
   if (method.starts_with("cag@")) {
     if (const auto type = parse_kv_precision(method.substr(4))) return type;
   }
-  throw Error(fmt::format("unknown OAE method '{}'; choose from cag, rag-bm25, long, closed, or cag@TYPE with TYPE "
-                          "a KV type ({})", method, kv_precision_names()));
+  throw Error(fmt::format("unknown OAE method '{}'; choose from cag, rag-bm25, long, closed, cag@TYPE with TYPE "
+                          "a KV type ({}), or for a thinking model think, nothink, think@budget:N, think@exit:SPEC",
+                          method, kv_precision_names()));
 }
 
 }  // namespace frugal
