@@ -275,14 +275,17 @@ def dequantize_q8_0(shape, data):
     return (q * d).reshape(rows, k)
 
 
-def export(model, vocab_path, path, q8_0_path=None):
+def export(model, vocab_path, path, q8_0_path=None, name="frugal-demo-qa", tokenizer_meta=None):
     """Writes the model as F32 GGUF to `path` (and as Q8_0 to `q8_0_path`:
-    the same weights, since export first snaps them to the Q8_0 grid)."""
+    the same weights, since export first snaps them to the Q8_0 grid).
+    `tokenizer_meta` (dict key -> gguf.Value) replaces the `tokenizer.*` keys
+    of `vocab_path`."""
     c = model.c
-    meta = {k: v for k, v in gguf.read_metadata(vocab_path).items() if k.startswith("tokenizer.")}
+    meta = tokenizer_meta if tokenizer_meta is not None else {
+        k: v for k, v in gguf.read_metadata(vocab_path).items() if k.startswith("tokenizer.")}
     header = {
         "general.architecture": gguf.Value(gguf.STRING, "llama"),
-        "general.name": gguf.Value(gguf.STRING, "frugal-demo-qa"),
+        "general.name": gguf.Value(gguf.STRING, name),
         "general.license": gguf.Value(gguf.STRING, "Apache-2.0"),
         "llama.context_length": gguf.Value(gguf.UINT32, c["context"]),
         "llama.embedding_length": gguf.Value(gguf.UINT32, c["dim"]),

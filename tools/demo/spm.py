@@ -18,9 +18,14 @@ from gguf import read_metadata
 SPACE = "\u2581"
 
 
+# Token types (GGUF / llama.cpp): the ones `encode_special` matches in text.
+UNKNOWN, CONTROL, USER_DEFINED = 2, 3, 4
+
+
 class SpmTokenizer:
     def __init__(self, vocab_path):
-        meta = read_metadata(vocab_path)
+        """`vocab_path`: a GGUF file, or its metadata (dict key -> gguf.Value)."""
+        meta = vocab_path if isinstance(vocab_path, dict) else read_metadata(vocab_path)
         self.tokens = meta["tokenizer.ggml.tokens"].value
         self.scores = meta["tokenizer.ggml.scores"].value
         self.ids = {t: i for i, t in enumerate(self.tokens)}
@@ -28,6 +33,10 @@ class SpmTokenizer:
         self.eos = meta["tokenizer.ggml.eos_token_id"].value
         self.byte_ids = [self.ids[f"<0x{b:02X}>"] for b in range(256)]
         self.memo = {}
+        types = meta["tokenizer.ggml.token_type"].value
+        # Special tokens as frugal's partition() matches them: longest text first (stable).
+        self.special = sorted((i for i, t in enumerate(types) if t in (UNKNOWN, CONTROL, USER_DEFINED)),
+                              key=lambda i: -len(self.tokens[i].encode("utf-8")))
 
     def _bpe(self, text):
         symbols = list(text)
@@ -97,6 +106,63 @@ class SpmTokenizer:
         out = []
         for piece in re.findall(SPACE + "*[^" + SPACE + "\n]+|" + SPACE + "+|\n", s):
             out.extend(self._chunk(piece))
+        return out
+
+    def partition(self, text):
+        """Splits `text` at special tokens as frugal's VocabTokenizer::partition
+        (parse_special on): a list of token ids (int) and plain strings."""
+        fragments = [text] if text else []
+        for tid in self.special:
+            special = self.tokens[tid]
+            if not any(isinstance(f, str) and special in f for f in fragments):
+                continue
+            out = []
+            for f in fragments:
+                if not isinstance(f, str) or special not in f:
+                    out.append(f)
+                    continue
+                parts = f.split(special)
+                for j, p in enumerate(parts):
+                    if j:
+                        out.append(tid)
+                    if p:
+                        out.append(p)
+            fragments = out
+        return fragments
+
+    def encode_special(self, text):
+        """frugal's encode(text, add_special=false, parse_special=true): special
+        tokens in the text become their ids, and each plain fragment after a
+        special token (or at the start) gets the space prefix."""
+        out, after_special = [], True
+        for f in self.partition(text):
+            if isinstance(f, int):
+                out.append(f)
+                after_special = True
+            else:
+                out += self.encode(f, space_prefix=after_special)
+                after_special = False
+        return out
+
+    def encode_parts(self, parts):
+        """frugal's encode_parts: `parts` is a list of (text, parse_special);
+        template text (True) has its special tokens matched, values (False)
+        are plain; neighbouring plain runs are joined before tokenizing."""
+        runs = []
+        for text, parse in parts:
+            for f in (self.partition(text) if parse else ([text] if text else [])):
+                if isinstance(f, str) and runs and isinstance(runs[-1], str):
+                    runs[-1] += f
+                else:
+                    runs.append(f)
+        out, after_special = [], True
+        for f in runs:
+            if isinstance(f, int):
+                out.append(f)
+                after_special = True
+            else:
+                out += self.encode(f, space_prefix=after_special)
+                after_special = False
         return out
 
     def decode(self, ids):
