@@ -152,9 +152,18 @@ function button(label, onClick) {
   return b;
 }
 
+// A thinking model's thinking (delta.reasoning_content), folded away once the answer is there.
+function thinkingBlock(text, open) {
+  const details = Object.assign(document.createElement("details"), { className: "thinking", open });
+  details.append(Object.assign(document.createElement("summary"), { textContent: "Thinking" }),
+                 Object.assign(document.createElement("div"), { textContent: text }));
+  return details;
+}
+
 function renderMessage(conversation, message, index) {
   const item = document.createElement("li");
   item.className = message.role + (message.error ? " error" : "");
+  if (message.thinking) item.append(thinkingBlock(message.thinking, message.pending));
   const content = document.createElement("div");
   content.className = "content";
   if (message.role === "assistant") {
@@ -264,6 +273,15 @@ async function answer(conversation) {
     if (!response.ok) throw await failure(response);
     await readEvents(response, (chunk) => {
       if (chunk.error) throw new ApiError(500, chunk.error.message);
+      const thought = chunk.choices?.[0]?.delta?.reasoning_content;
+      if (thought) {
+        firstAt ??= performance.now();
+        message.thinking = (message.thinking || "") + thought;
+        const last = $("messages").lastElementChild;
+        const block = last?.querySelector(".thinking");
+        if (block) block.lastElementChild.textContent = message.thinking;
+        else last?.prepend(thinkingBlock(message.thinking, true));
+      }
       const piece = chunk.choices?.[0]?.delta?.content;
       if (piece) {
         firstAt ??= performance.now();

@@ -123,9 +123,44 @@ try {
 } catch (error) {
   check(false, `the walk-through completed (${error.message})`);
 } finally {
-  await browser.close();
   server.kill("SIGTERM");
   rmSync(kbDir, { recursive: true, force: true });
+}
+
+// A thinking model: its thinking streams into a folded "Thinking" block,
+// apart from the answer.
+const thinker = await startFrugalServe(frugal, ["-m", join(sourceDir, "models/frugal-think-q8_0.gguf")]);
+try {
+  const page = await browser.newPage();
+  page.on("pageerror", (error) => check(false, `no script error (${error.message})`));
+  await page.goto(`http://127.0.0.1:${thinker.port}/`);
+  await page.waitForFunction(() => document.querySelector("#model").options.length > 0, { timeout: 10000 });
+  // The knowledge prompt's layout in one message (the model was trained on it).
+  await page.$eval("#prompt", (area) => {
+    area.value = 'Answer the question using only the documents below. If they do not contain the answer, answer ' +
+                 '"unknown".\n\nDocument [c1] Harlow Clinic\nThe Harlow Clinic is in Marketby. It has 12 staff.\n\n' +
+                 "Document [c2] Fenwick Clinic\nThe Fenwick Clinic is in Marketby. It has 7 staff.\n\n" +
+                 "Question: How many clinics are there in Marketby?";
+  });
+  await page.focus("#prompt");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => {
+    const last = [...document.querySelectorAll("#messages > li.assistant")].pop();
+    return last && last.querySelector(".stats") && !document.querySelector("#stop").checkVisibility();
+  }, { timeout: 60000 });
+  const shown = await page.$eval("#messages > li.assistant:last-child", (li) => ({
+    thinking: li.querySelector("details.thinking")?.textContent ?? "",
+    open: li.querySelector("details.thinking")?.open,
+    answer: li.querySelector(".content").textContent,
+  }));
+  check(shown.thinking.startsWith("Thinking") && shown.thinking.length > 20 && shown.open === false,
+        `the thinking is shown apart, folded: ${shown.thinking.slice(0, 60)}...`);
+  check(!shown.answer.includes("think>"), `the answer holds no thinking markers: ${shown.answer}`);
+} catch (error) {
+  check(false, `the thinking model's walk-through completed (${error.message})`);
+} finally {
+  await browser.close();
+  thinker.server.kill("SIGTERM");
 }
 console.log(failures ? `${failures} failed` : "web page test passed");
 process.exit(failures ? 1 : 0);
