@@ -35,6 +35,8 @@ enum class ChatFormat {
   Zephyr,           // <|role|>\n...</s>\n
   Gemma,            // <start_of_turn>role\n...<end_of_turn>\n (assistant = "model")
   Phi3,             // <|role|>\n...<|end|>\n
+  DeepSeek3,        // system text, <｜User｜>..., <｜Assistant｜>...<｜end▁of▁sentence｜> (DeepSeek-V3, first R1 distills)
+  DeepSeekR1,       // DeepSeek 3 whose generation prompt opens the thinking: <｜Assistant｜><think>\n
 };
 
 // Detects the format from the Jinja source in `tokenizer.chat_template`; a
@@ -45,7 +47,8 @@ ChatFormat detect_chat_format(std::string_view jinja_template);
 
 // "chatml", "qwen2.5", "smollm2", "phi4", "llama3", "llama3.1", "llama3.2",
 // "llama2", "mistral", "mistral-v1", "mistral-v3", "mistral-v3-tekken",
-// "mistral-v7", "zephyr", "gemma", "phi3". nullopt for any other name.
+// "mistral-v7", "zephyr", "gemma", "phi3", "deepseek3", "deepseek-r1". nullopt
+// for any other name.
 std::optional<ChatFormat> chat_format_from_name(std::string_view name);
 std::string_view chat_format_name(ChatFormat format);
 // All names chat_format_from_name accepts, for help and error messages.

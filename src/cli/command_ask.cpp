@@ -58,9 +58,9 @@ class Asker {
     if (args_.no_cache) {
       // The baseline: the whole prompt (knowledge and question) from scratch.
       const auto tokens = cache_.prompt_tokens(question);
-      prompt_tokens = tokens.size();
       KvCache fresh(loaded_.model->config(), cache_.cache().capacity(), cache_.types());
       result = generate(*loaded_.model, *loaded_.tokenizer, fresh, tokens, options_, print);
+      prompt_tokens = result.prompt_tokens;  // the thinking-off block included
     } else {
       result = cache_.ask(question, options_, print);
       prompt_tokens = result.prompt_tokens;

@@ -33,6 +33,8 @@ constexpr std::array kFormatNames{
     NamedFormat{"zephyr", ChatFormat::Zephyr},
     NamedFormat{"gemma", ChatFormat::Gemma},
     NamedFormat{"phi3", ChatFormat::Phi3},
+    NamedFormat{"deepseek3", ChatFormat::DeepSeek3},
+    NamedFormat{"deepseek-r1", ChatFormat::DeepSeekR1},
 };
 
 constexpr std::string_view kQwen25DefaultSystem =
@@ -250,6 +252,35 @@ std::string render_zephyr(std::span<const ChatMessage> messages, bool add_genera
   return out;
 }
 
+// DeepSeek V3 and the R1 distills: the (last) system message's text first
+// (`{{bos_token}}{{ns.system_prompt}}`, no separator), then the turns; an
+// earlier answer keeps only what follows its thinking
+// (`content.split('</think>')[-1]`). The R1 distills' January 2025
+// template opens the thinking in the generation prompt.
+std::string render_deepseek(std::span<const ChatMessage> messages, bool add_generation_prompt, bool opens_thinking,
+                            std::string_view eos) {
+  std::string out;
+  for (const ChatMessage& m : messages) {
+    if (m.role == "system") out = m.content;  // the last one, placed first
+  }
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    if (m.role == "user") {
+      out += concat({"<｜User｜>", m.content});
+    } else if (m.role == "assistant") {
+      std::string_view content = m.content;
+      if (const size_t close = content.rfind("</think>"); close != std::string_view::npos) {
+        content = content.substr(close + 8);
+      }
+      out += concat({"<｜Assistant｜>", content, eos});
+    } else if (m.role != "system") {
+      unsupported_role(opens_thinking ? ChatFormat::DeepSeekR1 : ChatFormat::DeepSeek3, m, i);
+    }
+  }
+  if (add_generation_prompt) out += opens_thinking ? "<｜Assistant｜><think>\n" : "<｜Assistant｜>";
+  return out;
+}
+
 // Gemma 3's template: a leading system message becomes a prefix of the
 // first turn (`first_user_prefix = messages[0]['content'] + '\n\n'`);
 // contents are trimmed; the assistant role is called "model".
@@ -331,6 +362,9 @@ ChatFormat detect_chat_format(std::string_view jinja_template) {
     return ChatFormat::Zephyr;
   }
   if (contains("<start_of_turn>")) return ChatFormat::Gemma;
+  if (contains("<｜Assistant｜>") && contains("<｜User｜>")) {
+    return contains("<｜Assistant｜><think>") ? ChatFormat::DeepSeekR1 : ChatFormat::DeepSeek3;
+  }
   if (contains("<|start_header_id|>") && contains("<|end_header_id|>")) {
     if (contains("Cutting Knowledge Date")) {
       return contains("strftime_now") ? ChatFormat::Llama32 : ChatFormat::Llama31;
@@ -373,6 +407,10 @@ std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> 
     case ChatFormat::Zephyr: return render_zephyr(messages, add_generation_prompt, eos);
     case ChatFormat::Gemma: return render_gemma(messages, add_generation_prompt);
     case ChatFormat::Phi3: return render_phi3(messages, add_generation_prompt, eos);
+    case ChatFormat::DeepSeek3:
+    case ChatFormat::DeepSeekR1:
+      return render_deepseek(messages, add_generation_prompt, format == ChatFormat::DeepSeekR1,
+                             eos_text.empty() ? std::string_view("<｜end▁of▁sentence｜>") : eos_text);
   }
   throw Error("unknown chat format");
 }

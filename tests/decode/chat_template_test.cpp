@@ -179,6 +179,28 @@ TEST(ChatTemplateTest, Phi3) {
             "<|user|>\nHello<|end|>\n<|endoftext|>");
 }
 
+// The R1 distills' January 2025 template (as published with the models):
+// system text first with no separator, earlier answers without their
+// thinking, the generation prompt opening the thinking block.
+TEST(ChatTemplateTest, DeepSeek) {
+  const std::vector<ChatMessage> thought{{"system", "Be brief."},
+                                         {"user", "2+2?"},
+                                         {"assistant", "<think>\nadd them\n</think>\n\n4"},
+                                         {"user", "3+3?"}};
+  EXPECT_EQ(apply_chat_template(ChatFormat::DeepSeekR1, thought, true, "", "<｜end▁of▁sentence｜>"),
+            "Be brief.<｜User｜>2+2?<｜Assistant｜>\n\n4<｜end▁of▁sentence｜><｜User｜>3+3?<｜Assistant｜><think>\n");
+  EXPECT_EQ(apply_chat_template(ChatFormat::DeepSeek3, kUserOnly, true), "<｜User｜>Hello<｜Assistant｜>");
+  constexpr std::string_view kR1Template =
+      "{{bos_token}}{{ns.system_prompt}}{%- for message in messages %}{%- if message['role'] == 'user' %}"
+      "{{'<｜User｜>' + message['content']}}{%- endif %}{%- endfor -%}"
+      "{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜><think>\\n'}}{% endif %}";
+  EXPECT_EQ(detect_chat_format(kR1Template), ChatFormat::DeepSeekR1);
+  EXPECT_EQ(detect_chat_format("{{'<｜User｜>' + c}}{{'<｜Assistant｜>'}}"), ChatFormat::DeepSeek3);
+  EXPECT_EQ(chat_format_from_name("deepseek-r1"), ChatFormat::DeepSeekR1);
+  std::vector<ChatMessage> tool{{"user", "Hi"}, {"tool", "42"}};
+  EXPECT_THROW(render(ChatFormat::DeepSeekR1, tool), Error);
+}
+
 TEST(ChatTemplateTest, RejectsRolesAFormatCannotExpress) {
   std::vector<ChatMessage> late_system{{"user", "Hi"}, {"system", "Be brief"}};
   EXPECT_THROW(render(ChatFormat::Llama2, late_system), Error);
