@@ -88,11 +88,12 @@ def main():
                                           "--json", "--temp", "0", "-n", "1", "--thinking", think, q],
                                          check=True, capture_output=True, text=True).stdout
                     theirs = json.loads(out)["prompt_tokens"]
+                    # With thinking off the prompt ends with the empty thinking block.
                     ours = len(prefix_tokens(tok, ex["documents"])) + len(question_tokens(tok, q, think == "on"))
                     checked += 1
                     if ours != theirs:
                         failures += 1
-                    print(f"world {i}: {len(ex['documents'])} documents, thinking {think}: prompt tokens python {ours}, "
+                    print(f"world {i}: {len(ex['documents'])} documents, thinking {think}: prompt tokens python {ours} "
                           f"frugal ask {theirs}{'' if ours == theirs else '  MISMATCH'}")
     print("OK" if not failures else f"{failures} MISMATCHES")
     sys.exit(1 if failures else 0)
