@@ -13,6 +13,7 @@
 
 #include "frugal/gguf.h"
 #include "frugal/kv_precision.h"
+#include "frugal/lora.h"
 #include "frugal/kv_trie.h"
 #include "frugal/tensor_type.h"
 
@@ -176,6 +177,8 @@ struct ModelOptions {
   size_t threads = 0;        // 0: the CPUs this process may use (available_cpus())
   bool pin_threads = false;  // bind compute threads to CPUs
   WeightRepacking repacking = WeightRepacking::Auto;
+  // LoRA adapters applied unmerged, in order (include/frugal/lora.h).
+  std::vector<LoraSpec> loras{};
 };
 
 // What loading repacked (Model::repacking()).
@@ -200,6 +203,8 @@ class Model {
   const GgufFile& file() const;
   size_t thread_count() const;
   const RepackingReport& repacking() const;
+  // The adapters applied (ModelOptions::loras).
+  const std::vector<LoraInfo>& loras() const;
 
   // Runs `tokens` through the model at positions cache.size() onwards,
   // appending their keys and values to `cache` (batched: all tokens in one

@@ -218,7 +218,7 @@ nlohmann::json KnowledgeCache::State::manifest(const cag::ModelIdentity& identit
 
 void KnowledgeCache::save(const std::filesystem::path& path) const {
   const State& s = *state_;
-  const auto identity = cag::identify_model(s.model->file());
+  const auto identity = cag::identify_model(s.model->file(), s.model->loras());
   const ModelConfig& config = s.model->config();
   CacheFileHeader header;
   header.model_fingerprint = identity.model_fingerprint;
@@ -244,7 +244,7 @@ KnowledgeCache KnowledgeCache::load(const std::filesystem::path& path, Model& mo
                                   name, h.layer_count, h.kv_head_count, h.head_size, model.file().source_name(),
                                   config.layer_count, config.kv_head_count, config.head_size));
   }
-  const auto identity = cag::identify_model(model.file());
+  const auto identity = cag::identify_model(model.file(), model.loras());
   auto mismatch = [&](const char* what, const char* key, const nlohmann::json& current) {
     std::string details;
     if (file.manifest.is_object() && file.manifest.contains(key)) {

@@ -76,7 +76,7 @@ void hash_tensor_sample(Hasher& hasher, const GgufTensor& tensor) {
 
 }  // namespace
 
-ModelIdentity identify_model(const GgufFile& file) {
+ModelIdentity identify_model(const GgufFile& file, std::span<const LoraInfo> adapters) {
   ModelIdentity identity;
   const std::string architecture = file.get_string_or("general.architecture", "");
   Hasher model, tokenizer;
@@ -100,6 +100,12 @@ ModelIdentity identify_model(const GgufFile& file) {
     ++type_counts[std::string(tensor_type_name(tensor.type))];
     parameters += static_cast<uint64_t>(tensor.element_count());
   }
+  std::string adapter_names;
+  for (const LoraInfo& adapter : adapters) {
+    model.value(adapter.fingerprint);  // its tensors, alpha and scale
+    adapter_names += fmt::format("{}{} x{}", adapter_names.empty() ? "" : ", ", adapter.path.filename().string(),
+                                 adapter.scale);
+  }
   identity.model_fingerprint = model.digest();
   identity.tokenizer_fingerprint = tokenizer.digest();
 
@@ -113,6 +119,7 @@ ModelIdentity identify_model(const GgufFile& file) {
       {"tensors", file.tensors().size()},
       {"parameters", parameters},
       {"tensor types", types},
+      {"LoRA adapters", adapter_names.empty() ? "none" : adapter_names},
   };
   const auto* tokens = file.find("tokenizer.ggml.tokens");
   identity.tokenizer = {

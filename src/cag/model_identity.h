@@ -8,7 +8,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <span>
+
 #include "frugal/gguf.h"
+#include "frugal/lora.h"
 
 namespace frugal::cag {
 
@@ -19,7 +22,9 @@ struct ModelIdentity {
   nlohmann::json tokenizer;
 };
 
-ModelIdentity identify_model(const GgufFile& file);
+// With `adapters` (LoRA applied unmerged) their fingerprints and scales are
+// part of the model's: a cache built with an adapter is another model's.
+ModelIdentity identify_model(const GgufFile& file, std::span<const LoraInfo> adapters = {});
 
 // "architecture: llama (cache) vs qwen2 (model)", one line per field of the
 // readable summaries that differs.

@@ -19,6 +19,7 @@ void add_kb_command(CLI::App& app);
 void add_ask_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
 void add_retrofit_command(CLI::App& app);
+void add_lora_command(CLI::App& app);
 void add_oae_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 

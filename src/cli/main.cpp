@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   frugal::cli::add_ask_command(app);
   frugal::cli::add_quantize_command(app);
   frugal::cli::add_retrofit_command(app);
+  frugal::cli::add_lora_command(app);
   frugal::cli::add_oae_command(app);
   frugal::cli::add_serve_command(app);
   try {

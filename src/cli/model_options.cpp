@@ -1,6 +1,7 @@
 #include "cli/model_options.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -40,6 +41,35 @@ void add_model_arguments(CLI::App& command, ModelArguments& args, bool demo_by_d
                      "type of the cached values (llama.cpp's -ctv, also accepted): " + kv_precision_names())
       ->check(kv_type_validator());
   command.add_option("--repack", args.repack, kRepackHelp)->check(CLI::IsMember({"auto", "on", "off"}));
+  command.add_option("--lora", args.lora, "LoRA adapter (llama.cpp's GGUF adapter) applied unmerged; repeatable")
+      ->check(CLI::ExistingFile);
+  command.add_option("--lora-scaled", args.lora_scaled, "LoRA adapter with a scale (FILE SCALE); repeatable")
+      ->type_size(2)
+      ->allow_extra_args(false);
+}
+
+LoraSpec parse_scaled_lora(const std::string& path, const std::string& scale) {
+  if (!std::filesystem::exists(path)) throw Error(fmt::format("--lora-scaled {}: no such file", path));
+  size_t used = 0;
+  float value = 0;
+  try {
+    value = std::stof(scale, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != scale.size() || !std::isfinite(value)) {
+    throw Error(fmt::format("--lora-scaled {} {}: the scale must be a number", path, scale));
+  }
+  return {path, value};
+}
+
+std::vector<LoraSpec> lora_specs(const ModelArguments& args) {
+  std::vector<LoraSpec> specs;
+  for (const auto& path : args.lora) specs.push_back({path, 1.0f});
+  for (size_t i = 0; i + 1 < args.lora_scaled.size(); i += 2) {
+    specs.push_back(parse_scaled_lora(args.lora_scaled[i], args.lora_scaled[i + 1]));
+  }
+  return specs;
 }
 
 KvTypes cache_precision_from_arguments(const ModelArguments& args) {
@@ -107,6 +137,7 @@ LoadedModel load_model(const ModelArguments& args) {
   warn_if_more_threads_than_cpus(options.threads);
   options.pin_threads = args.pin_threads;
   options.repacking = repacking_from_argument(args.repack);
+  options.loras = lora_specs(args);
   std::string path = args.model_path;
   if (path.empty()) {
     path = demo_model_path();

@@ -22,7 +22,14 @@ struct ModelArguments {
   std::string cache_type = "f32";
   std::string cache_type_k, cache_type_v;  // llama.cpp's -ctk / -ctv; empty: --cache-type
   std::string repack = "auto";
+  std::vector<std::string> lora;                              // --lora FILE (scale 1)
+  std::vector<std::string> lora_scaled;  // --lora-scaled FILE SCALE, flattened
 };
+
+// FILE SCALE of --lora-scaled; Error for a missing file or a scale that is no number.
+LoraSpec parse_scaled_lora(const std::string& path, const std::string& scale);
+// The adapters --lora and then --lora-scaled name.
+std::vector<LoraSpec> lora_specs(const ModelArguments& args);
 
 // The KV types -ctk / -ctv / --cache-type ask for (keys and values may
 // differ).

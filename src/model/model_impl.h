@@ -1,12 +1,14 @@
 // Internal state of a loaded model: weight views into the mapped file.
 #pragma once
 
+#include <array>
 #include <cstdlib>
 #include <memory>
 #include <vector>
 
 #include "frugal/model.h"
 #include "model/kv_rows.h"
+#include "model/lora_adapter.h"
 #include "model/rope.h"
 #include "tensor/matmul.h"
 #include "tensor/thread_pool.h"
@@ -50,6 +52,17 @@ struct Model::Impl {
   using PackedBuffer = std::unique_ptr<uint8_t, FreeBuffer>;
   PackedBuffer packed_storage;
   RepackingReport repacking;
+  // LoRA: the adapters' deltas of each layer's projections (query, key,
+  // value, attention output, gate, up, down) and of the output, in order.
+  enum Projection { kQuery, kKey, kValue, kAttentionOutput, kGate, kUp, kDown, kProjections };
+  std::vector<LoraAdapter> adapters;
+  std::vector<LoraInfo> lora_info;
+  std::vector<std::array<std::vector<const LoraDelta*>, kProjections>> layer_lora;
+  std::vector<const LoraDelta*> output_lora;
+  void load_loras(const std::vector<LoraSpec>& specs);  // lora_apply.cpp
+  // out[t] += scale * B (A in[t]) for each delta; nothing without adapters.
+  void apply_lora(std::span<const LoraDelta* const> deltas, const float* in, size_t tokens, float* out,
+                  bool per_token);
 
   explicit Impl(GgufFile f) : file(std::move(f)) {}
   void load_weights();

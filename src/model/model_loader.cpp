@@ -86,6 +86,7 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
   model->impl_ = std::make_unique<Impl>(GgufFile::open(path));
   model->impl_->config = ModelConfig::from_gguf(model->impl_->file);
   model->impl_->load_weights();
+  model->impl_->load_loras(options.loras);
   const size_t threads = options.threads ? options.threads : ThreadPool::default_thread_count();
   model->impl_->pool = std::make_unique<ThreadPool>(threads, options.pin_threads);
   model->impl_->repack_weights(options.repacking);

@@ -128,6 +128,11 @@ std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& 
       const WeightMatrix* weights[3] = {&l.query, &l.key, &l.value};
       float* outs[3] = {q.data(), k.data(), v.data()};
       matmul_shared_input(weights, normed.data(), n, outs, *pool, per_token);
+      if (!adapters.empty()) {
+        apply_lora(layer_lora[li][kQuery], normed.data(), n, q.data(), per_token);
+        apply_lora(layer_lora[li][kKey], normed.data(), n, k.data(), per_token);
+        apply_lora(layer_lora[li][kValue], normed.data(), n, v.data(), per_token);
+      }
     }
     add_bias(q.data(), n, l.query_bias);
     add_bias(k.data(), n, l.key_bias);
@@ -147,6 +152,7 @@ std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& 
     }
     backend.attend(static_cast<int64_t>(li), q.data(), n, attention.data());
     matmul(l.attention_output, attention.data(), n, projected.data(), *pool, per_token);
+    if (!adapters.empty()) apply_lora(layer_lora[li][kAttentionOutput], attention.data(), n, projected.data(), per_token);
     add_in_place(x.data(), projected.data(), n * embed);
 
     for (size_t t = 0; t < n; ++t) {
@@ -156,9 +162,14 @@ std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& 
       const WeightMatrix* weights[2] = {&l.gate, &l.up};
       float* outs[2] = {gate.data(), up.data()};
       matmul_shared_input(weights, normed.data(), n, outs, *pool, per_token);
+      if (!adapters.empty()) {
+        apply_lora(layer_lora[li][kGate], normed.data(), n, gate.data(), per_token);
+        apply_lora(layer_lora[li][kUp], normed.data(), n, up.data(), per_token);
+      }
     }
     kernels.swiglu(gate.data(), up.data(), n * ffn);
     matmul(l.down, gate.data(), n, projected.data(), *pool, per_token);
+    if (!adapters.empty()) apply_lora(layer_lora[li][kDown], gate.data(), n, projected.data(), per_token);
     add_in_place(x.data(), projected.data(), n * embed);
   }
 
@@ -173,7 +184,10 @@ std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& 
     kernels.rms_norm(&x[logit_rows[i] * embed], output_norm.data(), &normed[i * embed], embed, c.rms_epsilon);
   }
   std::vector<float> logits(logit_rows.size() * static_cast<size_t>(c.vocab_size));
-  if (!logit_rows.empty()) matmul(output, normed.data(), logit_rows.size(), logits.data(), *pool, per_token);
+  if (!logit_rows.empty()) {
+    matmul(output, normed.data(), logit_rows.size(), logits.data(), *pool, per_token);
+    apply_lora(output_lora, normed.data(), logit_rows.size(), logits.data(), per_token);
+  }
   return logits;
 }
 

@@ -76,7 +76,7 @@ struct Choice {
   nlohmann::json logprobs = nullptr;  // logprobs_json, or null when not asked for
   // A thinking model's thinking (message.reasoning_content) and its tokens
   // (usage.completion_tokens_details.reasoning_tokens).
-  std::optional<std::string> reasoning;
+  std::optional<std::string> reasoning{};
   size_t reasoning_tokens = 0;
 };
 
@@ -99,7 +99,7 @@ struct Timings {
   double energy_joules = -1;       // negative: not measured
   size_t context_shifts = 0;       // written only when not 0
   size_t probes = 0, probe_tokens = 0;  // early-exit probes (written only when not 0)
-  std::optional<size_t> reasoning_tokens;  // a thinking model's (usage_chunk's completion_tokens_details)
+  std::optional<size_t> reasoning_tokens{};  // a thinking model's (usage_chunk's completion_tokens_details)
   nlohmann::json to_json() const;
 };
 
