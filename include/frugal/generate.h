@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "frugal/grammar.h"
 #include "frugal/model.h"
 #include "frugal/sampler.h"
 #include "frugal/thinking.h"
@@ -61,6 +62,10 @@ struct GenerationOptions {
   // text; budgets and early exit as the options say.
   ThinkingOptions thinking;
   std::function<bool(std::string_view)> on_thinking{};  // false cancels, like the answer's callback
+  // Constrained decoding: every token keeps the answer a prefix of a
+  // sentence of this grammar, and the answer ends only where the grammar
+  // may (include/frugal/grammar.h, json_schema.h). Not with thinking on.
+  std::shared_ptr<const Grammar> grammar{};
 };
 
 // A throwaway continuation of an answer's state (early-exit probes): tokens

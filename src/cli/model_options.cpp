@@ -13,11 +13,13 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cli/arguments.h"
 #include "frugal/chat.h"
 #include "frugal/error.h"
 #include "frugal/generate.h"
+#include "frugal/json_schema.h"
 
 namespace frugal::cli {
 
@@ -192,6 +194,30 @@ void add_generation_arguments(CLI::App& command, GenerationArguments& args) {
                      "(optionally ,every:N ,max:N) or off")
       ->capture_default_str();
   command.add_flag("--hide-thinking", args.hide_thinking, "print only the answer of a thinking model");
+  auto* grammar =
+      command.add_option("--grammar", args.grammar, "constrain the answer to a GBNF grammar (llama.cpp's syntax)");
+  auto* grammar_file =
+      command.add_option("--grammar-file", args.grammar_file, "constrain the answer to the GBNF grammar in FILE")
+          ->check(CLI::ExistingFile);
+  auto* schema = command.add_option("-j,--json-schema", args.json_schema,
+                                    "constrain the answer to JSON a JSON schema accepts (the schema, or @FILE)");
+  grammar->excludes(grammar_file)->excludes(schema);
+  grammar_file->excludes(schema);
+}
+
+std::shared_ptr<const Grammar> grammar_from_arguments(const GenerationArguments& args) {
+  if (!args.grammar.empty()) return Grammar::parse(args.grammar);
+  if (!args.grammar_file.empty()) return Grammar::parse(read_text_file(args.grammar_file, "grammar"));
+  if (args.json_schema.empty()) return nullptr;
+  const std::string text =
+      args.json_schema.starts_with("@") ? read_text_file(args.json_schema.substr(1), "JSON schema") : args.json_schema;
+  nlohmann::json schema;
+  try {
+    schema = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("--json-schema: not valid JSON ({})", e.what()));
+  }
+  return Grammar::parse(json_schema_to_gbnf(schema));
 }
 
 ThinkingOptions thinking_options(const GenerationArguments& args, const Model& model, const Tokenizer& tokenizer) {
@@ -249,6 +275,7 @@ GenerationOptions generation_options(const GenerationArguments& args, bool annou
   options.sampling = args.sampling;
   options.stop_strings = args.stop;
   options.ignore_eos = args.ignore_eos;
+  options.grammar = grammar_from_arguments(args);
   if (args.seed >= 0 && static_cast<uint64_t>(args.seed) != SamplingParams::kRandomSeed) {
     options.sampling.seed = static_cast<uint64_t>(args.seed);
   } else if (options.sampling.temperature > 0) {

@@ -76,6 +76,8 @@ struct GenerationArguments {
   int32_t reasoning_budget = -1;
   std::string reasoning_exit = "off";
   bool hide_thinking = false;
+  // Structured output (docs/structured-output.md): one of them.
+  std::string grammar, grammar_file, json_schema;
 };
 
 // Every value is range-checked at parse time (the server's ranges, without
@@ -85,6 +87,9 @@ void add_generation_arguments(CLI::App& command, GenerationArguments& args);
 // `announce_seed`, printed on stderr ("seed: N") so the run can be repeated
 // with -s N.
 GenerationOptions generation_options(const GenerationArguments& args, bool announce_seed);
+
+// The grammar --grammar, --grammar-file or --json-schema gives (nullptr: none).
+std::shared_ptr<const Grammar> grammar_from_arguments(const GenerationArguments& args);
 
 // What the thinking arguments ask of `model` (parsed out of the answer for
 // a thinking model; Error when a model that does not think is asked to).

@@ -25,6 +25,14 @@ AnswerInProgress::AnswerInProgress(const Tokenizer& tokenizer, std::span<const T
       open_probe_(std::move(probe)) {
   if (prompt.empty()) throw Error("the prompt is empty: nothing to process");
   if (thinking_.parse) splitter_.emplace(thinking_.open, thinking_.close, thinking_.starts_inside);
+  if (options.grammar) {
+    if (thinking_.parse && thinking_.prompt_suffix.empty()) {
+      throw Error("a grammar (structured output) needs thinking off for a thinking model: the grammar would "
+                  "forbid the thinking block; use --thinking off / enable_thinking: false");
+    }
+    if (options.ignore_eos) throw Error("a grammar cannot be combined with --ignore-eos: the answer must end");
+    grammar_.emplace(options.grammar, tokenizer);
+  }
   if (thinking_.exit.enabled() && !open_probe_) {
     throw Error("early exit from thinking is not available here (it needs a branchable state)");
   }
@@ -62,7 +70,7 @@ std::optional<TokenId> AnswerInProgress::accept(std::span<const float> logits, c
     for (const TokenId id : end_tokens_) allowed_logits_[static_cast<size_t>(id)] = -INFINITY;
     logits = allowed_logits_;
   }
-  const TokenId token = sampler_.sample(logits, history_);
+  const TokenId token = sample_allowed(logits);
   const bool probing = thinking_.exit.enabled() && splitter_ && splitter_->thinking();
   // "Wait", "Alternatively": the answer is probed before the token.
   if (probing && result_.tokens.size() != last_probe_at_ && at_transition_word(token) && probe({}, on_text)) {
@@ -79,11 +87,26 @@ std::optional<TokenId> AnswerInProgress::accept(std::span<const float> logits, c
   return next;
 }
 
+TokenId AnswerInProgress::sample_allowed(std::span<const float> logits) {
+  TokenId token = sampler_.sample(logits, history_);
+  if (!grammar_ || grammar_->accepts(token)) return token;
+  // Sampling from the allowed tokens after a rejection gives the same
+  // distribution as masking first: most steps need one check, not one per
+  // token of the vocabulary.
+  masked_logits_.assign(logits.begin(), logits.end());
+  if (grammar_->mask(masked_logits_) == 0) {
+    throw Error("the grammar allows no token of this vocabulary here (a character no token can spell?)");
+  }
+  token = sampler_.sample(masked_logits_, history_);
+  return token;
+}
+
 std::optional<TokenId> AnswerInProgress::take(TokenId token, std::span<const float> logits,
                                               const TextCallback& on_text) {
   if (result_.tokens.empty()) first_sampled_ = std::chrono::steady_clock::now();
   result_.tokens.push_back(token);
   history_.push_back(token);
+  if (grammar_) grammar_->accept(token);
   if (tokenizer_.is_end_of_generation(token)) {
     finish(StopReason::EndOfGeneration, on_text);
     return std::nullopt;

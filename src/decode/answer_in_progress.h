@@ -57,6 +57,9 @@ class AnswerInProgress {
   // with one, then the close marker and a blank line.
   std::vector<TokenId> closing_tokens() const;
   bool at_transition_word(TokenId token) const;
+  // The sampled token, or (when the grammar rejects it) one sampled again
+  // from the logits the grammar allows.
+  TokenId sample_allowed(std::span<const float> logits);
   // Probes an answer after `head` (tokens not yet in the state); true when
   // it was kept (the answer has ended).
   bool probe(std::span<const TokenId> head, const TextCallback& on_text);
@@ -79,6 +82,8 @@ class AnswerInProgress {
   GenerationResult result_;
   ThinkingOptions thinking_;
   std::optional<ThinkingSplitter> splitter_;
+  std::optional<GrammarMatcher> grammar_;
+  std::vector<float> masked_logits_;
   std::function<bool(std::string_view)> on_thinking_;
   ProbeOpener open_probe_;
   std::deque<TokenId> forced_;   // tokens frugal writes next

@@ -147,6 +147,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   // the prompt format's. Other answers are passed on as the model wrote them.
   generation.trim_leading_space = kb;
   generation.logprobs = request.logprobs;
+  generation.grammar = request.grammar;
   if (chat && request.beam_width == 1) {
     try {
       generation.thinking = make_thinking_options(
@@ -155,6 +156,11 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
       throw;
     } catch (const Error& e) {
       throw server::invalid_request(e.what(), "reasoning_exit");
+    }
+    if (request.grammar && generation.thinking.parse && generation.thinking.prompt_suffix.empty()) {
+      throw server::invalid_request("structured output from a thinking model needs thinking off: add "
+                                    "chat_template_kwargs: {enable_thinking: false} (or reasoning_effort: none)",
+                                    request.grammar ? "response_format" : "grammar");
     }
   }
   if (options.context_shift) {

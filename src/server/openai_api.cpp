@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 #include "frugal/error.h"
+#include "frugal/grammar.h"
+#include "frugal/json_schema.h"
 
 namespace frugal::server {
 
@@ -71,7 +73,8 @@ void refuse_unknown_fields(const json& body) {
                                                   "max_completion_tokens", "temperature", "top_p", "n", "seed",
                                                   "stream", "stream_options", "stop", "beam_width", "logprobs",
                                                   "top_logprobs", "chat_template_kwargs", "reasoning_effort",
-                                                  "thinking_budget", "reasoning_exit"};
+                                                  "thinking_budget", "reasoning_exit", "response_format",
+                                                  "grammar"};
   // Bookkeeping for the client's side; they change nothing in an answer.
   static const std::set<std::string> kHarmless = {"user", "metadata", "store", "service_tier"};
   for (const auto& [key, value] : body.items()) {
@@ -81,7 +84,6 @@ void refuse_unknown_fields(const json& body) {
     if ((key == "frequency_penalty" || key == "presence_penalty") && is_zero) continue;
     if ((key == "logprobs" || key == "echo" || key == "parallel_tool_calls") && is_false) continue;
     if (key == "best_of" && value.is_number_integer() && value.get<int64_t>() == 1) continue;
-    if (key == "response_format" && value.is_object() && value.value("type", "") == "text") continue;
     throw invalid_request(fmt::format("'{}' is not supported by this server; leave it out", key), key);
   }
 }
@@ -136,6 +138,64 @@ void parse_thinking_fields(const json& body, bool chat, CompletionRequest& r) {
   }
   if (r.beam_width > 1 && (r.enable_thinking || r.reasoning_effort || r.thinking_budget || r.reasoning_exit)) {
     throw invalid_request("thinking settings do not apply to beam search answers (beam_width > 1)", "beam_width");
+  }
+}
+
+// response_format (OpenAI) and grammar (llama.cpp): the grammar the answer
+// must follow, parsed here so that a bad one is a 400 naming the field.
+void parse_structured_output(const json& body, CompletionRequest& r) {
+  const bool has_grammar = body.contains("grammar") && !body["grammar"].is_null();
+  if (body.contains("response_format") && !body["response_format"].is_null()) {
+    const json& format = body["response_format"];
+    if (!format.is_object() || !format.contains("type") || !format["type"].is_string()) {
+      throw invalid_request("response_format must be an object with a type: text, json_object or json_schema",
+                            "response_format");
+    }
+    const std::string type = format["type"].get<std::string>();
+    for (const auto& [key, value] : format.items()) {
+      if (key != "type" && !(type == "json_schema" && key == "json_schema")) {
+        throw invalid_request(fmt::format("response_format.{} is not supported", key), "response_format." + key);
+      }
+    }
+    if (type == "json_object") {
+      r.grammar = Grammar::parse(json_object_gbnf());
+    } else if (type == "json_schema") {
+      if (!format.contains("json_schema") || !format["json_schema"].is_object()) {
+        throw invalid_request("response_format json_schema needs a json_schema object with a schema",
+                              "response_format.json_schema");
+      }
+      const json& wrapper = format["json_schema"];
+      for (const auto& [key, value] : wrapper.items()) {
+        if (key != "name" && key != "schema" && key != "strict" && key != "description") {
+          throw invalid_request(fmt::format("response_format.json_schema.{} is not supported", key),
+                                "response_format.json_schema." + key);
+        }
+      }
+      if (!wrapper.contains("schema")) {
+        throw invalid_request("response_format.json_schema has no schema", "response_format.json_schema.schema");
+      }
+      try {
+        r.grammar = Grammar::parse(json_schema_to_gbnf(wrapper["schema"]));
+      } catch (const Error& e) {
+        throw invalid_request(e.what(), "response_format.json_schema.schema");
+      }
+    } else if (type != "text") {
+      throw invalid_request(fmt::format("response_format type '{}' is not one of text, json_object, json_schema", type),
+                            "response_format.type");
+    }
+  }
+  if (has_grammar) {
+    if (r.grammar) throw invalid_request("give either response_format or grammar, not both", "grammar");
+    if (!body["grammar"].is_string()) throw invalid_request("grammar must be a GBNF text", "grammar");
+    try {
+      r.grammar = Grammar::parse(body["grammar"].get<std::string>());
+    } catch (const Error& e) {
+      throw invalid_request(e.what(), "grammar");
+    }
+  }
+  if (r.grammar && r.beam_width > 1) {
+    throw invalid_request("structured output is not available for beam search answers (beam_width > 1)",
+                          "beam_width");
   }
 }
 
@@ -267,6 +327,7 @@ CompletionRequest parse_completion_request(std::string_view text, bool chat) {
     }
   }
   parse_thinking_fields(body, chat, r);
+  parse_structured_output(body, r);
   if (chat) {
     // logprobs: true/false; top_logprobs 0..20 alternatives, only with it.
     if (body.contains("logprobs") && !body["logprobs"].is_null() && !body["logprobs"].is_boolean()) {

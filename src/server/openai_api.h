@@ -55,6 +55,9 @@ struct CompletionRequest {
   std::optional<std::string> reasoning_effort;
   std::optional<int32_t> thinking_budget;
   std::optional<EarlyExit> reasoning_exit;
+  // Structured output: response_format json_object / json_schema, or a GBNF
+  // `grammar` (llama.cpp's field); nullptr: free text.
+  std::shared_ptr<const Grammar> grammar;
 };
 
 // The server's thinking defaults with what the request asks on top; throws

@@ -63,6 +63,27 @@ try {
   assert.deepEqual(floats.data[0].embedding, embedded.data[1].embedding);
   assert.ok(embedded.usage.prompt_tokens > 0);
 
+  // Structured output: a JSON schema through response_format, whole and
+  // streamed; parsed by the client's own helper (beta.chat.completions.parse).
+  const clinic = { type: "object", additionalProperties: false, required: ["ok", "kind", "name"],
+                   properties: { ok: { type: "boolean" }, kind: { enum: ["clinic", "school"] },
+                                 name: { type: "string", maxLength: 6 } } };
+  const response_format = { type: "json_schema", json_schema: { name: "clinic", schema: clinic, strict: true } };
+  const structured = await client.beta.chat.completions.parse({ model: "mini", messages, temperature: 0,
+                                                                max_tokens: 200, response_format });
+  const parsed = structured.choices[0].message.parsed;
+  assert.equal(typeof parsed.ok, "boolean");
+  assert.ok(["clinic", "school"].includes(parsed.kind));
+  assert.ok([...parsed.name].length <= 6);
+  const structuredStream = await client.chat.completions.create({ model: "mini", messages, temperature: 0,
+                                                                   max_tokens: 200, response_format, stream: true });
+  let structuredText = "";
+  for await (const chunk of structuredStream) structuredText += chunk.choices[0]?.delta?.content ?? "";
+  assert.deepEqual(JSON.parse(structuredText), parsed);
+  await assert.rejects(client.chat.completions.create({ model: "mini", messages, response_format: {
+    type: "json_schema", json_schema: { name: "n", schema: { type: "integer", minimum: 1 } } } }),
+    (error) => error instanceof OpenAI.BadRequestError && /minimum/.test(error.message));
+
   const cag = await client.chat.completions.create({ model: "mini@town", max_tokens: 8, temperature: 0,
     messages: [{ role: "user", content: "Who directs the Harlow Clinic?" }] });
   assert.ok(cag.usage.prompt_tokens_details.cached_tokens > 0);
