@@ -71,10 +71,8 @@ std::string finish_reason(StopReason reason) {
 
 }  // namespace
 
-void Server::Impl::completions(const httplib::Request& http_request, httplib::Response& response, bool chat) {
-  const auto start = Clock::now();
-  check_key(http_request);
-  const CompletionRequest request = server::parse_completion_request(http_request.body, chat);
+server::PreparedAnswer Server::Impl::prepare(const CompletionRequest& request) {
+  const bool chat = request.chat;
   std::string knowledge_name;  // empty: the model itself, no knowledge cache
   auto no_such_model = [&] {
     return ApiError(404, "invalid_request_error",
@@ -170,6 +168,17 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     // without the shift; with it, it may run past the context.
     if (request.max_tokens < 0) generation.max_tokens = static_cast<int32_t>(room);
   }
+  return {std::move(prompt), std::move(generation), kb, prompt_tokens, answer_tokens};
+}
+
+void Server::Impl::completions(const httplib::Request& http_request, httplib::Response& response, bool chat) {
+  const auto start = Clock::now();
+  check_key(http_request);
+  const CompletionRequest request = server::parse_completion_request(http_request.body, chat);
+  server::PreparedAnswer prepared = prepare(request);
+  const std::vector<TokenId>& prompt = prepared.prompt;
+  GenerationOptions& generation = prepared.generation;
+  const size_t prompt_tokens = prepared.prompt_tokens;
   const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", next_id.fetch_add(1));
   const int64_t created = unix_now();
   const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";

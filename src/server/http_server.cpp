@@ -136,6 +136,10 @@ void Server::Impl::setup() {
                                                                httplib::Response& response) {
     completions(request, response, false);
   }));
+  http.Post("/v1/responses", guarded("/v1/responses", [this](const httplib::Request& request,
+                                                             httplib::Response& response) {
+    responses(request, response);
+  }));
   http.Post("/v1/embeddings", guarded("/v1/embeddings", [this](const httplib::Request& request,
                                                                httplib::Response& response) {
     embeddings(request, response);

@@ -66,6 +66,15 @@ struct CompletionRequest {
 ThinkingSettings thinking_settings(const CompletionRequest& request, const ThinkingSettings& defaults,
                                    const std::optional<ThinkingFormat>& format);
 
+// What Server::Impl::prepare makes of a request.
+struct PreparedAnswer {
+  std::vector<TokenId> prompt;
+  GenerationOptions generation;
+  bool knowledge = false;    // over a knowledge cache (MODEL@NAME)
+  size_t prompt_tokens = 0;
+  int64_t answer_tokens = 0;  // at most: max_tokens or what is left of the context
+};
+
 // Throws ApiError (400) naming the field for malformed JSON, wrong types and
 // out-of-range values.
 CompletionRequest parse_completion_request(std::string_view body, bool chat);

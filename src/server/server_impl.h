@@ -75,6 +75,10 @@ struct Server::Impl {
   void add_web_routes();        // web_routes.cpp: the page, /reports/
   void check_key(const httplib::Request& request) const;
   void completions(const httplib::Request& request, httplib::Response& response, bool chat);
+  // The model (or MODEL@NAME knowledge cache), the prompt and the
+  // generation options a request asks for; ApiError for what it cannot get.
+  server::PreparedAnswer prepare(const server::CompletionRequest& request);
+  void responses(const httplib::Request& request, httplib::Response& response);  // responses_routes.cpp
   void embeddings(const httplib::Request& request, httplib::Response& response);  // embedding_routes.cpp
   int64_t model_vocab() const { return model.config().vocab_size; }
   void beam_completion(const server::CompletionRequest& request, const std::vector<TokenId>& prompt,

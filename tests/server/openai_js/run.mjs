@@ -84,6 +84,28 @@ try {
     type: "json_schema", json_schema: { name: "n", schema: { type: "integer", minimum: 1 } } } }),
     (error) => error instanceof OpenAI.BadRequestError && /minimum/.test(error.message));
 
+  // The Responses API: text and message input, instructions, whole and streamed.
+  const reply = await client.responses.create({ model: "mini", input: "Name a colour.", max_output_tokens: 10,
+                                                temperature: 0 });
+  assert.equal(reply.object, "response");
+  assert.equal(reply.output_text, answer.choices[0].message.content, "responses and chat answers differ");
+  assert.ok(reply.usage.input_tokens > 0 && reply.usage.output_tokens > 0);
+  const replyStream = await client.responses.create({ model: "mini", input: [{ role: "user", content: "Name a colour." }],
+                                                      max_output_tokens: 10, temperature: 0, stream: true });
+  let replyText = "";
+  let finalEvent = null;
+  for await (const event of replyStream) {
+    if (event.type === "response.output_text.delta") replyText += event.delta;
+    if (event.type === "response.completed" || event.type === "response.incomplete") finalEvent = event;
+  }
+  assert.equal(replyText, reply.output_text);
+  assert.equal(finalEvent.response.output[0].content[0].text, replyText);
+  const instructed = await client.responses.create({ model: "mini", instructions: "Be brief.", input: "Hi",
+                                                     max_output_tokens: 4, temperature: 0 });
+  assert.ok(instructed.usage.input_tokens > reply.usage.input_tokens - 8);
+  await assert.rejects(client.responses.create({ model: "mini", input: "Hi", previous_response_id: "resp_1" }),
+                       (error) => error instanceof OpenAI.BadRequestError && /previous_response_id/.test(error.message));
+
   const cag = await client.chat.completions.create({ model: "mini@town", max_tokens: 8, temperature: 0,
     messages: [{ role: "user", content: "Who directs the Harlow Clinic?" }] });
   assert.ok(cag.usage.prompt_tokens_details.cached_tokens > 0);

@@ -1,0 +1,404 @@
+// POST /v1/responses (OpenAI's Responses API, what the AI SDK's default
+// provider and the openai client's responses.create call): text or message
+// input, instructions, max_output_tokens, text.format (structured output),
+// reasoning.effort; whole or streamed as Responses events. The request is
+// translated into a chat completion request and answered by the same
+// engine path.
+#include <httplib.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <ctime>
+#include <deque>
+#include <mutex>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "frugal/error.h"
+#include "server/server_impl.h"
+
+namespace frugal {
+
+using server::ApiError;
+using nlohmann::json;
+
+namespace {
+
+constexpr auto kClientCheck = std::chrono::milliseconds(50);
+
+// Chat field names back into the Responses API's, for 400s.
+std::string responses_param(const std::string& param) {
+  const std::pair<const char*, const char*> names[] = {{"response_format.json_schema", "text.format"},
+                                                       {"response_format", "text.format"},
+                                                       {"messages", "input"},
+                                                       {"max_tokens", "max_output_tokens"},
+                                                       {"reasoning_effort", "reasoning.effort"}};
+  for (const auto& [chat, responses] : names) {
+    if (param.starts_with(chat)) return responses + param.substr(std::string_view(chat).size());
+  }
+  return param;
+}
+
+// A message's content: a string, or input_text / output_text parts.
+std::string content_text(const json& content, const std::string& where) {
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) throw server::invalid_request("content must be a string or a list of text parts", where);
+  std::string text;
+  for (size_t i = 0; i < content.size(); ++i) {
+    const json& part = content[i];
+    const std::string type = part.is_object() ? part.value("type", "") : "";
+    if ((type != "input_text" && type != "output_text") || !part.contains("text") || !part["text"].is_string()) {
+      throw server::invalid_request(fmt::format("content part of type '{}' is not supported (only input_text)", type),
+                                    fmt::format("{}[{}].type", where, i));
+    }
+    text += part["text"].get<std::string>();
+  }
+  return text;
+}
+
+// The chat completion request a Responses request amounts to.
+json as_chat_request(const json& body) {
+  if (!body.is_object()) throw server::invalid_request("the body must be a JSON object");
+  static const std::set<std::string> kKnown = {"model", "input", "instructions", "max_output_tokens", "temperature",
+                                               "top_p", "stream", "text", "reasoning", "store", "metadata", "user",
+                                               "service_tier", "parallel_tool_calls", "tool_choice", "tools",
+                                               "truncation", "include"};
+  for (const auto& [key, value] : body.items()) {
+    if (value.is_null()) continue;
+    if (!kKnown.count(key)) {
+      throw server::invalid_request(fmt::format("'{}' is not supported by this server; leave it out", key), key);
+    }
+  }
+  // Values that ask for nothing frugal lacks.
+  auto refuse_unless = [&](const char* key, bool harmless) {
+    if (body.contains(key) && !body[key].is_null() && !harmless) {
+      throw server::invalid_request(fmt::format("'{}' is not supported by this server at that value", key), key);
+    }
+  };
+  refuse_unless("tools", body.value("tools", json::array()).is_array() && body.value("tools", json::array()).empty());
+  refuse_unless("tool_choice", body.value("tool_choice", json("auto")) == "auto" ||
+                                   body.value("tool_choice", json("auto")) == "none");
+  refuse_unless("parallel_tool_calls", body.value("parallel_tool_calls", json(false)).is_boolean());
+  refuse_unless("truncation", body.value("truncation", json("disabled")) == "disabled");
+  refuse_unless("include", body.value("include", json::array()).is_array() && body.value("include", json::array()).empty());
+
+  json chat = {{"model", body.value("model", json())}};
+  json messages = json::array();
+  if (body.contains("instructions") && !body["instructions"].is_null()) {
+    if (!body["instructions"].is_string()) throw server::invalid_request("instructions must be a string", "instructions");
+    messages.push_back({{"role", "system"}, {"content", body["instructions"]}});
+  }
+  const json input = body.value("input", json());
+  if (input.is_string()) {
+    messages.push_back({{"role", "user"}, {"content", input}});
+  } else if (input.is_array()) {
+    for (size_t i = 0; i < input.size(); ++i) {
+      const json& item = input[i];
+      const std::string where = fmt::format("input[{}]", i);
+      if (!item.is_object() || item.value("type", "message") != "message" || !item.contains("role")) {
+        throw server::invalid_request(
+            fmt::format("input items must be messages ({{role, content}}); '{}' is not supported",
+                        item.is_object() ? item.value("type", "") : item.dump()),
+            where + ".type");
+      }
+      std::string role = item["role"].is_string() ? item["role"].get<std::string>() : "";
+      if (role == "developer") role = "system";
+      if (role != "user" && role != "system" && role != "assistant") {
+        throw server::invalid_request(fmt::format("role '{}' is not supported", role), where + ".role");
+      }
+      messages.push_back({{"role", role}, {"content", content_text(item.value("content", json()), where + ".content")}});
+    }
+  } else {
+    throw server::invalid_request("input must be a string or a list of messages", "input");
+  }
+  chat["messages"] = messages;
+  for (const char* key : {"temperature", "top_p", "stream", "store", "metadata", "user", "service_tier"}) {
+    if (body.contains(key)) chat[key] = body[key];
+  }
+  if (body.contains("max_output_tokens")) chat["max_tokens"] = body["max_output_tokens"];
+  if (body.contains("reasoning") && !body["reasoning"].is_null()) {
+    const json& reasoning = body["reasoning"];
+    for (const auto& [key, value] : reasoning.items()) {
+      if (key != "effort" && !(key == "summary" && value.is_null())) {
+        throw server::invalid_request(fmt::format("reasoning.{} is not supported", key), "reasoning." + key);
+      }
+    }
+    if (reasoning.contains("effort")) chat["reasoning_effort"] = reasoning["effort"];
+  }
+  if (body.contains("text") && !body["text"].is_null()) {
+    const json& text = body["text"];
+    for (const auto& [key, value] : text.items()) {
+      if (key != "format") throw server::invalid_request(fmt::format("text.{} is not supported", key), "text." + key);
+    }
+    if (text.contains("format")) {
+      json format = text["format"];
+      if (format.is_object() && format.value("type", "") == "json_schema") {
+        json schema = {{"name", format.value("name", "answer")}};
+        for (const char* key : {"schema", "strict", "description"}) {
+          if (format.contains(key)) schema[key] = format[key];
+        }
+        for (const auto& [key, value] : format.items()) {
+          if (key != "type" && key != "name" && !schema.contains(key)) {
+            throw server::invalid_request(fmt::format("text.format.{} is not supported", key), "text.format." + key);
+          }
+        }
+        format = {{"type", "json_schema"}, {"json_schema", schema}};
+      }
+      chat["response_format"] = format;
+    }
+  }
+  return chat;
+}
+
+struct ResponseIds {
+  std::string response, message, reasoning;
+};
+
+json message_item(const ResponseIds& ids, const std::string& text, const std::string& status) {
+  json content = json::array();
+  if (status == "completed" || !text.empty()) {
+    content.push_back({{"type", "output_text"}, {"text", text}, {"annotations", json::array()}});
+  }
+  return {{"type", "message"}, {"id", ids.message}, {"status", status}, {"role", "assistant"}, {"content", content}};
+}
+
+json response_object(const json& request, const ResponseIds& ids, int64_t created, const std::string& status,
+                     const json& output, const json& usage, const json& incomplete) {
+  json text = request.contains("text") ? request["text"] : json{{"format", {{"type", "text"}}}};
+  return {{"id", ids.response},
+          {"object", "response"},
+          {"created_at", created},
+          {"status", status},
+          {"error", nullptr},
+          {"incomplete_details", incomplete},
+          {"instructions", request.value("instructions", json())},
+          {"max_output_tokens", request.value("max_output_tokens", json())},
+          {"model", request.value("model", json())},
+          {"output", output},
+          {"parallel_tool_calls", false},
+          {"previous_response_id", nullptr},
+          {"reasoning", request.value("reasoning", json{{"effort", nullptr}})},
+          {"store", false},
+          {"temperature", request.value("temperature", json(1.0))},
+          {"text", text},
+          {"tool_choice", "auto"},
+          {"tools", json::array()},
+          {"top_p", request.value("top_p", json(1.0))},
+          {"truncation", "disabled"},
+          {"usage", usage},
+          {"metadata", request.value("metadata", json::object())}};
+}
+
+json usage_of(size_t prompt_tokens, const GenerationResult& result) {
+  return {{"input_tokens", prompt_tokens},
+          {"input_tokens_details", {{"cached_tokens", result.cached_tokens}}},
+          {"output_tokens", result.tokens.size()},
+          {"output_tokens_details", {{"reasoning_tokens", result.thinking_tokens}}},
+          {"total_tokens", prompt_tokens + result.tokens.size()}};
+}
+
+json output_of(const ResponseIds& ids, const GenerationResult& result, bool thinks) {
+  json output = json::array();
+  if (thinks) {
+    json summary = json::array();
+    if (!result.thinking.empty()) summary.push_back({{"type", "summary_text"}, {"text", result.thinking}});
+    output.push_back({{"type", "reasoning"}, {"id", ids.reasoning}, {"status", "completed"}, {"summary", summary}});
+  }
+  output.push_back(message_item(ids, result.text, "completed"));
+  return output;
+}
+
+bool cut_short(const GenerationResult& result) {
+  return result.stop_reason == StopReason::MaxTokens || result.stop_reason == StopReason::ContextFull;
+}
+
+// One streamed answer's text, from the scheduler thread to the connection's.
+struct TextChannel {
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<std::pair<std::string, bool>> pieces;  // text, is thinking
+  bool finished = false;
+};
+
+}  // namespace
+
+void Server::Impl::responses(const httplib::Request& http_request, httplib::Response& response) {
+  check_key(http_request);
+  json body;
+  try {
+    body = json::parse(http_request.body);
+  } catch (const json::exception& e) {
+    throw server::invalid_request(fmt::format("the body is not valid JSON: {}", e.what()));
+  }
+  server::CompletionRequest request;
+  server::PreparedAnswer prepared;
+  try {
+    request = server::parse_completion_request(as_chat_request(body).dump(), true);
+    prepared = prepare(request);
+  } catch (const ApiError& e) {
+    throw ApiError(e.status, e.type, e.what(), responses_param(e.param), e.code);
+  }
+  if (stopping) throw ApiError(503, "server_error", "the server is shutting down; retry later");
+  const size_t limit = options.queue_limit + options.parallel;
+  auto admission = std::make_shared<server::Admission>(in_flight, limit, 1);
+  const size_t id_number = next_id.fetch_add(1);
+  const ResponseIds ids{fmt::format("resp_{:016x}", id_number), fmt::format("msg_{:016x}", id_number),
+                        fmt::format("rs_{:016x}", id_number)};
+  const auto created = static_cast<int64_t>(std::time(nullptr));
+  const bool thinks = prepared.generation.thinking.parse;
+  const size_t prompt_tokens = prepared.prompt_tokens;
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  auto account = [this, prompt_tokens](const GenerationResult* result) {
+    if (result) metrics.tokens(prompt_tokens, result->tokens.size());
+  };
+  GenerationJob job{prepared.prompt, prepared.generation};
+  job.cancel = cancel;
+  if (!request.stream) {
+    job.on_finish = [account, admission](const GenerationResult* result) { account(result); };
+    std::future<GenerationResult> future = scheduler->submit(std::move(job));
+    while (future.wait_for(kClientCheck) != std::future_status::ready) {
+      if (!cancel->load() && server::client_gone()) cancel->store(true);
+    }
+    const GenerationResult result = future.get();
+    if (result.stop_reason == StopReason::Cancelled) {
+      throw ApiError(499, "invalid_request_error", "the client closed the connection before the answer ended");
+    }
+    const json incomplete = cut_short(result) ? json{{"reason", "max_output_tokens"}} : json();
+    const json out = response_object(body, ids, created, cut_short(result) ? "incomplete" : "completed",
+                                     output_of(ids, result, thinks), usage_of(prompt_tokens, result), incomplete);
+    response.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    metrics.request("/v1/responses", 200);
+    return;
+  }
+  auto channel = std::make_shared<TextChannel>();
+  auto pass_on = [channel, cancel](std::string_view text, bool thinking) {
+    {
+      std::lock_guard lock(channel->mutex);
+      channel->pieces.emplace_back(std::string(text), thinking);
+    }
+    channel->wake.notify_one();
+    return !cancel->load();
+  };
+  job.on_text = [pass_on](std::string_view text) { return pass_on(text, false); };
+  job.options.on_thinking = [pass_on](std::string_view text) { return pass_on(text, true); };
+  job.on_finish = [channel, account, admission](const GenerationResult* result) {
+    account(result);
+    {
+      std::lock_guard lock(channel->mutex);
+      channel->finished = true;
+    }
+    channel->wake.notify_one();
+  };
+  auto future = std::make_shared<std::future<GenerationResult>>(scheduler->submit(std::move(job)));
+  metrics.request("/v1/responses", 200);
+  response.set_header("Cache-Control", "no-cache");
+  auto provider = [this, body, ids, created, channel, cancel, future, prompt_tokens, thinks](size_t,
+                                                                                             httplib::DataSink& sink) {
+    size_t sequence = 0;
+    auto send = [&](json event) {
+      event["sequence_number"] = sequence++;
+      const std::string bytes = fmt::format("event: {}\ndata: {}\n\n", event["type"].get<std::string>(),
+                                            event.dump(-1, ' ', false, json::error_handler_t::replace));
+      if (sink.is_writable() && sink.write(bytes.data(), bytes.size())) return true;
+      cancel->store(true);
+      return false;
+    };
+    const json pending_response =
+        response_object(body, ids, created, "in_progress", json::array(), json(), json());
+    if (!send({{"type", "response.created"}, {"response", pending_response}})) return false;
+    if (!send({{"type", "response.in_progress"}, {"response", pending_response}})) return false;
+    // The reasoning item (a thinking model) comes first, then the message.
+    const size_t message_index = thinks ? 1 : 0;
+    const auto reasoning_item = [&](const std::string& summary, const char* status) {
+      json parts = json::array();
+      if (!summary.empty()) parts.push_back({{"type", "summary_text"}, {"text", summary}});
+      return json{{"type", "reasoning"}, {"id", ids.reasoning}, {"status", status}, {"summary", parts}};
+    };
+    if (thinks && !send({{"type", "response.output_item.added"}, {"output_index", 0},
+                         {"item", reasoning_item("", "in_progress")}})) {
+      return false;
+    }
+    if (!send({{"type", "response.output_item.added"}, {"output_index", message_index},
+               {"item", message_item(ids, "", "in_progress")}})) {
+      return false;
+    }
+    if (!send({{"type", "response.content_part.added"}, {"item_id", ids.message}, {"output_index", message_index},
+               {"content_index", 0}, {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}}}})) {
+      return false;
+    }
+    std::string text, thought;
+    for (;;) {
+      std::deque<std::pair<std::string, bool>> pieces;
+      bool finished = false;
+      {
+        std::unique_lock lock(channel->mutex);
+        while (!channel->finished && channel->pieces.empty()) {
+          if (channel->wake.wait_for(lock, kClientCheck) == std::cv_status::timeout && server::client_gone()) {
+            cancel->store(true);
+            return false;
+          }
+        }
+        pieces.swap(channel->pieces);
+        finished = channel->finished;
+      }
+      for (const auto& [piece, thinking] : pieces) {
+        if (thinking) {
+          thought += piece;
+          if (!send({{"type", "response.reasoning_summary_text.delta"}, {"item_id", ids.reasoning},
+                     {"output_index", 0}, {"summary_index", 0}, {"delta", piece}})) {
+            return false;
+          }
+          continue;
+        }
+        text += piece;
+        if (!send({{"type", "response.output_text.delta"}, {"item_id", ids.message}, {"output_index", message_index},
+                   {"content_index", 0}, {"delta", piece}})) {
+          return false;
+        }
+      }
+      if (finished) break;
+    }
+    GenerationResult result;
+    try {
+      result = future->get();
+    } catch (const std::exception& e) {
+      send({{"type", "error"}, {"code", "server_error"}, {"message", e.what()}, {"param", nullptr}});
+      sink.done();
+      return false;
+    }
+    if (result.stop_reason == StopReason::Cancelled) {
+      send({{"type", "error"}, {"code", "server_error"}, {"message", "the answer was cancelled before it ended"},
+            {"param", nullptr}});
+      sink.done();
+      return false;
+    }
+    if (thinks && !send({{"type", "response.output_item.done"}, {"output_index", 0},
+                         {"item", reasoning_item(thought, "completed")}})) {
+      return false;
+    }
+    const json part = {{"type", "output_text"}, {"text", text}, {"annotations", json::array()}};
+    if (!send({{"type", "response.output_text.done"}, {"item_id", ids.message}, {"output_index", message_index},
+               {"content_index", 0}, {"text", text}}) ||
+        !send({{"type", "response.content_part.done"}, {"item_id", ids.message}, {"output_index", message_index},
+               {"content_index", 0}, {"part", part}}) ||
+        !send({{"type", "response.output_item.done"}, {"output_index", message_index},
+               {"item", message_item(ids, text, "completed")}})) {
+      return false;
+    }
+    const bool incomplete = cut_short(result);
+    const json done = response_object(body, ids, created, incomplete ? "incomplete" : "completed",
+                                      output_of(ids, result, thinks), usage_of(prompt_tokens, result),
+                                      incomplete ? json{{"reason", "max_output_tokens"}} : json());
+    if (!send({{"type", incomplete ? "response.incomplete" : "response.completed"}, {"response", done}})) return false;
+    sink.done();
+    return true;
+  };
+  auto released = [cancel](bool success) {
+    if (!success) cancel->store(true);
+  };
+  response.set_chunked_content_provider("text/event-stream", std::move(provider), std::move(released));
+}
+
+}  // namespace frugal
