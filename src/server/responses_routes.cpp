@@ -7,16 +7,14 @@
 #include <httplib.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <ctime>
-#include <deque>
-#include <mutex>
 #include <set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "frugal/error.h"
+#include "server/answer_stream.h"
 #include "server/server_impl.h"
 
 namespace frugal {
@@ -214,14 +212,6 @@ bool cut_short(const GenerationResult& result) {
   return result.stop_reason == StopReason::MaxTokens || result.stop_reason == StopReason::ContextFull;
 }
 
-// One streamed answer's text, from the scheduler thread to the connection's.
-struct TextChannel {
-  std::mutex mutex;
-  std::condition_variable wake;
-  std::deque<std::pair<std::string, bool>> pieces;  // text, is thinking
-  bool finished = false;
-};
-
 }  // namespace
 
 void Server::Impl::responses(const httplib::Request& http_request, httplib::Response& response) {
@@ -272,133 +262,78 @@ void Server::Impl::responses(const httplib::Request& http_request, httplib::Resp
     metrics.request("/v1/responses", 200);
     return;
   }
-  auto channel = std::make_shared<TextChannel>();
-  auto pass_on = [channel, cancel](std::string_view text, bool thinking) {
-    {
-      std::lock_guard lock(channel->mutex);
-      channel->pieces.emplace_back(std::string(text), thinking);
-    }
-    channel->wake.notify_one();
-    return !cancel->load();
-  };
-  job.on_text = [pass_on](std::string_view text) { return pass_on(text, false); };
-  job.options.on_thinking = [pass_on](std::string_view text) { return pass_on(text, true); };
-  job.on_finish = [channel, account, admission](const GenerationResult* result) {
-    account(result);
-    {
-      std::lock_guard lock(channel->mutex);
-      channel->finished = true;
-    }
-    channel->wake.notify_one();
-  };
-  auto future = std::make_shared<std::future<GenerationResult>>(scheduler->submit(std::move(job)));
-  metrics.request("/v1/responses", 200);
-  response.set_header("Cache-Control", "no-cache");
-  auto provider = [this, body, ids, created, channel, cancel, future, prompt_tokens, thinks](size_t,
-                                                                                             httplib::DataSink& sink) {
+  // Streamed: Responses events, each with its sequence number.
+  struct State {
     size_t sequence = 0;
-    auto send = [&](json event) {
-      event["sequence_number"] = sequence++;
-      const std::string bytes = fmt::format("event: {}\ndata: {}\n\n", event["type"].get<std::string>(),
-                                            event.dump(-1, ' ', false, json::error_handler_t::replace));
-      if (sink.is_writable() && sink.write(bytes.data(), bytes.size())) return true;
-      cancel->store(true);
-      return false;
-    };
-    const json pending_response =
-        response_object(body, ids, created, "in_progress", json::array(), json(), json());
-    if (!send({{"type", "response.created"}, {"response", pending_response}})) return false;
-    if (!send({{"type", "response.in_progress"}, {"response", pending_response}})) return false;
-    // The reasoning item (a thinking model) comes first, then the message.
-    const size_t message_index = thinks ? 1 : 0;
-    const auto reasoning_item = [&](const std::string& summary, const char* status) {
-      json parts = json::array();
-      if (!summary.empty()) parts.push_back({{"type", "summary_text"}, {"text", summary}});
-      return json{{"type", "reasoning"}, {"id", ids.reasoning}, {"status", status}, {"summary", parts}};
-    };
-    if (thinks && !send({{"type", "response.output_item.added"}, {"output_index", 0},
-                         {"item", reasoning_item("", "in_progress")}})) {
-      return false;
-    }
-    if (!send({{"type", "response.output_item.added"}, {"output_index", message_index},
-               {"item", message_item(ids, "", "in_progress")}})) {
-      return false;
-    }
-    if (!send({{"type", "response.content_part.added"}, {"item_id", ids.message}, {"output_index", message_index},
-               {"content_index", 0}, {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}}}})) {
-      return false;
-    }
     std::string text, thought;
-    for (;;) {
-      std::deque<std::pair<std::string, bool>> pieces;
-      bool finished = false;
-      {
-        std::unique_lock lock(channel->mutex);
-        while (!channel->finished && channel->pieces.empty()) {
-          if (channel->wake.wait_for(lock, kClientCheck) == std::cv_status::timeout && server::client_gone()) {
-            cancel->store(true);
-            return false;
-          }
-        }
-        pieces.swap(channel->pieces);
-        finished = channel->finished;
-      }
-      for (const auto& [piece, thinking] : pieces) {
-        if (thinking) {
-          thought += piece;
-          if (!send({{"type", "response.reasoning_summary_text.delta"}, {"item_id", ids.reasoning},
-                     {"output_index", 0}, {"summary_index", 0}, {"delta", piece}})) {
-            return false;
-          }
-          continue;
-        }
-        text += piece;
-        if (!send({{"type", "response.output_text.delta"}, {"item_id", ids.message}, {"output_index", message_index},
-                   {"content_index", 0}, {"delta", piece}})) {
-          return false;
-        }
-      }
-      if (finished) break;
+  };
+  auto state = std::make_shared<State>();
+  const size_t message_index = thinks ? 1 : 0;
+  auto event = [state](json e) {
+    e["sequence_number"] = state->sequence++;
+    return fmt::format("event: {}\ndata: {}\n\n", e["type"].get<std::string>(),
+                       e.dump(-1, ' ', false, json::error_handler_t::replace));
+  };
+  auto reasoning_item = [ids](const std::string& summary, const char* status) {
+    json parts = json::array();
+    if (!summary.empty()) parts.push_back({{"type", "summary_text"}, {"text", summary}});
+    return json{{"type", "reasoning"}, {"id", ids.reasoning}, {"status", status}, {"summary", parts}};
+  };
+  server::AnswerStreamFormat format;
+  format.content_type = "text/event-stream";
+  format.start = [=] {
+    const json pending = response_object(body, ids, created, "in_progress", json::array(), json(), json());
+    // One event per statement: the order of evaluation of a + b is not defined.
+    std::string out = event({{"type", "response.created"}, {"response", pending}});
+    out += event({{"type", "response.in_progress"}, {"response", pending}});
+    // The reasoning item (a thinking model) comes first, then the message.
+    if (thinks) {
+      out += event({{"type", "response.output_item.added"}, {"output_index", 0},
+                    {"item", reasoning_item("", "in_progress")}});
     }
-    GenerationResult result;
-    try {
-      result = future->get();
-    } catch (const std::exception& e) {
-      send({{"type", "error"}, {"code", "server_error"}, {"message", e.what()}, {"param", nullptr}});
-      sink.done();
-      return false;
+    out += event({{"type", "response.output_item.added"}, {"output_index", message_index},
+                  {"item", message_item(ids, "", "in_progress")}});
+    out += event({{"type", "response.content_part.added"}, {"item_id", ids.message}, {"output_index", message_index},
+                  {"content_index", 0},
+                  {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}}}});
+    return out;
+  };
+  format.piece = [=](const std::string& piece, bool thinking) {
+    if (thinking) {
+      state->thought += piece;
+      return event({{"type", "response.reasoning_summary_text.delta"}, {"item_id", ids.reasoning},
+                    {"output_index", 0}, {"summary_index", 0}, {"delta", piece}});
     }
-    if (result.stop_reason == StopReason::Cancelled) {
-      send({{"type", "error"}, {"code", "server_error"}, {"message", "the answer was cancelled before it ended"},
-            {"param", nullptr}});
-      sink.done();
-      return false;
+    state->text += piece;
+    return event({{"type", "response.output_text.delta"}, {"item_id", ids.message}, {"output_index", message_index},
+                  {"content_index", 0}, {"delta", piece}});
+  };
+  format.end = [=](const GenerationResult& result) {
+    std::string out;
+    if (thinks) {
+      out += event({{"type", "response.output_item.done"}, {"output_index", 0},
+                    {"item", reasoning_item(state->thought, "completed")}});
     }
-    if (thinks && !send({{"type", "response.output_item.done"}, {"output_index", 0},
-                         {"item", reasoning_item(thought, "completed")}})) {
-      return false;
-    }
-    const json part = {{"type", "output_text"}, {"text", text}, {"annotations", json::array()}};
-    if (!send({{"type", "response.output_text.done"}, {"item_id", ids.message}, {"output_index", message_index},
-               {"content_index", 0}, {"text", text}}) ||
-        !send({{"type", "response.content_part.done"}, {"item_id", ids.message}, {"output_index", message_index},
-               {"content_index", 0}, {"part", part}}) ||
-        !send({{"type", "response.output_item.done"}, {"output_index", message_index},
-               {"item", message_item(ids, text, "completed")}})) {
-      return false;
-    }
+    const json part = {{"type", "output_text"}, {"text", state->text}, {"annotations", json::array()}};
+    out += event({{"type", "response.output_text.done"}, {"item_id", ids.message}, {"output_index", message_index},
+                  {"content_index", 0}, {"text", state->text}});
+    out += event({{"type", "response.content_part.done"}, {"item_id", ids.message}, {"output_index", message_index},
+                  {"content_index", 0}, {"part", part}});
+    out += event({{"type", "response.output_item.done"}, {"output_index", message_index},
+                  {"item", message_item(ids, state->text, "completed")}});
     const bool incomplete = cut_short(result);
     const json done = response_object(body, ids, created, incomplete ? "incomplete" : "completed",
                                       output_of(ids, result, thinks), usage_of(prompt_tokens, result),
                                       incomplete ? json{{"reason", "max_output_tokens"}} : json());
-    if (!send({{"type", incomplete ? "response.incomplete" : "response.completed"}, {"response", done}})) return false;
-    sink.done();
-    return true;
+    out += event({{"type", incomplete ? "response.incomplete" : "response.completed"}, {"response", done}});
+    return out;
   };
-  auto released = [cancel](bool success) {
-    if (!success) cancel->store(true);
+  format.error = [=](const std::string& message) {
+    return event({{"type", "error"}, {"code", "server_error"}, {"message", message}, {"param", nullptr}});
   };
-  response.set_chunked_content_provider("text/event-stream", std::move(provider), std::move(released));
+  job.on_finish = [account, admission](const GenerationResult* result) { account(result); };
+  server::stream_answer(*scheduler, std::move(job), std::move(format), response);
+  metrics.request("/v1/responses", 200);
 }
 
 }  // namespace frugal
