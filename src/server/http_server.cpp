@@ -58,7 +58,9 @@ void Server::Impl::check_key(const httplib::Request& request) const {
 
 void Server::Impl::reply_error(httplib::Response& response, const ApiError& error, const std::string& endpoint) {
   response.status = error.status;
-  response.set_content(server::error_body(error), "application/json");
+  // Ollama's clients read a plain message: {"error": "..."}.
+  response.set_content(endpoint.starts_with("/api/") ? json{{"error", error.what()}}.dump() : server::error_body(error),
+                       "application/json");
   metrics.request(endpoint, error.status);
 }
 
@@ -145,6 +147,7 @@ void Server::Impl::setup() {
     embeddings(request, response);
   }));
   add_knowledge_routes();
+  add_ollama_routes();
   add_web_routes();
   // Errors httplib raises itself (unknown path, body too large) get an
   // OpenAI-style body too.

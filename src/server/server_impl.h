@@ -79,6 +79,10 @@ struct Server::Impl {
   // generation options a request asks for; ApiError for what it cannot get.
   server::PreparedAnswer prepare(const server::CompletionRequest& request);
   void responses(const httplib::Request& request, httplib::Response& response);  // responses_routes.cpp
+  // ollama_routes.cpp: Ollama's /api/... beside OpenAI's /v1/...
+  void add_ollama_routes();
+  void ollama_generate(const httplib::Request& request, httplib::Response& response, bool chat);
+  nlohmann::json ollama_model_entry(const std::string& name) const;
   void embeddings(const httplib::Request& request, httplib::Response& response);  // embedding_routes.cpp
   int64_t model_vocab() const { return model.config().vocab_size; }
   void beam_completion(const server::CompletionRequest& request, const std::vector<TokenId>& prompt,

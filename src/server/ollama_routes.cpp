@@ -1,0 +1,312 @@
+// Ollama's API beside OpenAI's, for the many local apps that speak it:
+// /api/chat and /api/generate (streamed as NDJSON by default), /api/embed,
+// /api/tags, /api/show, /api/ps, /api/version. Requests are translated into
+// OpenAI-style requests and answered by the same engine path; knowledge
+// caches are models (MODEL@NAME) here too. Names may carry Ollama's ":latest".
+#include <httplib.h>
+
+#include <chrono>
+#include <ctime>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "frugal/error.h"
+#include "server/answer_stream.h"
+#include "server/server_impl.h"
+
+namespace frugal {
+
+using server::ApiError;
+using nlohmann::json;
+
+namespace {
+
+constexpr auto kClientCheck = std::chrono::milliseconds(50);
+constexpr const char* kOllamaVersion = "0.12.0";  // the API version these routes follow
+
+std::string without_latest(std::string name) {
+  if (name.ends_with(":latest")) name.resize(name.size() - 7);
+  return name;
+}
+
+std::string iso_now() {
+  const std::time_t now = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return text;
+}
+
+json parse_body(const std::string& body) {
+  try {
+    json parsed = json::parse(body);
+    if (!parsed.is_object()) throw server::invalid_request("the body must be a JSON object");
+    return parsed;
+  } catch (const json::exception& e) {
+    throw server::invalid_request(fmt::format("the body is not valid JSON: {}", e.what()));
+  }
+}
+
+// Ollama's options and format as OpenAI fields of `chat` (a chat or
+// completion request body).
+void translate_options(const json& body, json& chat) {
+  if (body.contains("format") && !body["format"].is_null()) {
+    const json& format = body["format"];
+    if (format == "json") {
+      chat["response_format"] = {{"type", "json_object"}};
+    } else if (format.is_object()) {
+      chat["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "format"}, {"schema", format}}}};
+    } else {
+      throw server::invalid_request("format must be \"json\" or a JSON schema", "format");
+    }
+  }
+  if (body.contains("options") && !body["options"].is_null()) {
+    const json& options = body["options"];
+    if (!options.is_object()) throw server::invalid_request("options must be an object", "options");
+    for (const auto& [key, value] : options.items()) {
+      if (key == "temperature" || key == "top_p" || key == "seed" || key == "stop") {
+        chat[key] = value;
+      } else if (key == "num_predict") {
+        if (!(value.is_number_integer() && value.get<int64_t>() < 0)) chat["max_tokens"] = value;  // -1: no limit
+      } else if (key == "num_ctx" || key == "num_thread" || key == "num_gpu" || key == "num_batch" ||
+                 key == "use_mmap") {
+        // Set when the server starts (-c, -t); a request cannot change them,
+        // and asking is harmless: the answer is the same.
+      } else if ((key == "top_k" && value == 0) || (key == "repeat_penalty" && value == 1) ||
+                 (key == "min_p" && value == 0) || (key == "presence_penalty" && value == 0) ||
+                 (key == "frequency_penalty" && value == 0)) {
+        // Values that turn the feature off: what frugal's server does anyway.
+      } else {
+        throw server::invalid_request(fmt::format("options.{} is not supported by this server", key),
+                                      "options." + key);
+      }
+    }
+  }
+  if (body.contains("think") && !body["think"].is_null()) {
+    if (!body["think"].is_boolean()) throw server::invalid_request("think must be true or false", "think");
+    chat["chat_template_kwargs"] = {{"enable_thinking", body["think"]}};
+  }
+}
+
+void refuse_unknown(const json& body, std::initializer_list<const char*> known) {
+  for (const auto& [key, value] : body.items()) {
+    if (value.is_null()) continue;
+    bool ok = key == "keep_alive";  // models stay loaded for the server's life
+    for (const char* k : known) ok = ok || key == k;
+    if (!ok) throw server::invalid_request(fmt::format("'{}' is not supported by this server; leave it out", key), key);
+  }
+}
+
+int64_t nanoseconds(double seconds) { return static_cast<int64_t>(seconds * 1e9); }
+
+// The statistics Ollama puts on its last object.
+json done_fields(const GenerationResult& result, size_t prompt_tokens, double total_seconds) {
+  const bool cut = result.stop_reason == StopReason::MaxTokens || result.stop_reason == StopReason::ContextFull;
+  return {{"done", true},
+          {"done_reason", cut ? "length" : "stop"},
+          {"total_duration", nanoseconds(total_seconds)},
+          {"load_duration", 0},
+          {"prompt_eval_count", prompt_tokens},
+          {"prompt_eval_duration", nanoseconds(result.prompt_seconds)},
+          {"eval_count", result.tokens.size()},
+          {"eval_duration", nanoseconds(result.generation_seconds)}};
+}
+
+}  // namespace
+
+json Server::Impl::ollama_model_entry(const std::string& name) const {
+  const auto& c = model.config();
+  std::string quantization = "F32";
+  for (const GgufTensor& t : model.file().tensors()) {
+    if (t.name == "blk.0.attn_q.weight") quantization = std::string(tensor_type_name(t.type));
+  }
+  const std::string family = model.file().get_string_or("general.architecture", "llama");
+  uint64_t parameters = 0;
+  for (const GgufTensor& t : model.file().tensors()) parameters += static_cast<uint64_t>(t.element_count());
+  return {{"name", name + ":latest"},
+          {"model", name + ":latest"},
+          {"modified_at", "2026-01-01T00:00:00Z"},
+          {"size", model.file().file_size()},
+          {"digest", fmt::format("{:016x}", std::hash<std::string>{}(name))},
+          {"details",
+           {{"parent_model", ""},
+            {"format", "gguf"},
+            {"family", family},
+            {"families", {family}},
+            {"parameter_size", fmt::format("{:.1f}M", static_cast<double>(parameters) / 1e6)},
+            {"quantization_level", quantization}}},
+          {"context_length", c.training_context}};
+}
+
+void Server::Impl::add_ollama_routes() {
+  http.Get("/api/version", guarded("/api/version", [](const httplib::Request&, httplib::Response& response) {
+    response.set_content(json{{"version", kOllamaVersion}}.dump(), "application/json");
+  }));
+  http.Get("/api/tags", guarded("/api/tags", [this](const httplib::Request& request, httplib::Response& response) {
+    check_key(request);
+    json list = json::array({ollama_model_entry(options.model_name)});
+    for (const auto& [name, tokens] : knowledge_listing()) {
+      list.push_back(ollama_model_entry(options.model_name + "@" + name));
+    }
+    response.set_content(json{{"models", list}}.dump(), "application/json");
+  }));
+  http.Get("/api/ps", guarded("/api/ps", [this](const httplib::Request& request, httplib::Response& response) {
+    check_key(request);
+    json entry = ollama_model_entry(options.model_name);
+    entry["expires_at"] = "2999-01-01T00:00:00Z";  // loaded for the server's life
+    entry["size_vram"] = 0;
+    response.set_content(json{{"models", json::array({entry})}}.dump(), "application/json");
+  }));
+  http.Post("/api/show", guarded("/api/show", [this](const httplib::Request& request, httplib::Response& response) {
+    check_key(request);
+    const json body = parse_body(request.body);
+    refuse_unknown(body, {"model", "name", "verbose"});
+    const std::string name = without_latest(body.value("model", body.value("name", json(""))).get<std::string>());
+    if (name != options.model_name && !name.starts_with(options.model_name + "@")) {
+      throw ApiError(404, "not_found_error", fmt::format("model '{}' not found", name), "model");
+    }
+    json entry = ollama_model_entry(name);
+    std::vector<std::string> capabilities = {"completion"};
+    if (thinking_format) capabilities.push_back("thinking");
+    const json shown = {{"modelfile", ""},
+                        {"parameters", ""},
+                        {"template", model.file().get_string_or("tokenizer.chat_template", "")},
+                        {"details", entry["details"]},
+                        {"model_info",
+                         {{"general.architecture", entry["details"]["family"]},
+                          {entry["details"]["family"].get<std::string>() + ".context_length",
+                           model.config().training_context},
+                          {entry["details"]["family"].get<std::string>() + ".embedding_length",
+                           model.config().embedding_size}}},
+                        {"capabilities", capabilities}};
+    response.set_content(shown.dump(), "application/json");
+  }));
+  http.Post("/api/chat", guarded("/api/chat", [this](const httplib::Request& request, httplib::Response& response) {
+    ollama_generate(request, response, true);
+  }));
+  http.Post("/api/generate", guarded("/api/generate", [this](const httplib::Request& request,
+                                                             httplib::Response& response) {
+    ollama_generate(request, response, false);
+  }));
+  http.Post("/api/embed", guarded("/api/embed", [this](const httplib::Request& request, httplib::Response& response) {
+    check_key(request);
+    const json body = parse_body(request.body);
+    refuse_unknown(body, {"model", "input", "truncate", "options"});
+    // The OpenAI route computes them; its answer is reshaped.
+    httplib::Request inner;
+    inner.headers = request.headers;
+    inner.body = json{{"model", without_latest(body.value("model", ""))}, {"input", body.value("input", json())},
+                      {"encoding_format", "float"}}
+                     .dump();
+    httplib::Response out;
+    const auto start = std::chrono::steady_clock::now();
+    embeddings(inner, out);
+    const json computed = json::parse(out.body);
+    json vectors = json::array();
+    for (const auto& item : computed["data"]) vectors.push_back(item["embedding"]);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    response.set_content(json{{"model", body.value("model", "")},
+                              {"embeddings", vectors},
+                              {"total_duration", nanoseconds(seconds)},
+                              {"load_duration", 0},
+                              {"prompt_eval_count", computed["usage"]["prompt_tokens"]}}
+                             .dump(),
+                         "application/json");
+  }));
+}
+
+void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib::Response& response, bool chat) {
+  const auto start = std::chrono::steady_clock::now();
+  check_key(http_request);
+  const json body = parse_body(http_request.body);
+  json openai = {{"model", without_latest(body.value("model", ""))}};
+  if (chat) {
+    refuse_unknown(body, {"model", "messages", "stream", "format", "options", "think", "tools"});
+    if (body.contains("tools") && !(body["tools"].is_array() && body["tools"].empty())) {
+      throw server::invalid_request("tools are not supported by this server yet", "tools");
+    }
+    json messages = json::array();
+    for (const auto& m : body.value("messages", json::array())) {
+      if (m.contains("images") && !m["images"].empty()) throw server::invalid_request("images are not supported", "messages");
+      messages.push_back({{"role", m.value("role", "")}, {"content", m.value("content", "")}});
+    }
+    openai["messages"] = messages;
+  } else {
+    refuse_unknown(body, {"model", "prompt", "system", "stream", "format", "options", "think", "raw", "suffix"});
+    if (body.contains("suffix") && body["suffix"] != "") throw server::invalid_request("suffix is not supported", "suffix");
+    const bool raw = body.value("raw", false);
+    // Not raw: the prompt goes through the chat template, as Ollama does.
+    if (raw) {
+      openai["prompt"] = body.value("prompt", "");
+    } else {
+      json messages = json::array();
+      if (body.contains("system")) messages.push_back({{"role", "system"}, {"content", body["system"]}});
+      messages.push_back({{"role", "user"}, {"content", body.value("prompt", "")}});
+      openai["messages"] = messages;
+    }
+  }
+  translate_options(body, openai);
+  const bool as_chat = openai.contains("messages");
+  server::CompletionRequest request = server::parse_completion_request(openai.dump(), as_chat);
+  if (request.model != options.model_name && !request.model.starts_with(options.model_name + "@")) {
+    throw ApiError(404, "not_found_error", fmt::format("model '{}' not found", request.model), "model");
+  }
+  server::PreparedAnswer prepared = prepare(request);
+  const bool stream = body.value("stream", true);  // Ollama streams unless told not to
+  auto admission = std::make_shared<server::Admission>(in_flight, options.queue_limit + options.parallel, 1);
+  const size_t prompt_tokens = prepared.prompt_tokens;
+  const std::string model_name = body.value("model", "");
+  GenerationJob job{prepared.prompt, prepared.generation};
+  job.on_finish = [this, admission, prompt_tokens](const GenerationResult* result) {
+    if (result) metrics.tokens(prompt_tokens, result->tokens.size());
+  };
+  const std::string endpoint = chat ? "/api/chat" : "/api/generate";
+  // One object of the answer: a message (chat) or a response (generate).
+  auto object = [chat, model_name](const std::string& text, const std::string& thinking) {
+    json out = {{"model", model_name}, {"created_at", iso_now()}};
+    if (chat) {
+      out["message"] = {{"role", "assistant"}, {"content", text}};
+      if (!thinking.empty()) out["message"]["thinking"] = thinking;
+    } else {
+      out["response"] = text;
+      if (!thinking.empty()) out["thinking"] = thinking;
+    }
+    return out;
+  };
+  if (!stream) {
+    job.cancel = std::make_shared<std::atomic<bool>>(false);
+    auto cancel = job.cancel;
+    std::future<GenerationResult> future = scheduler->submit(std::move(job));
+    while (future.wait_for(kClientCheck) != std::future_status::ready) {
+      if (!cancel->load() && server::client_gone()) cancel->store(true);
+    }
+    const GenerationResult result = future.get();
+    if (result.stop_reason == StopReason::Cancelled) {
+      throw ApiError(499, "invalid_request_error", "the client closed the connection before the answer ended");
+    }
+    json out = object(result.text, result.thinking);
+    out.update(done_fields(result, prompt_tokens,
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+    response.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    metrics.request(endpoint, 200);
+    return;
+  }
+  server::AnswerStreamFormat format;
+  format.content_type = "application/x-ndjson";
+  format.piece = [object](const std::string& text, bool thinking) {
+    json piece = thinking ? object("", text) : object(text, "");
+    piece["done"] = false;
+    return piece.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  };
+  format.end = [object, prompt_tokens, start](const GenerationResult& result) {
+    json last = object("", "");
+    last.update(done_fields(result, prompt_tokens,
+                            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+    return last.dump() + "\n";
+  };
+  format.error = [](const std::string& message) { return json{{"error", message}}.dump() + "\n"; };
+  server::stream_answer(*scheduler, std::move(job), std::move(format), response);
+  metrics.request(endpoint, 200);
+}
+
+}  // namespace frugal
