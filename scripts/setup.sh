@@ -39,11 +39,14 @@ fi
 if [[ "${FRUGAL_SKIP_APT:-0}" != "1" ]] && ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends npm
 fi
-# The official `openai` client for the server's integration test (pinned in
-# tests/server/openai_js/package.json).
+# The client libraries the server is tested with, pinned: the official `openai`
+# client (tests/server/openai_js), and the ollama client, LangChain and the AI
+# SDK (tests/server/clients_js).
 if command -v npm >/dev/null; then
   npm install --prefix tests/server/openai_js --no-audit --no-fund --silent ||
     echo "setup: warning: npm install failed (offline?); the test server_openai_js will fail" >&2
+  npm install --prefix tests/server/clients_js --no-audit --no-fund --silent ||
+    echo "setup: warning: npm install failed (offline?); the test server_clients_js will fail" >&2
 fi
 
 # dockerfile-utils (pinned in deploy/lint/package.json) checks deploy/Containerfile;
