@@ -21,6 +21,20 @@ struct Channel {
 
 }  // namespace
 
+GenerationResult answer_whole(GenerationScheduler& scheduler, GenerationJob job) {
+  auto cancel = job.cancel ? job.cancel : std::make_shared<std::atomic<bool>>(false);
+  job.cancel = cancel;
+  std::future<GenerationResult> future = scheduler.submit(std::move(job));
+  while (future.wait_for(kClientCheck) != std::future_status::ready) {
+    if (!cancel->load() && client_gone()) cancel->store(true);
+  }
+  GenerationResult result = future.get();
+  if (result.stop_reason == StopReason::Cancelled) {
+    throw ApiError(499, "invalid_request_error", "the client closed the connection before the answer ended");
+  }
+  return result;
+}
+
 void stream_answer(GenerationScheduler& scheduler, GenerationJob job, AnswerStreamFormat format,
                    httplib::Response& response) {
   auto channel = std::make_shared<Channel>();

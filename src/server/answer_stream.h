@@ -12,6 +12,7 @@
 
 #include "frugal/generate.h"
 #include "frugal/scheduler.h"
+#include "server/openai_api.h"
 
 namespace frugal::server {
 
@@ -22,6 +23,10 @@ struct AnswerStreamFormat {
   std::function<std::string(const GenerationResult& result)> end;     // after the last piece
   std::function<std::string(const std::string& message)> error;       // the answer failed half way
 };
+
+// Submits `job` and waits for its whole answer, cancelling it if the client
+// goes away meanwhile; ApiError 499 when it was cancelled.
+GenerationResult answer_whole(GenerationScheduler& scheduler, GenerationJob job);
 
 // Submits `job` (its on_text, on_thinking and cancel are set here; on_finish
 // is kept and called) and sets `response` to stream it.

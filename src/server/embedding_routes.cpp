@@ -34,13 +34,7 @@ std::string base64(const void* data, size_t size) {
 
 void Server::Impl::embeddings(const httplib::Request& http_request, httplib::Response& response) {
   check_key(http_request);
-  json body;
-  try {
-    body = json::parse(http_request.body);
-  } catch (const json::exception& e) {
-    throw server::invalid_request(fmt::format("the body is not valid JSON: {}", e.what()));
-  }
-  if (!body.is_object()) throw server::invalid_request("the body must be a JSON object");
+  const json body = server::parse_json_object(http_request.body);
   for (const auto& [key, value] : body.items()) {
     if (key != "model" && key != "input" && key != "encoding_format" && key != "user" && !value.is_null()) {
       throw server::invalid_request(fmt::format("'{}' is not supported by this server; leave it out", key), key);

@@ -22,7 +22,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr auto kClientCheck = std::chrono::milliseconds(50);
 constexpr const char* kOllamaVersion = "0.12.0";  // the API version these routes follow
 
 std::string without_latest(std::string name) {
@@ -35,16 +34,6 @@ std::string iso_now() {
   char text[32];
   std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   return text;
-}
-
-json parse_body(const std::string& body) {
-  try {
-    json parsed = json::parse(body);
-    if (!parsed.is_object()) throw server::invalid_request("the body must be a JSON object");
-    return parsed;
-  } catch (const json::exception& e) {
-    throw server::invalid_request(fmt::format("the body is not valid JSON: {}", e.what()));
-  }
 }
 
 // Ollama's options and format as OpenAI fields of `chat` (a chat or
@@ -159,7 +148,7 @@ void Server::Impl::add_ollama_routes() {
   }));
   http.Post("/api/show", guarded("/api/show", [this](const httplib::Request& request, httplib::Response& response) {
     check_key(request);
-    const json body = parse_body(request.body);
+    const json body = server::parse_json_object(request.body);
     refuse_unknown(body, {"model", "name", "verbose"});
     const std::string name = without_latest(body.value("model", body.value("name", json(""))).get<std::string>());
     if (name != options.model_name && !name.starts_with(options.model_name + "@")) {
@@ -190,7 +179,7 @@ void Server::Impl::add_ollama_routes() {
   }));
   http.Post("/api/embed", guarded("/api/embed", [this](const httplib::Request& request, httplib::Response& response) {
     check_key(request);
-    const json body = parse_body(request.body);
+    const json body = server::parse_json_object(request.body);
     refuse_unknown(body, {"model", "input", "truncate", "options"});
     // The OpenAI route computes them; its answer is reshaped.
     httplib::Request inner;
@@ -218,7 +207,7 @@ void Server::Impl::add_ollama_routes() {
 void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib::Response& response, bool chat) {
   const auto start = std::chrono::steady_clock::now();
   check_key(http_request);
-  const json body = parse_body(http_request.body);
+  const json body = server::parse_json_object(http_request.body);
   json openai = {{"model", without_latest(body.value("model", ""))}};
   if (chat) {
     refuse_unknown(body, {"model", "messages", "stream", "format", "options", "think", "tools"});
@@ -274,16 +263,7 @@ void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib
     return out;
   };
   if (!stream) {
-    job.cancel = std::make_shared<std::atomic<bool>>(false);
-    auto cancel = job.cancel;
-    std::future<GenerationResult> future = scheduler->submit(std::move(job));
-    while (future.wait_for(kClientCheck) != std::future_status::ready) {
-      if (!cancel->load() && server::client_gone()) cancel->store(true);
-    }
-    const GenerationResult result = future.get();
-    if (result.stop_reason == StopReason::Cancelled) {
-      throw ApiError(499, "invalid_request_error", "the client closed the connection before the answer ended");
-    }
+    const GenerationResult result = server::answer_whole(*scheduler, std::move(job));
     json out = object(result.text, result.thinking);
     out.update(done_fields(result, prompt_tokens,
                            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));

@@ -17,6 +17,17 @@ ApiError invalid_request(std::string message, std::string param) {
   return ApiError(400, "invalid_request_error", std::move(message), std::move(param));
 }
 
+json parse_json_object(const std::string& body) {
+  json parsed;
+  try {
+    parsed = json::parse(body);
+  } catch (const json::exception& e) {
+    throw invalid_request(fmt::format("the body is not valid JSON: {}", e.what()));
+  }
+  if (!parsed.is_object()) throw invalid_request("the body must be a JSON object");
+  return parsed;
+}
+
 std::string error_body(const ApiError& error) {
   const json body = {{"error",
                       {{"message", error.what()},

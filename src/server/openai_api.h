@@ -28,6 +28,8 @@ struct ApiError : std::runtime_error {
 };
 
 ApiError invalid_request(std::string message, std::string param = "");
+// A request body that must be a JSON object; ApiError 400 saying why not.
+nlohmann::json parse_json_object(const std::string& body);
 std::string error_body(const ApiError& error);
 
 struct CompletionRequest {

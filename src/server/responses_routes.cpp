@@ -24,8 +24,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr auto kClientCheck = std::chrono::milliseconds(50);
-
 // Chat field names back into the Responses API's, for 400s.
 std::string responses_param(const std::string& param) {
   const std::pair<const char*, const char*> names[] = {{"response_format.json_schema", "text.format"},
@@ -216,12 +214,7 @@ bool cut_short(const GenerationResult& result) {
 
 void Server::Impl::responses(const httplib::Request& http_request, httplib::Response& response) {
   check_key(http_request);
-  json body;
-  try {
-    body = json::parse(http_request.body);
-  } catch (const json::exception& e) {
-    throw server::invalid_request(fmt::format("the body is not valid JSON: {}", e.what()));
-  }
+  const json body = server::parse_json_object(http_request.body);
   server::CompletionRequest request;
   server::PreparedAnswer prepared;
   try {
@@ -247,14 +240,7 @@ void Server::Impl::responses(const httplib::Request& http_request, httplib::Resp
   job.cancel = cancel;
   if (!request.stream) {
     job.on_finish = [account, admission](const GenerationResult* result) { account(result); };
-    std::future<GenerationResult> future = scheduler->submit(std::move(job));
-    while (future.wait_for(kClientCheck) != std::future_status::ready) {
-      if (!cancel->load() && server::client_gone()) cancel->store(true);
-    }
-    const GenerationResult result = future.get();
-    if (result.stop_reason == StopReason::Cancelled) {
-      throw ApiError(499, "invalid_request_error", "the client closed the connection before the answer ended");
-    }
+    const GenerationResult result = server::answer_whole(*scheduler, std::move(job));
     const json incomplete = cut_short(result) ? json{{"reason", "max_output_tokens"}} : json();
     const json out = response_object(body, ids, created, cut_short(result) ? "incomplete" : "completed",
                                      output_of(ids, result, thinks), usage_of(prompt_tokens, result), incomplete);
