@@ -16,6 +16,9 @@ namespace frugal {
 // description, default, examples, $schema, $id, $comment) are ignored. Any
 // other keyword (pattern, format, minimum, ...) throws Error naming where it
 // is (e.g. "properties.age.minimum"): a schema is never half applied.
+// Properties are written in the schema's order: pass an ordered_json parsed
+// from the schema's text (a plain json has its keys sorted).
+std::string json_schema_to_gbnf(const nlohmann::ordered_json& schema);
 std::string json_schema_to_gbnf(const nlohmann::json& schema);
 
 // Any JSON object (response_format json_object).

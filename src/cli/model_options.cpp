@@ -211,9 +211,9 @@ std::shared_ptr<const Grammar> grammar_from_arguments(const GenerationArguments&
   if (args.json_schema.empty()) return nullptr;
   const std::string text =
       args.json_schema.starts_with("@") ? read_text_file(args.json_schema.substr(1), "JSON schema") : args.json_schema;
-  nlohmann::json schema;
+  nlohmann::ordered_json schema;  // keeps the order of properties
   try {
-    schema = nlohmann::json::parse(text);
+    schema = nlohmann::ordered_json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("--json-schema: not valid JSON ({})", e.what()));
   }

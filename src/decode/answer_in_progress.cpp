@@ -76,11 +76,14 @@ std::optional<TokenId> AnswerInProgress::accept(std::span<const float> logits, c
   if (probing && result_.tokens.size() != last_probe_at_ && at_transition_word(token) && probe({}, on_text)) {
     return std::nullopt;
   }
+  const bool blank_before = probing && splitter_->ends_with_blank_line();
   const std::optional<TokenId> next = take(token, model_logits, on_text);
   if (!next || !probing || !forced_.empty() || !splitter_->thinking()) return next;
-  // A blank line, or every N thinking tokens: probed after the token.
+  // A blank line just made (not more whitespace after one), or every N
+  // thinking tokens: probed after the token, unless probed just before it.
   const bool every = thinking_.exit.every > 0 && thought_tokens_ % thinking_.exit.every == 0;
-  if ((splitter_->ends_with_blank_line() || every) && result_.tokens.size() != last_probe_at_) {
+  const bool blank = !blank_before && splitter_->ends_with_blank_line();
+  if ((blank || every) && result_.tokens.size() != last_probe_at_ + 1 && result_.tokens.size() != last_probe_at_) {
     const TokenId head[1] = {*next};
     if (probe(head, on_text)) return std::nullopt;
   }
@@ -134,7 +137,7 @@ std::optional<TokenId> AnswerInProgress::take(TokenId token, std::span<const flo
     finish(StopReason::ContextFull, on_text);
     return std::nullopt;
   }
-  if (was_thinking && splitter_->thinking() && forced_.empty()) {
+  if (was_thinking && splitter_->thinking() && forced_.empty() && !replaying_) {
     ++thought_tokens_;
     if (thinking_.budget >= 0 && thought_tokens_ >= thinking_.budget) {
       const auto closing = closing_tokens();
@@ -170,8 +173,14 @@ bool AnswerInProgress::probe(std::span<const TokenId> head, const TextCallback& 
                       thinking_.exit.max_answer_tokens;
   if (needed > room_) return false;  // no room left to probe in
   ++result_.probes;
-  const std::unique_ptr<ProbeBranch> branch = open_probe_();
-  std::vector<float> logits = branch->feed(fed);
+  std::unique_ptr<ProbeBranch> branch;
+  std::vector<float> logits;
+  try {
+    branch = open_probe_();
+    logits = branch->feed(fed);
+  } catch (const Error&) {
+    return false;  // no room for a branch (a full store): the thinking goes on
+  }
   result_.probe_tokens += fed.size();
   std::vector<TokenId> answer;
   double sum = 0, lowest = 1;
@@ -190,7 +199,11 @@ bool AnswerInProgress::probe(std::span<const TokenId> head, const TextCallback& 
       break;
     }
     const TokenId one[1] = {token};
-    logits = branch->feed(one);
+    try {
+      logits = branch->feed(one);
+    } catch (const Error&) {
+      return false;
+    }
     ++result_.probe_tokens;
   }
   const double confidence =
@@ -203,9 +216,11 @@ bool AnswerInProgress::probe(std::span<const TokenId> head, const TextCallback& 
   // when given, was taken already).
   std::vector<TokenId> kept(fed.begin() + static_cast<std::ptrdiff_t>(head.size()), fed.end());
   kept.insert(kept.end(), answer.begin(), answer.end());
+  replaying_ = true;  // the budget does not apply to what the probe already settled
   for (const TokenId token : kept) {
     if (finished_ || !take(token, {}, on_text)) break;
   }
+  replaying_ = false;
   if (!finished_) finish(StopReason::EndOfGeneration, on_text);
   return true;
 }

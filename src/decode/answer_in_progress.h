@@ -89,6 +89,7 @@ class AnswerInProgress {
   std::deque<TokenId> forced_;   // tokens frugal writes next
   int64_t thought_tokens_ = 0;   // thinking tokens sampled (the budget counts these)
   size_t last_probe_at_ = SIZE_MAX;  // answer length at the last probe
+  bool replaying_ = false;           // taking a kept probe's tokens
 };
 
 }  // namespace frugal

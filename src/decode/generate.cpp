@@ -54,9 +54,14 @@ void check_context_shift_keep(const GenerationOptions& options, int64_t context)
   }
 }
 
-GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cache, std::span<const TokenId> prompt,
-                          const GenerationOptions& options, const TextCallback& on_text) {
+GenerationResult generate(Model& model, const Tokenizer& tokenizer, KvCache& cache, std::span<const TokenId> given,
+                          const GenerationOptions& given_options, const TextCallback& on_text) {
   check_tokenizer_matches(model, tokenizer);
+  // The thinking-off block is part of the prompt for every check below.
+  const std::vector<TokenId> full_prompt = prompt_with_thinking(given, given_options);
+  const std::span<const TokenId> prompt = full_prompt;
+  GenerationOptions options = given_options;
+  options.thinking.prompt_suffix.clear();
   if (options.context_shift) check_context_shift_keep(options, cache.capacity());
   size_t shifts = 0;
   // With context shift on, room for `tokens` more: keep the first tokens,

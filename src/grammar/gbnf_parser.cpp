@@ -74,8 +74,17 @@ class GrammarParser {
     if (added) ++next_id_;
     return it->second;
   }
-  // Rules made for groups and repetitions: "name-N" (no user name has N after a dash that clashes: ids are unique).
-  uint32_t helper_symbol(const std::string& base) { return symbol(fmt::format("{}-{}", base, next_id_)); }
+  // Rules made for groups and repetitions: "name#N", a name no rule of the
+  // text can have ('#' starts a comment there).
+  uint32_t helper_symbol(const std::string& base) {
+    if (next_id_ >= kMaxRules) {
+      throw Error(fmt::format("grammar: more than {} rules (after repetitions are expanded); simplify it", kMaxRules));
+    }
+    const uint32_t id = symbol(fmt::format("{}#{}", base, next_id_));
+    defined_.insert(id);
+    return id;
+  }
+  static constexpr uint32_t kMaxRules = 20000;
   void add_rule(uint32_t id, std::vector<GrammarElement> rule) {
     auto& rules = grammar_->rules_;
     if (rules.size() <= id) rules.resize(id + 1);
@@ -188,7 +197,10 @@ class GrammarParser {
   size_t parse_count(size_t pos, int& value) const {
     size_t end = pos;
     while (end < text_.size() && text_[end] >= '0' && text_[end] <= '9') ++end;
-    if (end == pos || end - pos > 6) fail(pos, "expected a repetition count");
+    if (end == pos) fail(pos, "expected a repetition count");
+    if (end - pos > 4 || std::stoi(std::string(text_.substr(pos, end - pos))) > 1000) {
+      fail(pos, "a repetition count above 1000");
+    }
     value = std::stoi(std::string(text_.substr(pos, end - pos)));
     return end;
   }

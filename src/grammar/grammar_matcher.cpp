@@ -109,7 +109,16 @@ std::pair<uint32_t, uint32_t> partial_range(std::string_view pending) {
 
 // Whether the class at `e` admits some code point in [low, high].
 bool class_meets(const GrammarElement* e, uint32_t low, uint32_t high) {
-  if (e->type == Type::CharAny || e->type == Type::CharNot) return true;  // a negated class leaves (nearly) all
+  if (e->type == Type::CharAny) return true;
+  if (e->type == Type::CharNot) {
+    // Some code point of the range outside the excluded set (the range of an
+    // incomplete sequence is at most 2^18 wide; excluded sets are small).
+    for (uint32_t c = low; c <= high && c - low < 4096; ++c) {
+      const GrammarElement* at = e;
+      if (match_class(at, c)) return true;
+    }
+    return high - low >= 4096;
+  }
   do {
     const uint32_t first = e->value;
     const uint32_t last = (e + 1)->type == Type::CharRangeUpper ? (e + 1)->value : first;
@@ -163,16 +172,27 @@ std::shared_ptr<const TokenTree> build_token_tree(const Tokenizer& tokenizer) {
   return tree;
 }
 
-// One tree per vocabulary, built on first use (tokenizers live as long as
-// their model; the size guards against an address reused by another).
+// One tree per vocabulary, built on first use: tokenizers live as long as
+// their model. A sample of token texts guards against another vocabulary at
+// a reused address.
+std::string vocabulary_sample(const Tokenizer& tokenizer) {
+  std::string sample = std::to_string(tokenizer.vocab_size());
+  for (size_t i = 0; i < 16; ++i) {
+    sample += '|';
+    sample += tokenizer.token_to_piece(static_cast<TokenId>(i * tokenizer.vocab_size() / 16), true);
+  }
+  return sample;
+}
+
 std::shared_ptr<const TokenTree> token_tree(const Tokenizer& tokenizer) {
   static std::mutex mutex;
-  static std::map<const Tokenizer*, std::pair<size_t, std::shared_ptr<const TokenTree>>> trees;
+  static std::map<const Tokenizer*, std::pair<std::string, std::shared_ptr<const TokenTree>>> trees;
+  const std::string sample = vocabulary_sample(tokenizer);
   std::lock_guard lock(mutex);
-  auto& [size, tree] = trees[&tokenizer];
-  if (!tree || size != tokenizer.vocab_size()) {
+  auto& [known, tree] = trees[&tokenizer];
+  if (!tree || known != sample) {
     tree = build_token_tree(tokenizer);
-    size = tokenizer.vocab_size();
+    known = sample;
   }
   return tree;
 }

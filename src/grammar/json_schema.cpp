@@ -13,7 +13,7 @@ namespace frugal {
 
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;  // keeps the schema's order of properties
 
 constexpr std::string_view kPrimitives = R"(ws ::= | " " | "\n" [ \t]{0,16}
 char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})
@@ -112,9 +112,15 @@ class Converter {
       return define(hint, body);
     }
     if (!schema.contains("type")) {
-      if (schema.contains("properties")) return object(schema, hint, path);
+      if (schema.contains("properties") || schema.contains("required") || schema.contains("additionalProperties")) {
+        return object(schema, hint, path);
+      }
+      for (const char* key : {"items", "minItems", "maxItems", "minLength", "maxLength"}) {
+        if (schema.contains(key)) refuse(join(path, key), fmt::format("'{}' without a type", key));
+      }
       return "value";  // no constraint
     }
+    if (!schema["type"].is_string() && !schema["type"].is_array()) refuse(join(path, "type"), "a type that is not a name");
     const json& type = schema["type"];
     if (type.is_array()) {
       std::string body;
@@ -162,12 +168,15 @@ class Converter {
   }
 
   std::string object(const json& schema, const std::string& hint, const std::string& path) {
-    if (schema.contains("additionalProperties")) {
+    const bool closed = schema.contains("additionalProperties");
+    if (closed) {
       const json& extra = schema["additionalProperties"];
       if (!(extra.is_boolean() && !extra.get<bool>())) {
         refuse(join(path, "additionalProperties"), "additionalProperties other than false");
       }
     }
+    // No properties named and none forbidden: any object.
+    if (!closed && !schema.contains("properties") && !schema.contains("required")) return "object";
     std::vector<std::string> required, optional;
     std::map<std::string, std::string> pairs;
     std::set<std::string> needed;
@@ -243,7 +252,17 @@ class Converter {
 
 }  // namespace
 
-std::string json_schema_to_gbnf(const json& schema) { return Converter(schema).convert(); }
+std::string json_schema_to_gbnf(const nlohmann::ordered_json& schema) {
+  try {
+    return Converter(schema).convert();
+  } catch (const nlohmann::json::exception& e) {  // a value of the wrong JSON type somewhere
+    throw Error(fmt::format("JSON schema: {}", e.what()));
+  }
+}
+
+std::string json_schema_to_gbnf(const nlohmann::json& schema) {
+  return json_schema_to_gbnf(nlohmann::ordered_json::parse(schema.dump()));
+}
 
 std::string json_object_gbnf() { return "root ::= object\n" + std::string(kPrimitives); }
 

@@ -1,6 +1,8 @@
 // Thinking models: recognising them, the user's settings, and what
 // generation needs to honour them.
 #include <charconv>
+#include <map>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -26,12 +28,19 @@ bool parse_count(std::string_view text, int32_t& out) {
 }
 
 // The token whose text is exactly a newline (SentencePiece's byte token
-// <0x0A>, byte-level BPE's "Ċ"); the lowest id if several.
+// <0x0A>, byte-level BPE's "Ċ"); the lowest id if several. Found once per
+// vocabulary (a server asks on every request).
 TokenId newline_token(const Tokenizer& tokenizer) {
-  for (size_t id = 0; id < tokenizer.vocab_size(); ++id) {
-    if (tokenizer.token_to_piece(static_cast<TokenId>(id), false) == "\n") return static_cast<TokenId>(id);
+  static std::mutex mutex;
+  static std::map<std::pair<const Tokenizer*, size_t>, TokenId> found;
+  std::lock_guard lock(mutex);
+  const auto key = std::pair{&tokenizer, tokenizer.vocab_size()};
+  if (const auto it = found.find(key); it != found.end()) return it->second;
+  TokenId newline = -1;
+  for (size_t id = 0; id < tokenizer.vocab_size() && newline < 0; ++id) {
+    if (tokenizer.token_to_piece(static_cast<TokenId>(id), false) == "\n") newline = static_cast<TokenId>(id);
   }
-  return -1;
+  return found[key] = newline;
 }
 
 }  // namespace

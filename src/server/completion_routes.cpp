@@ -158,7 +158,7 @@ server::PreparedAnswer Server::Impl::prepare(const CompletionRequest& request) {
     if (request.grammar && generation.thinking.parse && generation.thinking.prompt_suffix.empty()) {
       throw server::invalid_request("structured output from a thinking model needs thinking off: add "
                                     "chat_template_kwargs: {enable_thinking: false} (or reasoning_effort: none)",
-                                    request.grammar ? "response_format" : "grammar");
+                                    request.grammar_field);
     }
   }
   if (options.context_shift) {
@@ -168,7 +168,15 @@ server::PreparedAnswer Server::Impl::prepare(const CompletionRequest& request) {
     // without the shift; with it, it may run past the context.
     if (request.max_tokens < 0) generation.max_tokens = static_cast<int32_t>(room);
   }
-  return {std::move(prompt), std::move(generation), kb, prompt_tokens, answer_tokens};
+  // The thinking-off block is appended to the prompt: it must fit and is counted.
+  const size_t suffix = generation.thinking.prompt_suffix.size();
+  if (suffix > 0 && static_cast<int64_t>(prompt_tokens + suffix) >= options.context) {
+    throw ApiError(400, "invalid_request_error",
+                   fmt::format("the prompt has {} tokens with the empty thinking block; this model's context holds {}",
+                               prompt_tokens + suffix, options.context),
+                   chat ? "messages" : "prompt", "context_length_exceeded");
+  }
+  return {std::move(prompt), std::move(generation), kb, prompt_tokens + suffix, answer_tokens};
 }
 
 void Server::Impl::completions(const httplib::Request& http_request, httplib::Response& response, bool chat) {

@@ -59,7 +59,9 @@ void Server::Impl::check_key(const httplib::Request& request) const {
 void Server::Impl::reply_error(httplib::Response& response, const ApiError& error, const std::string& endpoint) {
   response.status = error.status;
   // Ollama's clients read a plain message: {"error": "..."}.
-  response.set_content(endpoint.starts_with("/api/") ? json{{"error", error.what()}}.dump() : server::error_body(error),
+  response.set_content(endpoint.starts_with("/api/")
+                           ? json{{"error", error.what()}}.dump(-1, ' ', false, json::error_handler_t::replace)
+                           : server::error_body(error),
                        "application/json");
   metrics.request(endpoint, error.status);
 }
@@ -96,6 +98,9 @@ void Server::Impl::setup() {
   }
   thinking_format = detect_thinking_format(model.file().get_string_or("tokenizer.chat_template", ""));
   make_thinking_options(thinking_format, options.thinking, tokenizer);  // the defaults are checked at start
+  if (options.context_shift && options.thinking.exit.enabled()) {
+    throw Error("--reasoning-exit cannot be combined with --context-shift (a probe needs the context it branches from)");
+  }
   SchedulerOptions batching;
   batching.store_precision = options.precision;
   batching.parallel = options.parallel;

@@ -38,19 +38,19 @@ std::string iso_now() {
 
 // Ollama's options and format as OpenAI fields of `chat` (a chat or
 // completion request body).
-void translate_options(const json& body, json& chat) {
+void translate_options(const nlohmann::ordered_json& body, nlohmann::ordered_json& chat) {
   if (body.contains("format") && !body["format"].is_null()) {
-    const json& format = body["format"];
-    if (format == "json") {
+    const nlohmann::ordered_json& format = body["format"];
+    if (format == "nlohmann::ordered_json") {
       chat["response_format"] = {{"type", "json_object"}};
     } else if (format.is_object()) {
       chat["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "format"}, {"schema", format}}}};
     } else {
-      throw server::invalid_request("format must be \"json\" or a JSON schema", "format");
+      throw server::invalid_request("format must be \"nlohmann::ordered_json\" or a JSON schema", "format");
     }
   }
   if (body.contains("options") && !body["options"].is_null()) {
-    const json& options = body["options"];
+    const nlohmann::ordered_json& options = body["options"];
     if (!options.is_object()) throw server::invalid_request("options must be an object", "options");
     for (const auto& [key, value] : options.items()) {
       if (key == "temperature" || key == "top_p" || key == "seed" || key == "stop") {
@@ -208,7 +208,9 @@ void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib
   const auto start = std::chrono::steady_clock::now();
   check_key(http_request);
   const json body = server::parse_json_object(http_request.body);
-  json openai = {{"model", without_latest(body.value("model", ""))}};
+  // In order: a schema in `format` keeps the order of its properties.
+  const auto ordered = nlohmann::ordered_json::parse(http_request.body);
+  nlohmann::ordered_json openai = {{"model", without_latest(body.value("model", ""))}};
   if (chat) {
     refuse_unknown(body, {"model", "messages", "stream", "format", "options", "think", "tools"});
     if (body.contains("tools") && !(body["tools"].is_array() && body["tools"].empty())) {
@@ -219,7 +221,7 @@ void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib
       if (m.contains("images") && !m["images"].empty()) throw server::invalid_request("images are not supported", "messages");
       messages.push_back({{"role", m.value("role", "")}, {"content", m.value("content", "")}});
     }
-    openai["messages"] = messages;
+    openai["messages"] = nlohmann::ordered_json::parse(messages.dump());
   } else {
     refuse_unknown(body, {"model", "prompt", "system", "stream", "format", "options", "think", "raw", "suffix"});
     if (body.contains("suffix") && body["suffix"] != "") throw server::invalid_request("suffix is not supported", "suffix");
@@ -231,16 +233,17 @@ void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib
       json messages = json::array();
       if (body.contains("system")) messages.push_back({{"role", "system"}, {"content", body["system"]}});
       messages.push_back({{"role", "user"}, {"content", body.value("prompt", "")}});
-      openai["messages"] = messages;
+      openai["messages"] = nlohmann::ordered_json::parse(messages.dump());
     }
   }
-  translate_options(body, openai);
+  translate_options(ordered, openai);
   const bool as_chat = openai.contains("messages");
   server::CompletionRequest request = server::parse_completion_request(openai.dump(), as_chat);
   if (request.model != options.model_name && !request.model.starts_with(options.model_name + "@")) {
     throw ApiError(404, "not_found_error", fmt::format("model '{}' not found", request.model), "model");
   }
   server::PreparedAnswer prepared = prepare(request);
+  if (stopping) throw ApiError(503, "server_error", "the server is shutting down; retry later");
   const bool stream = body.value("stream", true);  // Ollama streams unless told not to
   auto admission = std::make_shared<server::Admission>(in_flight, options.queue_limit + options.parallel, 1);
   const size_t prompt_tokens = prepared.prompt_tokens;
@@ -282,9 +285,11 @@ void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib
     json last = object("", "");
     last.update(done_fields(result, prompt_tokens,
                             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
-    return last.dump() + "\n";
+    return last.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   };
-  format.error = [](const std::string& message) { return json{{"error", message}}.dump() + "\n"; };
+  format.error = [](const std::string& message) {
+    return json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  };
   server::stream_answer(*scheduler, std::move(job), std::move(format), response);
   metrics.request(endpoint, 200);
 }

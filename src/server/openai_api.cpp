@@ -154,7 +154,7 @@ void parse_thinking_fields(const json& body, bool chat, CompletionRequest& r) {
 
 // response_format (OpenAI) and grammar (llama.cpp): the grammar the answer
 // must follow, parsed here so that a bad one is a 400 naming the field.
-void parse_structured_output(const json& body, CompletionRequest& r) {
+void parse_structured_output(const json& body, std::string_view text, CompletionRequest& r) {
   const bool has_grammar = body.contains("grammar") && !body["grammar"].is_null();
   if (body.contains("response_format") && !body["response_format"].is_null()) {
     const json& format = body["response_format"];
@@ -168,6 +168,7 @@ void parse_structured_output(const json& body, CompletionRequest& r) {
         throw invalid_request(fmt::format("response_format.{} is not supported", key), "response_format." + key);
       }
     }
+    r.grammar_field = "response_format";
     if (type == "json_object") {
       r.grammar = Grammar::parse(json_object_gbnf());
     } else if (type == "json_schema") {
@@ -186,7 +187,9 @@ void parse_structured_output(const json& body, CompletionRequest& r) {
         throw invalid_request("response_format.json_schema has no schema", "response_format.json_schema.schema");
       }
       try {
-        r.grammar = Grammar::parse(json_schema_to_gbnf(wrapper["schema"]));
+        // Parsed again in order: the grammar writes properties as the schema lists them.
+        const auto ordered = nlohmann::ordered_json::parse(text);
+        r.grammar = Grammar::parse(json_schema_to_gbnf(ordered["response_format"]["json_schema"]["schema"]));
       } catch (const Error& e) {
         throw invalid_request(e.what(), "response_format.json_schema.schema");
       }
@@ -197,6 +200,7 @@ void parse_structured_output(const json& body, CompletionRequest& r) {
   }
   if (has_grammar) {
     if (r.grammar) throw invalid_request("give either response_format or grammar, not both", "grammar");
+    r.grammar_field = "grammar";
     if (!body["grammar"].is_string()) throw invalid_request("grammar must be a GBNF text", "grammar");
     try {
       r.grammar = Grammar::parse(body["grammar"].get<std::string>());
@@ -338,7 +342,7 @@ CompletionRequest parse_completion_request(std::string_view text, bool chat) {
     }
   }
   parse_thinking_fields(body, chat, r);
-  parse_structured_output(body, r);
+  parse_structured_output(body, text, r);
   if (chat) {
     // logprobs: true/false; top_logprobs 0..20 alternatives, only with it.
     if (body.contains("logprobs") && !body["logprobs"].is_null() && !body["logprobs"].is_boolean()) {

@@ -60,6 +60,7 @@ struct CompletionRequest {
   // Structured output: response_format json_object / json_schema, or a GBNF
   // `grammar` (llama.cpp's field); nullptr: free text.
   std::shared_ptr<const Grammar> grammar;
+  std::string grammar_field;  // the field that asked for it, for errors
 };
 
 // The server's thinking defaults with what the request asks on top; throws

@@ -37,13 +37,15 @@ std::string responses_param(const std::string& param) {
   return param;
 }
 
+using ojson = nlohmann::ordered_json;  // a schema's properties keep their order
+
 // A message's content: a string, or input_text / output_text parts.
-std::string content_text(const json& content, const std::string& where) {
+std::string content_text(const ojson& content, const std::string& where) {
   if (content.is_string()) return content.get<std::string>();
   if (!content.is_array()) throw server::invalid_request("content must be a string or a list of text parts", where);
   std::string text;
   for (size_t i = 0; i < content.size(); ++i) {
-    const json& part = content[i];
+    const ojson& part = content[i];
     const std::string type = part.is_object() ? part.value("type", "") : "";
     if ((type != "input_text" && type != "output_text") || !part.contains("text") || !part["text"].is_string()) {
       throw server::invalid_request(fmt::format("content part of type '{}' is not supported (only input_text)", type),
@@ -55,7 +57,7 @@ std::string content_text(const json& content, const std::string& where) {
 }
 
 // The chat completion request a Responses request amounts to.
-json as_chat_request(const json& body) {
+ojson as_chat_request(const ojson& body) {
   if (!body.is_object()) throw server::invalid_request("the body must be a JSON object");
   static const std::set<std::string> kKnown = {"model", "input", "instructions", "max_output_tokens", "temperature",
                                                "top_p", "stream", "text", "reasoning", "store", "metadata", "user",
@@ -73,25 +75,25 @@ json as_chat_request(const json& body) {
       throw server::invalid_request(fmt::format("'{}' is not supported by this server at that value", key), key);
     }
   };
-  refuse_unless("tools", body.value("tools", json::array()).is_array() && body.value("tools", json::array()).empty());
-  refuse_unless("tool_choice", body.value("tool_choice", json("auto")) == "auto" ||
-                                   body.value("tool_choice", json("auto")) == "none");
-  refuse_unless("parallel_tool_calls", body.value("parallel_tool_calls", json(false)).is_boolean());
-  refuse_unless("truncation", body.value("truncation", json("disabled")) == "disabled");
-  refuse_unless("include", body.value("include", json::array()).is_array() && body.value("include", json::array()).empty());
+  refuse_unless("tools", body.value("tools", ojson::array()).is_array() && body.value("tools", ojson::array()).empty());
+  refuse_unless("tool_choice", body.value("tool_choice", ojson("auto")) == "auto" ||
+                                   body.value("tool_choice", ojson("auto")) == "none");
+  refuse_unless("parallel_tool_calls", body.value("parallel_tool_calls", ojson(false)).is_boolean());
+  refuse_unless("truncation", body.value("truncation", ojson("disabled")) == "disabled");
+  refuse_unless("include", body.value("include", ojson::array()).is_array() && body.value("include", ojson::array()).empty());
 
-  json chat = {{"model", body.value("model", json())}};
-  json messages = json::array();
+  ojson chat = {{"model", body.value("model", ojson())}};
+  ojson messages = ojson::array();
   if (body.contains("instructions") && !body["instructions"].is_null()) {
     if (!body["instructions"].is_string()) throw server::invalid_request("instructions must be a string", "instructions");
     messages.push_back({{"role", "system"}, {"content", body["instructions"]}});
   }
-  const json input = body.value("input", json());
+  const ojson input = body.value("input", ojson());
   if (input.is_string()) {
     messages.push_back({{"role", "user"}, {"content", input}});
   } else if (input.is_array()) {
     for (size_t i = 0; i < input.size(); ++i) {
-      const json& item = input[i];
+      const ojson& item = input[i];
       const std::string where = fmt::format("input[{}]", i);
       if (!item.is_object() || item.value("type", "message") != "message" || !item.contains("role")) {
         throw server::invalid_request(
@@ -104,7 +106,7 @@ json as_chat_request(const json& body) {
       if (role != "user" && role != "system" && role != "assistant") {
         throw server::invalid_request(fmt::format("role '{}' is not supported", role), where + ".role");
       }
-      messages.push_back({{"role", role}, {"content", content_text(item.value("content", json()), where + ".content")}});
+      messages.push_back({{"role", role}, {"content", content_text(item.value("content", ojson()), where + ".content")}});
     }
   } else {
     throw server::invalid_request("input must be a string or a list of messages", "input");
@@ -115,7 +117,7 @@ json as_chat_request(const json& body) {
   }
   if (body.contains("max_output_tokens")) chat["max_tokens"] = body["max_output_tokens"];
   if (body.contains("reasoning") && !body["reasoning"].is_null()) {
-    const json& reasoning = body["reasoning"];
+    const ojson& reasoning = body["reasoning"];
     for (const auto& [key, value] : reasoning.items()) {
       if (key != "effort" && !(key == "summary" && value.is_null())) {
         throw server::invalid_request(fmt::format("reasoning.{} is not supported", key), "reasoning." + key);
@@ -124,14 +126,14 @@ json as_chat_request(const json& body) {
     if (reasoning.contains("effort")) chat["reasoning_effort"] = reasoning["effort"];
   }
   if (body.contains("text") && !body["text"].is_null()) {
-    const json& text = body["text"];
+    const ojson& text = body["text"];
     for (const auto& [key, value] : text.items()) {
       if (key != "format") throw server::invalid_request(fmt::format("text.{} is not supported", key), "text." + key);
     }
     if (text.contains("format")) {
-      json format = text["format"];
+      ojson format = text["format"];
       if (format.is_object() && format.value("type", "") == "json_schema") {
-        json schema = {{"name", format.value("name", "answer")}};
+        ojson schema = {{"name", format.value("name", "answer")}};
         for (const char* key : {"schema", "strict", "description"}) {
           if (format.contains(key)) schema[key] = format[key];
         }
@@ -218,7 +220,7 @@ void Server::Impl::responses(const httplib::Request& http_request, httplib::Resp
   server::CompletionRequest request;
   server::PreparedAnswer prepared;
   try {
-    request = server::parse_completion_request(as_chat_request(body).dump(), true);
+    request = server::parse_completion_request(as_chat_request(ojson::parse(http_request.body)).dump(), true);
     prepared = prepare(request);
   } catch (const ApiError& e) {
     throw ApiError(e.status, e.type, e.what(), responses_param(e.param), e.code);

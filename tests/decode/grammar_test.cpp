@@ -211,6 +211,28 @@ TEST_F(GrammarTest, SchemaPartsFrugalCannotHonourAreRefusedByName) {
   EXPECT_FALSE(matches(tree, R"({"children":[{}]})"));
 }
 
+TEST_F(GrammarTest, SchemaOrderNamesAndLimits) {
+  // Properties in the schema's order (an ordered_json keeps it).
+  const auto ordered = Grammar::parse(json_schema_to_gbnf(nlohmann::ordered_json::parse(
+      R"({"type": "object", "properties": {"z": {"type": "integer"}, "a": {"type": "integer"}},
+          "required": ["z", "a"]})")));
+  EXPECT_TRUE(matches(ordered, R"({"z":1,"a":2})"));
+  EXPECT_FALSE(matches(ordered, R"({"a":2,"z":1})"));
+  // Rules made for groups never take the name of a rule of the text.
+  const auto numbered = Grammar::parse(json_schema_to_gbnf(nlohmann::ordered_json::parse(
+      R"({"type": "object", "properties": {"4": {"type": "string", "minLength": 1}, "b": {"type": "integer"}}})")));
+  EXPECT_TRUE(matches(numbered, R"({"4":"x","b":1})"));
+  EXPECT_FALSE(matches(numbered, R"({"4":"x""y"})"));
+  // An object with no properties named: any object.
+  const auto any = Grammar::parse(json_schema_to_gbnf(json::parse(R"({"type": "object"})")));
+  EXPECT_TRUE(matches(any, R"({"k":[1,true,null]})"));
+  // Wrong JSON types in a schema, and counts that would blow up, are errors, not crashes.
+  EXPECT_THROW(json_schema_to_gbnf(json::parse(R"({"type": 5})")), Error);
+  EXPECT_THROW(json_schema_to_gbnf(json::parse(R"({"type": "object", "required": [1]})")), Error);
+  EXPECT_THROW(json_schema_to_gbnf(json::parse(R"({"items": {"type": "string"}})")), Error);
+  EXPECT_THROW(Grammar::parse(R"(root ::= ("a"?){0,999999})"), Error);
+}
+
 TEST_F(GrammarTest, GenerationRefusesCombinationsItCannotHonour) {
   GenerationOptions options = test::greedy(8);
   options.grammar = Grammar::parse(json_object_gbnf());
