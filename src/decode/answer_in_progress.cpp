@@ -156,7 +156,8 @@ std::vector<TokenId> AnswerInProgress::closing_tokens() const {
 }
 
 bool AnswerInProgress::at_transition_word(TokenId token) const {
-  std::string_view piece = without_leading_space(tokenizer_.token_to_piece(token, false));
+  const std::string text = tokenizer_.token_to_piece(token, false);  // kept: the view below points into it
+  const std::string_view piece = without_leading_space(text);
   for (const std::string_view word : {"Wait", "Alternatively", "Hmm"}) {
     // The token may be the start of the word ("Wai") or the whole word.
     if (piece.size() >= 3 && (word.starts_with(piece) || piece.starts_with(word))) return true;
