@@ -257,13 +257,7 @@ ThinkingSettings thinking_settings(const CompletionRequest& request, const Think
 }
 
 CompletionRequest parse_completion_request(std::string_view text, bool chat) {
-  json body;
-  try {
-    body = json::parse(text);
-  } catch (const json::exception& e) {
-    throw invalid_request(fmt::format("the body is not valid JSON: {}", e.what()));
-  }
-  if (!body.is_object()) throw invalid_request("the body must be a JSON object");
+  const json body = parse_json_object(std::string(text));
   CompletionRequest r;
   r.chat = chat;
   if (!body.contains("model") || !body["model"].is_string()) throw invalid_request("model must be a string", "model");
