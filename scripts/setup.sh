@@ -18,6 +18,7 @@ packages=(
   nodejs  # the server is tested with the official `openai` npm package
   curl    # ... and with curl, as the README calls it
   nginx libnginx-mod-http-js prometheus openssl systemd python3  # the scale-out test (deploy/)
+  python3-jinja2  # renders the models' own chat templates for the tool-call test
 )
 
 if [[ "${FRUGAL_SKIP_APT:-0}" != "1" ]]; then

@@ -13,9 +13,19 @@
 
 namespace frugal {
 
+// A function call an assistant turn made (tools): the function's name and
+// its arguments as JSON text, with the id a tool result refers back to.
+struct ToolCall {
+  std::string id;
+  std::string name;
+  std::string arguments;  // a JSON object's text
+};
+
 struct ChatMessage {
-  std::string role;  // system, user, assistant
+  std::string role;  // system, user, assistant, tool (a function's result)
   std::string content;
+  std::vector<ToolCall> tool_calls{};  // assistant turns that called functions
+  std::string tool_call_id{};          // role tool: the call this result answers
 };
 
 enum class ChatFormat {

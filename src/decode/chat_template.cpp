@@ -5,11 +5,38 @@
 #include <ctime>
 #include <string>
 
+#include "decode/chat_template_parts.h"
 #include "frugal/chat.h"
 #include "frugal/error.h"
 
 namespace frugal {
+
+namespace chat_parts {
+
+std::string_view trim(std::string_view text) {
+  constexpr std::string_view kWhitespace = " \t\n\r\f\v";
+  size_t begin = text.find_first_not_of(kWhitespace);
+  if (begin == std::string_view::npos) return {};
+  size_t end = text.find_last_not_of(kWhitespace);
+  return text.substr(begin, end - begin + 1);
+}
+
+std::string today_for_llama32() {
+  std::time_t now = std::time(nullptr);
+  std::tm local{};
+  localtime_r(&now, &local);
+  char buffer[32];
+  size_t length = std::strftime(buffer, sizeof buffer, "%d %b %Y", &local);
+  return std::string(buffer, length);
+}
+
+}  // namespace chat_parts
+
 namespace {
+
+using chat_parts::kQwen25DefaultSystem;
+using chat_parts::today_for_llama32;
+using chat_parts::trim;
 
 struct NamedFormat {
   std::string_view name;
@@ -37,19 +64,8 @@ constexpr std::array kFormatNames{
     NamedFormat{"deepseek-r1", ChatFormat::DeepSeekR1},
 };
 
-constexpr std::string_view kQwen25DefaultSystem =
-    "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 constexpr std::string_view kSmolLM2DefaultSystem =
     "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
-
-// Jinja's `trim` / Python's str.strip() on ASCII whitespace.
-std::string_view trim(std::string_view text) {
-  constexpr std::string_view kWhitespace = " \t\n\r\f\v";
-  size_t begin = text.find_first_not_of(kWhitespace);
-  if (begin == std::string_view::npos) return {};
-  size_t end = text.find_last_not_of(kWhitespace);
-  return text.substr(begin, end - begin + 1);
-}
 
 std::string concat(std::initializer_list<std::string_view> parts) {
   std::string out;
@@ -119,16 +135,6 @@ std::string render_llama3(std::span<const ChatMessage> messages, bool add_genera
   for (const ChatMessage& m : messages) out += llama3_turn(m.role, m.content);
   if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
   return out;
-}
-
-// Today's date as the 3.2 template's strftime_now("%d %b %Y") writes it.
-std::string today_for_llama32() {
-  std::time_t now = std::time(nullptr);
-  std::tm local{};
-  localtime_r(&now, &local);
-  char buffer[32];
-  size_t length = std::strftime(buffer, sizeof buffer, "%d %b %Y", &local);
-  return std::string(buffer, length);
 }
 
 // Llama 3.1+: a system header always comes first, carrying the knowledge
@@ -396,7 +402,7 @@ std::string apply_chat_template(ChatFormat format, std::span<const ChatMessage> 
     case ChatFormat::Phi4: return render_phi4(messages, add_generation_prompt);
     case ChatFormat::Llama3: return render_llama3(messages, add_generation_prompt);
     // The 3.1 template's fallback date (`set date_string = "26 Jul 2024"`).
-    case ChatFormat::Llama31: return render_llama31(messages, add_generation_prompt, "26 Jul 2024");
+    case ChatFormat::Llama31: return render_llama31(messages, add_generation_prompt, chat_parts::kLlama31Date);
     case ChatFormat::Llama32: return render_llama31(messages, add_generation_prompt, today_for_llama32());
     case ChatFormat::Llama2: return render_llama2(messages, bos, eos);
     case ChatFormat::Mistral:

@@ -15,14 +15,17 @@
 #include "frugal/beam_search.h"
 #include "frugal/chat.h"
 #include "frugal/error.h"
+#include "frugal/grammar.h"
 #include "frugal/generate.h"
 #include "frugal/generation_text.h"
+#include "frugal/tools.h"
 #include "server/server_impl.h"
 
 namespace frugal {
 
 using server::ApiError;
 using server::CompletionRequest;
+using server::finish_reason;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
@@ -65,10 +68,6 @@ struct StreamChannel {
   bool finished = false;
 };
 
-std::string finish_reason(StopReason reason) {
-  return reason == StopReason::MaxTokens || reason == StopReason::ContextFull ? "length" : "stop";
-}
-
 }  // namespace
 
 server::PreparedAnswer Server::Impl::prepare(const CompletionRequest& request) {
@@ -85,6 +84,22 @@ server::PreparedAnswer Server::Impl::prepare(const CompletionRequest& request) {
     knowledge_name = request.model.substr(at + 1);
   }
   const bool kb = !knowledge_name.empty();
+  // Tools, earlier calls or their results: the chat is written in the
+  // model's tool format, which it must have.
+  bool uses_tools = chat && !request.tools.empty();
+  for (const ChatMessage& message : request.messages) {
+    uses_tools = uses_tools || message.role == "tool" || !message.tool_calls.empty();
+  }
+  if (uses_tools && kb) {
+    throw server::invalid_request("tools are not available over a knowledge cache; ask the model itself",
+                                  request.tools.empty() ? "messages" : "tools");
+  }
+  if (uses_tools && !tool_format) {
+    throw server::invalid_request(
+        "this model's chat template defines no tool calls; leave tools and tool messages out (or start the server "
+        "with --chat-template qwen2.5 or llama3.1 if the model was trained on that format)",
+        request.tools.empty() ? "messages" : "tools");
+  }
   // The prompt: a chat in the model's format, a plain prompt, or (over a
   // knowledge cache) its knowledge and then the question.
   std::vector<TokenId> prompt;
@@ -102,6 +117,16 @@ server::PreparedAnswer Server::Impl::prepare(const CompletionRequest& request) {
     if (chat && question.empty()) throw server::invalid_request("a knowledge model needs a user message", "messages");
     prompt = std::move(*knowledge_tokens);
     metrics.knowledge_request(knowledge_name);
+  } else if (chat && uses_tools) {
+    const bool offered = request.tool_choice != CompletionRequest::ToolChoice::None;
+    try {
+      prompt = encode_tool_chat(tokenizer, render_tool_chat(chat_format, *tool_format, request.messages,
+                                                            offered ? std::span(request.tools)
+                                                                    : std::span<const ToolDefinition>(),
+                                                            true));
+    } catch (const Error& e) {
+      throw server::invalid_request(e.what(), "messages");
+    }
   } else if (chat) {
     std::string rendered;
     try {
@@ -146,6 +171,19 @@ server::PreparedAnswer Server::Impl::prepare(const CompletionRequest& request) {
   generation.trim_leading_space = kb;
   generation.logprobs = request.logprobs;
   generation.grammar = request.grammar;
+  std::optional<ToolCallFormat> parsed_calls;
+  if (uses_tools && !request.tools.empty() && request.tool_choice != CompletionRequest::ToolChoice::None) {
+    parsed_calls = tool_format;
+    if (request.tool_choice == CompletionRequest::ToolChoice::Required) {
+      try {
+        generation.grammar = Grammar::parse(tool_call_grammar(*tool_format, request.tools, request.tool_choice_function));
+      } catch (const Error& e) {
+        throw server::invalid_request(e.what(), "tools");
+      }
+    } else if (!request.parallel_tool_calls && *tool_format == ToolCallFormat::Hermes) {
+      generation.stop_strings.push_back("</tool_call>");  // one call, then the answer ends
+    }
+  }
   if (chat && request.beam_width == 1) {
     try {
       generation.thinking = make_thinking_options(
@@ -155,10 +193,11 @@ server::PreparedAnswer Server::Impl::prepare(const CompletionRequest& request) {
     } catch (const Error& e) {
       throw server::invalid_request(e.what(), "reasoning_exit");
     }
-    if (request.grammar && generation.thinking.parse && generation.thinking.prompt_suffix.empty()) {
-      throw server::invalid_request("structured output from a thinking model needs thinking off: add "
-                                    "chat_template_kwargs: {enable_thinking: false} (or reasoning_effort: none)",
-                                    request.grammar_field);
+    if (generation.grammar && generation.thinking.parse && generation.thinking.prompt_suffix.empty()) {
+      throw server::invalid_request("structured output (or a forced tool call) from a thinking model needs "
+                                    "thinking off: add chat_template_kwargs: {enable_thinking: false} (or "
+                                    "reasoning_effort: none)",
+                                    request.grammar ? request.grammar_field : "tool_choice");
     }
   }
   if (options.context_shift) {
@@ -176,7 +215,7 @@ server::PreparedAnswer Server::Impl::prepare(const CompletionRequest& request) {
                                prompt_tokens + suffix, options.context),
                    chat ? "messages" : "prompt", "context_length_exceeded");
   }
-  return {std::move(prompt), std::move(generation), kb, prompt_tokens + suffix, answer_tokens};
+  return {std::move(prompt), std::move(generation), kb, prompt_tokens + suffix, answer_tokens, parsed_calls};
 }
 
 void Server::Impl::completions(const httplib::Request& http_request, httplib::Response& response, bool chat) {
@@ -259,11 +298,19 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
         if (stopping) throw shutting_down();
         throw ApiError(499, "invalid_request_error", "the client closed the connection before the answer ended");
       }
-      choices.push_back({result.text, finish_reason(result.stop_reason), result.context_shifts,
-                         request.logprobs >= 0 ? server::logprobs_json(request, tokenizer, result.logprobs)
-                                               : json(nullptr),
-                         generation.thinking.parse ? std::optional(result.thinking) : std::nullopt,
-                         result.thinking_tokens});
+      server::Choice choice{result.text, finish_reason(result.stop_reason), result.context_shifts,
+                            request.logprobs >= 0 ? server::logprobs_json(request, tokenizer, result.logprobs)
+                                                  : json(nullptr),
+                            generation.thinking.parse ? std::optional(result.thinking) : std::nullopt,
+                            result.thinking_tokens};
+      if (prepared.tool_calls) {
+        ParsedToolAnswer parsed = parse_tool_calls(*prepared.tool_calls, request.tools, result.text,
+                                                   fmt::format("call_{}_{}", id, choices.size()));
+        choice.text = std::move(parsed.text);
+        choice.tool_calls = std::move(parsed.calls);
+        choice.finish_reason = finish_reason(result.stop_reason, !choice.tool_calls.empty());
+      }
+      choices.push_back(std::move(choice));
       completion_tokens += result.tokens.size();
       if (choices.size() == 1) {
         timings.first_token_seconds =
@@ -324,9 +371,26 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
   response.set_header("Cache-Control", "no-cache");
   const double queued = std::chrono::duration<double>(submitted - start).count();
   const bool thinking = generation.thinking.parse;
+  std::shared_ptr<ToolCallParser> tool_calls;  // the answer's text split into text and calls
+  if (prepared.tool_calls) {
+    tool_calls = std::make_shared<ToolCallParser>(*prepared.tool_calls, request.tools, fmt::format("call_{}_0", id));
+  }
   auto provider = [this, admission, channel, cancel, future, request, id, created, prompt_tokens, queued,
-                   thinking](size_t, httplib::DataSink& sink) {
+                   thinking, tool_calls](size_t, httplib::DataSink& sink) {
     bool first = true;
+    // Text and calls out of the tool-call parser: text as content, each call as a delta of its own.
+    auto send_tool_parts = [&](const std::string& text, auto& send) {
+      if (!text.empty()) {
+        if (!send(server::stream_chunk(request, id, created, text, "", first))) return false;
+        first = false;
+      }
+      const size_t sent_calls = tool_calls->call_count();
+      const std::vector<ToolCall> calls = tool_calls->take_calls();
+      if (calls.empty()) return true;
+      if (!send(server::tool_calls_chunk(request, id, created, calls, sent_calls - calls.size(), first))) return false;
+      first = false;
+      return true;
+    };
     size_t sent_characters = 0;  // completions' text_offset
     const auto logprobs_of = [&](const std::vector<TokenLogprob>& list) {
       if (request.logprobs < 0) return json(nullptr);
@@ -352,6 +416,10 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
         finished = channel->finished;
       }
       for (const auto& piece : pieces) {
+        if (tool_calls && !piece.thinking) {
+          if (!send_tool_parts(tool_calls->feed(piece.text), send)) return false;
+          continue;
+        }
         if (!send(server::stream_chunk(request, id, created, piece.text, "", first, logprobs_of(piece.logprobs),
                                        piece.thinking))) {
           return false;
@@ -383,7 +451,9 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
       std::lock_guard lock(channel->mutex);
       rest.swap(channel->pending);
     }
-    if (!send(server::stream_chunk(request, id, created, "", finish_reason(result.stop_reason), first,
+    if (tool_calls && !send_tool_parts(tool_calls->finish(), send)) return false;
+    const bool made_calls = tool_calls && tool_calls->call_count() > 0;
+    if (!send(server::stream_chunk(request, id, created, "", finish_reason(result.stop_reason, made_calls), first,
                                    rest.empty() ? json(nullptr) : logprobs_of(rest)))) {
       return false;
     }

@@ -97,6 +97,8 @@ void Server::Impl::setup() {
     chat_format = detect_chat_format(jinja);
   }
   thinking_format = detect_thinking_format(model.file().get_string_or("tokenizer.chat_template", ""));
+  tool_format = detect_tool_call_format(chat_format, model.file().get_string_or("tokenizer.chat_template", ""),
+                                        !options.chat_template.empty());
   make_thinking_options(thinking_format, options.thinking, tokenizer);  // the defaults are checked at start
   if (options.context_shift && options.thinking.exit.enabled()) {
     throw Error("--reasoning-exit cannot be combined with --context-shift (a probe needs the context it branches from)");

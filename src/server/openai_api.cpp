@@ -39,22 +39,6 @@ std::string error_body(const ApiError& error) {
 
 namespace {
 
-std::string content_text(const json& content, size_t index) {
-  if (content.is_string()) return content.get<std::string>();
-  // The array form: [{"type": "text", "text": "..."}]; other parts are refused.
-  if (content.is_array()) {
-    std::string text;
-    for (const auto& part : content) {
-      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
-        throw invalid_request("only text content parts are supported", fmt::format("messages[{}].content", index));
-      }
-      text += part["text"].get<std::string>();
-    }
-    return text;
-  }
-  throw invalid_request("content must be a string or an array of text parts", fmt::format("messages[{}].content", index));
-}
-
 template <typename T>
 T number(const json& body, const char* key, T low, T high, T fallback) {
   if (!body.contains(key) || body[key].is_null()) return fallback;
@@ -85,7 +69,7 @@ void refuse_unknown_fields(const json& body) {
                                                   "stream", "stream_options", "stop", "beam_width", "logprobs",
                                                   "top_logprobs", "chat_template_kwargs", "reasoning_effort",
                                                   "thinking_budget", "reasoning_exit", "response_format",
-                                                  "grammar"};
+                                                  "grammar", "tools", "tool_choice", "parallel_tool_calls"};
   // Bookkeeping for the client's side; they change nothing in an answer.
   static const std::set<std::string> kHarmless = {"user", "metadata", "store", "service_tier"};
   for (const auto& [key, value] : body.items()) {
@@ -93,7 +77,7 @@ void refuse_unknown_fields(const json& body) {
     const bool is_zero = value.is_number() && value.get<double>() == 0;
     const bool is_false = value.is_boolean() && !value.get<bool>();
     if ((key == "frequency_penalty" || key == "presence_penalty") && is_zero) continue;
-    if ((key == "logprobs" || key == "echo" || key == "parallel_tool_calls") && is_false) continue;
+    if ((key == "logprobs" || key == "echo") && is_false) continue;
     if (key == "best_of" && value.is_number_integer() && value.get<int64_t>() == 1) continue;
     throw invalid_request(fmt::format("'{}' is not supported by this server; leave it out", key), key);
   }
@@ -267,18 +251,7 @@ CompletionRequest parse_completion_request(std::string_view text, bool chat) {
       throw invalid_request("messages must be a non-empty array", "messages");
     }
     size_t i = 0;
-    for (const auto& m : body["messages"]) {
-      if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
-        throw invalid_request("each message needs a string role", fmt::format("messages[{}].role", i));
-      }
-      const std::string role = m["role"].get<std::string>();
-      if (role != "system" && role != "user" && role != "assistant" && role != "developer") {
-        throw invalid_request(fmt::format("unsupported role '{}'", role), fmt::format("messages[{}].role", i));
-      }
-      if (!m.contains("content")) throw invalid_request("each message needs content", fmt::format("messages[{}]", i));
-      r.messages.push_back({role == "developer" ? "system" : role, content_text(m["content"], i)});
-      ++i;
-    }
+    for (const auto& m : body["messages"]) r.messages.push_back(parse_chat_message(m, i++));
   } else {
     if (!body.contains("prompt")) throw invalid_request("prompt is required", "prompt");
     const json& p = body["prompt"];
@@ -337,6 +310,7 @@ CompletionRequest parse_completion_request(std::string_view text, bool chat) {
   }
   parse_thinking_fields(body, chat, r);
   parse_structured_output(body, text, r);
+  if (chat) parse_tool_fields(body, text, r);
   if (chat) {
     // logprobs: true/false; top_logprobs 0..20 alternatives, only with it.
     if (body.contains("logprobs") && !body["logprobs"].is_null() && !body["logprobs"].is_boolean()) {
@@ -357,6 +331,10 @@ CompletionRequest parse_completion_request(std::string_view text, bool chat) {
       throw invalid_request("logprobs must be a number of alternatives from 0 to 5 for completions", "logprobs");
     }
     r.logprobs = number<int>(body, "logprobs", 0, 5, -1);
+  }
+  if (r.logprobs >= 0 && !r.tools.empty() && r.tool_choice != CompletionRequest::ToolChoice::None) {
+    throw invalid_request("logprobs are not given for answers that may call tools; leave out logprobs or tools",
+                          "logprobs");
   }
   if (r.logprobs >= 0 && r.beam_width > 1) {
     throw invalid_request("logprobs are not given for beam search answers (beam_width > 1)", "logprobs");
@@ -406,6 +384,16 @@ json completion_response(const CompletionRequest& request, const std::string& id
     json choice = {{"index", i}, {"finish_reason", choices[i].finish_reason}};
     if (request.chat) {
       choice["message"] = {{"role", "assistant"}, {"content", choices[i].text}};
+      if (!choices[i].tool_calls.empty()) {
+        if (choices[i].text.empty()) choice["message"]["content"] = nullptr;
+        json calls = json::array();
+        for (const ToolCall& call : choices[i].tool_calls) {
+          calls.push_back({{"id", call.id},
+                           {"type", "function"},
+                           {"function", {{"name", call.name}, {"arguments", call.arguments}}}});
+        }
+        choice["message"]["tool_calls"] = calls;
+      }
       if (choices[i].reasoning) choice["message"]["reasoning_content"] = *choices[i].reasoning;
     } else {
       choice["text"] = choices[i].text;
@@ -493,6 +481,30 @@ std::string stream_chunk(const CompletionRequest& request, const std::string& id
                       {"model", request.model},
                       {"choices", json::array({choice})}};
   return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+}
+
+std::string tool_calls_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
+                             const std::vector<ToolCall>& calls, size_t first_index, bool first) {
+  json list = json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    list.push_back({{"index", first_index + i},
+                    {"id", calls[i].id},
+                    {"type", "function"},
+                    {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}});
+  }
+  json delta = {{"tool_calls", list}};
+  if (first) delta["role"] = "assistant";
+  const json chunk = {{"id", id},
+                      {"object", "chat.completion.chunk"},
+                      {"created", created},
+                      {"model", request.model},
+                      {"choices", json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", nullptr}}})}};
+  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+}
+
+std::string finish_reason(StopReason reason, bool made_tool_calls) {
+  if (made_tool_calls) return "tool_calls";
+  return reason == StopReason::MaxTokens || reason == StopReason::ContextFull ? "length" : "stop";
 }
 
 }  // namespace frugal::server

@@ -15,6 +15,7 @@
 #include "frugal/generate.h"
 #include "frugal/thinking.h"
 #include "frugal/tokenizer.h"
+#include "frugal/tools.h"
 
 namespace frugal::server {
 
@@ -61,7 +62,21 @@ struct CompletionRequest {
   // `grammar` (llama.cpp's field); nullptr: free text.
   std::shared_ptr<const Grammar> grammar;
   std::string grammar_field;  // the field that asked for it, for errors
+  // Tools (chat): the functions offered, whether and which one the model
+  // must call (tool_choice), and whether it may make several calls.
+  std::vector<ToolDefinition> tools;
+  enum class ToolChoice { Auto, None, Required } tool_choice = ToolChoice::Auto;
+  std::string tool_choice_function;  // tool_choice {type: function}: the function it must call
+  bool parallel_tool_calls = true;
 };
+
+// One chat message: roles system, developer (as system), user, assistant
+// (with tool_calls) and tool (a result, with tool_call_id). ApiError 400
+// naming messages[index]'s field that is wrong.
+ChatMessage parse_chat_message(const nlohmann::json& message, size_t index);
+// tools, tool_choice and parallel_tool_calls; `text` is the body, parsed
+// again to keep the definitions' keys in their order.
+void parse_tool_fields(const nlohmann::json& body, std::string_view text, CompletionRequest& request);
 
 // The server's thinking defaults with what the request asks on top; throws
 // ApiError (400) naming the field for what contradicts itself or what a
@@ -76,6 +91,8 @@ struct PreparedAnswer {
   bool knowledge = false;    // over a knowledge cache (MODEL@NAME)
   size_t prompt_tokens = 0;
   int64_t answer_tokens = 0;  // at most: max_tokens or what is left of the context
+  // Set when the answer may hold tool calls, to be parsed out of its text.
+  std::optional<ToolCallFormat> tool_calls;
 };
 
 // Throws ApiError (400) naming the field for malformed JSON, wrong types and
@@ -93,6 +110,7 @@ struct Choice {
   // (usage.completion_tokens_details.reasoning_tokens).
   std::optional<std::string> reasoning{};
   size_t reasoning_tokens = 0;
+  std::vector<ToolCall> tool_calls{};  // message.tool_calls (finish_reason tool_calls)
 };
 
 // The answer tokens' log-probabilities in the request's format: chat's
@@ -131,5 +149,12 @@ std::string usage_chunk(const CompletionRequest& request, const std::string& id,
 std::string stream_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
                          std::string_view text, std::string_view finish_reason, bool first,
                          const nlohmann::json& logprobs = nullptr, bool thinking = false);
+
+// A streamed chunk with tool calls (delta.tool_calls), numbered from `first_index`.
+std::string tool_calls_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
+                             const std::vector<ToolCall>& calls, size_t first_index, bool first);
+// The finish reason of an answer: "tool_calls" when it made calls, else
+// "length" when cut by max_tokens or the context, else "stop".
+std::string finish_reason(StopReason reason, bool made_tool_calls = false);
 
 }  // namespace frugal::server

@@ -38,6 +38,7 @@ struct Server::Impl {
   server::GuardedHttpServer http;
   ChatFormat chat_format = ChatFormat::ChatML;
   std::optional<ThinkingFormat> thinking_format;  // from the model's template
+  std::optional<ToolCallFormat> tool_format;      // from the template (or --chat-template's name)
   server::Metrics metrics;
   EnergyMeter meter;
   EnergyMeter::Mark step_mark{};  // the scheduler thread's, around each batch
