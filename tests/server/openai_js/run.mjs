@@ -1,5 +1,6 @@
 // frugal serve driven by the official `openai` npm package: non-stream,
-// stream, a knowledge-cache model and errors. ctest runs it (test
+// stream, a knowledge-cache model, structured output (with the zod helper),
+// tools and errors. ctest runs it (test
 // server_openai_js); scripts/setup.sh installs the package here.
 //   node run.mjs FRUGAL_BINARY MODEL.gguf DOCS_FOLDER
 import { spawnSync } from "node:child_process";
@@ -8,6 +9,8 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
+import { zodFunction, zodResponseFormat } from "openai/helpers/zod";
+import { z } from "zod";
 import { startFrugalServe } from "../start_frugal_serve.mjs";
 
 const [frugal, model, docs] = process.argv.slice(2);
@@ -115,7 +118,44 @@ try {
                        OpenAI.BadRequestError);
   const stranger = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "wrong", maxRetries: 0 });
   await assert.rejects(stranger.models.list(), OpenAI.AuthenticationError);
+  // The zod helper: a schema written in zod, sent as a strict json_schema, parsed back.
+  const Clinic = z.object({ open: z.boolean(), kind: z.enum(["clinic", "school"]) });
+  const zodParsed = await client.beta.chat.completions.parse({ model: "mini", messages, temperature: 0, max_tokens: 60,
+    response_format: zodResponseFormat(Clinic, "clinic") });
+  assert.deepEqual(Clinic.parse(zodParsed.choices[0].message.parsed), zodParsed.choices[0].message.parsed);
   console.log("openai client: all checks passed");
 } finally {
   server.kill("SIGTERM");
+}
+
+// Tools, on a server that writes chats in Qwen 2.5's format (the mini model
+// has no template of its own); a random-weight model calls a function only
+// when tool_choice forces it.
+const qwen = await startFrugalServe(frugal, ["-m", model, "-t", "2", "--name", "mini", "--chat-template", "qwen2.5"]);
+try {
+  const client = new OpenAI({ baseURL: `http://127.0.0.1:${qwen.port}/v1`, apiKey: "none", maxRetries: 0 });
+  const weather = zodFunction({ name: "get_weather", description: "Today's weather in a city",
+    parameters: z.object({ city: z.enum(["Oslo", "Paris"]), unit: z.enum(["C", "F"]) }) });
+  const ask = [{ role: "user", content: "Weather in Oslo?" }];
+  const request = { model: "mini", messages: ask, tools: [weather], tool_choice: "required", temperature: 0,
+                    max_tokens: 120 };
+  const called = await client.beta.chat.completions.parse(request);
+  assert.equal(called.choices[0].finish_reason, "tool_calls");
+  const call = called.choices[0].message.tool_calls[0];
+  assert.equal(call.function.name, "get_weather");
+  assert.ok(["Oslo", "Paris"].includes(call.function.parsed_arguments.city));
+  // Streamed: the client's stream helper puts the call together from the deltas.
+  const streamed = await client.beta.chat.completions.stream(request).finalChatCompletion();
+  assert.equal(streamed.choices[0].message.tool_calls[0].function.arguments, call.function.arguments);
+  // The round trip: the call and its result go back; the model answers.
+  const answered = await client.chat.completions.create({ model: "mini", tools: [weather], temperature: 0, max_tokens: 8,
+    messages: [...ask, called.choices[0].message, { role: "tool", tool_call_id: call.id, content: "Sunny, 21 C" }] });
+  assert.equal(answered.choices[0].message.role, "assistant");
+  assert.ok(answered.usage.prompt_tokens > called.usage.prompt_tokens);
+  const forced = await client.chat.completions.create({ ...request, tool_choice: { type: "function",
+    function: { name: "get_weather" } } });
+  assert.equal(forced.choices[0].message.tool_calls[0].function.name, "get_weather");
+  console.log("openai client tools: all checks passed");
+} finally {
+  qwen.server.kill("SIGTERM");
 }
