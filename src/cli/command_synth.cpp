@@ -138,8 +138,8 @@ void add_synth_command(CLI::App& app) {
   opt->context = command->add_option("--context", args->context, "training context length")
                      ->check(integer_in(1, int64_t{1} << 26));
   opt->architecture = command->add_option("--arch", args->architecture, "architecture: llama, qwen2 (Q/K/V biases), "
-                                                                        "qwen3 (Q/K norms)")
-                          ->check(CLI::IsMember({"llama", "qwen2", "qwen3"}));
+                                                                        "qwen3 (Q/K norms), bert (an embedding encoder)")
+                          ->check(CLI::IsMember({"llama", "qwen2", "qwen3", "bert"}));
   opt->rope_base = command->add_option("--rope-base", args->rope_base, "RoPE frequency base")
                        ->check(CLI::PositiveNumber);
   opt->rms_epsilon = command->add_option("--rms-eps", args->rms_epsilon, "RMSNorm epsilon")->check(CLI::PositiveNumber);

@@ -10,6 +10,7 @@ namespace frugal::cli {
 void add_run_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
+void add_embed_command(CLI::App& app);
 void add_logits_command(CLI::App& app);
 void add_perplexity_command(CLI::App& app);
 void add_beam_command(CLI::App& app);

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   frugal::cli::add_run_command(app);
   frugal::cli::add_info_command(app);
   frugal::cli::add_tokenize_command(app);
+  frugal::cli::add_embed_command(app);
   frugal::cli::add_logits_command(app);
   frugal::cli::add_perplexity_command(app);
   frugal::cli::add_beam_command(app);

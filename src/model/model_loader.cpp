@@ -5,10 +5,9 @@
 #include "frugal/error.h"
 #include "frugal/quant.h"
 #include "model/model_impl.h"
+#include "model/weight_views.h"
 
 namespace frugal {
-
-namespace {
 
 WeightMatrix matrix_view(const GgufFile& file, const std::string& name, int64_t cols, int64_t rows) {
   const GgufTensor& t = file.require_tensor(name);
@@ -27,8 +26,7 @@ WeightMatrix matrix_view(const GgufFile& file, const std::string& name, int64_t 
   return {t.type, t.data, rows, cols, tensor_row_bytes(t.type, static_cast<size_t>(cols))};
 }
 
-// Small vectors (norms, biases) are converted to F32 once at load.
-std::vector<float> vector_copy(const GgufFile& file, const std::string& name, int64_t size, bool required = true) {
+std::vector<float> vector_copy(const GgufFile& file, const std::string& name, int64_t size, bool required) {
   const GgufTensor* t = file.find_tensor(name);
   if (!t) {
     if (required) file.require_tensor(name);
@@ -42,8 +40,6 @@ std::vector<float> vector_copy(const GgufFile& file, const std::string& name, in
   dequantize_row(t->type, t->data, out.data(), out.size());
   return out;
 }
-
-}  // namespace
 
 void Model::Impl::load_weights() {
   const ModelConfig& c = config;

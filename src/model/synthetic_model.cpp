@@ -117,6 +117,35 @@ void make_rows(const TensorPlan& plan, uint64_t seed, size_t threads, int64_t fi
   if (failure) std::rethrow_exception(failure);
 }
 
+// A BERT encoder as llama.cpp's converter writes it: token, token-type and
+// position embeddings with a LayerNorm, then post-norm blocks with biases
+// everywhere and a GELU feed-forward (no gate).
+template <typename Matrix, typename Norm, typename Bias>
+void plan_bert_tensors(const ModelShape& s, float w_std, std::vector<TensorPlan>& plans, Matrix& matrix, Norm& norm,
+                       Bias& bias) {
+  matrix("token_embd.weight", s.embedding, s.vocab);
+  // Kept in F32 as llama.cpp's converter keeps it: its row is added to F32 activations as it is.
+  plans.push_back({"token_types.weight", TensorType::F32, {s.embedding, 2}, Fill::Normal, 0.0f, w_std});
+  matrix("position_embd.weight", s.embedding, s.context);
+  norm("token_embd_norm.weight", s.embedding);
+  bias("token_embd_norm.bias", s.embedding);
+  for (int64_t i = 0; i < s.layers; ++i) {
+    const std::string p = fmt::format("blk.{}.", i);
+    for (const char* projection : {"attn_q", "attn_k", "attn_v", "attn_output"}) {
+      matrix(p + projection + ".weight", s.embedding, s.embedding);
+      bias(p + projection + ".bias", s.embedding);
+    }
+    norm(p + "attn_output_norm.weight", s.embedding);
+    bias(p + "attn_output_norm.bias", s.embedding);
+    matrix(p + "ffn_up.weight", s.embedding, s.feed_forward);
+    bias(p + "ffn_up.bias", s.feed_forward);
+    matrix(p + "ffn_down.weight", s.feed_forward, s.embedding);
+    bias(p + "ffn_down.bias", s.embedding);
+    norm(p + "layer_output_norm.weight", s.embedding);
+    bias(p + "layer_output_norm.bias", s.embedding);
+  }
+}
+
 // Every tensor of the model, in the order they are written.
 std::vector<TensorPlan> plan_tensors(const SyntheticModelSpec& spec, int& fallbacks) {
   const ModelShape& s = spec.shape;
@@ -136,6 +165,10 @@ std::vector<TensorPlan> plan_tensors(const SyntheticModelSpec& spec, int& fallba
   auto bias = [&](std::string name, int64_t size) {
     plans.push_back({std::move(name), TensorType::F32, {size}, Fill::Uniform, 0.0f, w.bias_spread});
   };
+  if (s.architecture == "bert") {
+    plan_bert_tensors(s, w.matrix_std, plans, matrix, norm, bias);
+    return plans;
+  }
   matrix("token_embd.weight", s.embedding, s.vocab);
   norm("output_norm.weight", s.embedding);
   if (!s.rope_frequency_factors.empty()) {
@@ -186,6 +219,13 @@ void set_architecture_metadata(GgufWriter& writer, const SyntheticModelSpec& spe
   writer.set(a + "attention.head_count_kv", u32(s.kv_heads));
   writer.set(a + "attention.key_length", u32(s.resolved_head_size()));
   writer.set(a + "attention.value_length", u32(s.resolved_head_size()));
+  if (s.architecture == "bert") {  // LayerNorm, bidirectional, mean pooling; no rotary embeddings
+    writer.set(a + "attention.layer_norm_epsilon", GgufValue::f32(s.rms_epsilon));
+    writer.set(a + "attention.causal", GgufValue::boolean(false));
+    writer.set(a + "pooling_type", GgufValue::u32(1));
+    writer.set("tokenizer.ggml.token_type_count", GgufValue::u32(2));
+    return;
+  }
   writer.set(a + "attention.layer_norm_rms_epsilon", GgufValue::f32(s.rms_epsilon));
   writer.set(a + "rope.dimension_count", u32(s.resolved_head_size()));
   writer.set(a + "rope.freq_base", GgufValue::f32(s.rope_base));

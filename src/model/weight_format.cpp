@@ -249,8 +249,8 @@ std::vector<std::string> named_model_shape_names() {
 }
 
 void ModelShape::check() const {
-  if (architecture != "llama" && architecture != "qwen2" && architecture != "qwen3") {
-    throw Error(fmt::format("architecture '{}' is not supported; use llama, qwen2 or qwen3", architecture));
+  if (architecture != "llama" && architecture != "qwen2" && architecture != "qwen3" && architecture != "bert") {
+    throw Error(fmt::format("architecture '{}' is not supported; use llama, qwen2, qwen3 or bert", architecture));
   }
   for (const auto& [what, value] : {std::pair{"vocabulary size", vocab}, {"embedding size", embedding},
                                     {"layer count", layers}, {"head count", heads}, {"key/value head count", kv_heads},
