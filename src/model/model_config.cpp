@@ -12,6 +12,11 @@ namespace frugal {
 ModelConfig ModelConfig::from_gguf(const GgufFile& file) {
   ModelConfig c;
   c.architecture = file.get_string_or("general.architecture", "");
+  if (c.architecture == "bert") {
+    throw UnsupportedError(fmt::format("{}: a BERT encoder makes embeddings, not text: use `frugal embed` or "
+                                       "`frugal serve --embedding`",
+                                       file.source_name()));
+  }
   if (c.architecture != "llama" && c.architecture != "qwen2" && c.architecture != "qwen3") {
     throw UnsupportedError(fmt::format("{}: architecture '{}' is not supported (frugal runs llama, qwen2, qwen3)",
                                        file.source_name(), c.architecture));
