@@ -12,7 +12,9 @@
 #include <utility>
 #include <vector>
 
+#include "frugal/encoder.h"
 #include "frugal/model.h"
+#include "frugal/thinking.h"
 #include "frugal/tokenizer.h"
 
 namespace frugal {
@@ -74,6 +76,29 @@ class Server {
   // Stops accepting; requests in flight are cancelled at their next token.
   // Thread-safe, and effective whenever it comes: a stop before serve()
   // makes serve() return at once.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// `frugal serve --embedding`: an encoder (a BERT-family file) served for
+// embeddings only: POST /v1/embeddings and Ollama's /api/embed, GET
+// /v1/models, /api/tags, /api/version and /health. Text generation routes
+// answer 400 saying that this server embeds. Of `options`: host, port,
+// api_key, model_name, context (0: the encoder's positions), the connection
+// limits and max_body_bytes.
+class EmbeddingServer {
+ public:
+  EmbeddingServer(EncoderModel& encoder, const Tokenizer& tokenizer, const ServerOptions& options);
+  ~EmbeddingServer();
+  EmbeddingServer(const EmbeddingServer&) = delete;
+  EmbeddingServer& operator=(const EmbeddingServer&) = delete;
+
+  void bind();
+  void serve();
+  int port() const;
   void stop();
 
  private:

@@ -10,7 +10,9 @@
 #include "cli/arguments.h"
 #include "cli/commands.h"
 #include "cli/model_options.h"
+#include "frugal/encoder.h"
 #include "frugal/error.h"
+#include "frugal/gguf.h"
 #include "frugal/server.h"
 
 namespace frugal::cli {
@@ -42,7 +44,69 @@ struct ServeArguments {
   double body_timeout = 30;
   bool context_shift = false;
   int64_t keep = 4;
+  bool embedding = false;
 };
+
+// Serves until SIGINT/SIGTERM (blocked in `signals`). A signal that came
+// while the model was loading is pending and taken at once; stop() then
+// makes serve() return even if it has not started listening yet.
+template <typename AnyServer>
+void serve_until_signal(AnyServer& server, sigset_t signals, const std::string& host, const char* where) {
+  server.bind();
+  std::atomic<bool> done{false};
+  std::thread watcher([&server, &done, signals] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    if (done) return;  // woken by serve() returning on its own
+    fmt::print(stderr, "\nstopping (signal {})\n", signal);
+    server.stop();
+  });
+  fmt::print(stderr, "serving on http://{}:{}{}\n", host, server.port(),
+             fmt::format(fmt::runtime(where), host, server.port()));
+  auto end_watcher = [&] {
+    done = true;
+    pthread_kill(watcher.native_handle(), SIGTERM);  // pending until the watcher takes it, if it has not yet
+    watcher.join();
+  };
+  try {
+    server.serve();
+  } catch (...) {
+    end_watcher();
+    throw;
+  }
+  end_watcher();
+}
+
+// --embedding: a BERT-family encoder for /v1/embeddings and /api/embed only.
+void serve_encoder(const ServeArguments& args, sigset_t signals) {
+  if (args.model.model_path.empty()) throw Error("--embedding needs -m FILE: a BERT-family embedding model (GGUF)");
+  for (const auto& [given, name] : {std::pair{!args.knowledge.empty(), "--kb"}, {!args.knowledge_dir.empty(), "--kb-dir"},
+                                    {!args.chat_template.empty(), "--chat-template"},
+                                    {!args.oae_report.empty(), "--oae-report"}, {args.context_shift, "--context-shift"},
+                                    {!args.model.lora.empty() || !args.model.lora_scaled.empty(), "--lora"}}) {
+    if (given) throw Error(fmt::format("{} is for generative models; leave it out with --embedding", name));
+  }
+  const GgufFile probe = GgufFile::open(args.model.model_path);
+  if (!is_encoder_model(probe)) {
+    throw Error(fmt::format("{} is a generative model, not an encoder: serve it without --embedding (its "
+                            "/v1/embeddings averages its hidden states)",
+                            args.model.model_path));
+  }
+  const auto tokenizer = Tokenizer::from_gguf(probe);
+  const auto encoder = EncoderModel::load(args.model.model_path, static_cast<size_t>(args.model.threads));
+  ServerOptions options;
+  options.host = args.host;
+  options.port = args.port;
+  options.api_key = args.api_key;
+  options.model_name = args.name;
+  options.context = args.model.context;
+  options.max_connections = args.max_connections;
+  options.max_connections_per_client = args.max_client_connections;
+  options.header_timeout_seconds = args.header_timeout;
+  options.body_timeout_seconds = args.body_timeout;
+  EmbeddingServer server(*encoder, *tokenizer, options);
+  serve_until_signal(server, signals, args.host, "/v1 (embeddings only: POST /v1/embeddings, POST /api/embed)");
+}
 
 void serve(const ServeArguments& args) {
   // SIGINT/SIGTERM are taken by one thread that stops the server: requests
@@ -52,6 +116,10 @@ void serve(const ServeArguments& args) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (args.embedding) {
+    serve_encoder(args, signals);
+    return;
+  }
 
   LoadedModel loaded = load_model(args.model);
   ServerOptions options;
@@ -87,33 +155,8 @@ void serve(const ServeArguments& args) {
     options.knowledge.emplace_back(item.substr(0, eq), item.substr(eq + 1));
   }
   Server server(*loaded.model, *loaded.tokenizer, options);
-  server.bind();
-  // A signal that came while the model was loading is pending and taken at
-  // once; Server::stop() then makes serve() return even if it has not
-  // started listening yet.
-  std::atomic<bool> done{false};
-  std::thread watcher([&server, &done, signals] {
-    int signal = 0;
-    sigwait(&signals, &signal);
-    if (done) return;  // woken by serve() returning on its own
-    fmt::print(stderr, "\nstopping (signal {})\n", signal);
-    server.stop();
-  });
-  fmt::print(stderr, "serving on http://{}:{}/v1 (web page: http://{}:{}/; models: GET /v1/models; metrics: GET "
-                     "/metrics)\n",
-             args.host, server.port(), args.host, server.port());
-  auto end_watcher = [&] {
-    done = true;
-    pthread_kill(watcher.native_handle(), SIGTERM);  // pending until the watcher takes it, if it has not yet
-    watcher.join();
-  };
-  try {
-    server.serve();
-  } catch (...) {
-    end_watcher();
-    throw;
-  }
-  end_watcher();
+  serve_until_signal(server, signals, args.host, "/v1 (web page: http://{0}:{1}/; models: GET /v1/models; metrics: "
+                                                 "GET /metrics)");
 }
 
 }  // namespace
@@ -161,6 +204,8 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--name", args->name, "model id in the API (default: the file name without .gguf)");
   command->add_option("--chat-template", args->chat_template, "chat format name, overriding the model's template");
+  command->add_flag("--embedding", args->embedding,
+                    "serve a BERT-family encoder (-m) for embeddings only: /v1/embeddings and /api/embed");
   command->add_flag("--metrics-public", args->metrics_public, "serve GET /metrics without the API key");
   command->add_flag("--read-only-knowledge", args->read_only_knowledge,
                     "no creating, editing or deleting knowledge caches over HTTP (the web page only reads them)");

@@ -1,12 +1,14 @@
 #include "server/guarded_http.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -18,6 +20,7 @@
 
 #include <fmt/format.h>
 
+#include "frugal/error.h"
 #include "server/openai_api.h"
 
 namespace frugal::server {
@@ -343,6 +346,64 @@ bool GuardedHttpServer::process_and_close_socket(socket_t sock) {
   ::shutdown(sock, SHUT_RDWR);
   ::close(sock);
   return ok;
+}
+
+namespace {
+
+// Why binding `host`:`port` fails, in words a user can act on (httplib only
+// says that it failed).
+std::string bind_failure(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0) {
+    return fmt::format("cannot listen on {}: not an address or a known host name ({}); give --host an address of "
+                       "this machine, such as 127.0.0.1 or 0.0.0.0",
+                       host, ::gai_strerror(rc));
+  }
+  int error = 0;
+  for (addrinfo* a = found; a; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) {
+      error = errno;
+      continue;
+    }
+    const int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    const bool bound = ::bind(fd, a->ai_addr, a->ai_addrlen) == 0;
+    error = bound ? 0 : errno;
+    ::close(fd);
+    if (bound) break;
+  }
+  ::freeaddrinfo(found);
+  switch (error) {
+    case EADDRINUSE:
+      return fmt::format("cannot listen on {}:{}: the port is in use (another server?); choose another with --port",
+                         host, port);
+    case EADDRNOTAVAIL:
+      return fmt::format("cannot listen on {}:{}: {} is not an address of this machine; give --host one of its "
+                         "addresses, 127.0.0.1 or 0.0.0.0",
+                         host, port, host);
+    case EACCES:
+      return fmt::format("cannot listen on {}:{}: ports below 1024 need privileges; choose a port from 1024 up with "
+                         "--port",
+                         host, port);
+    default:
+      return fmt::format("cannot listen on {}:{}: {}", host, port, error ? std::strerror(error) : "unknown error");
+  }
+}
+
+}  // namespace
+
+int bind_listener(GuardedHttpServer& http, const std::string& host, int port, size_t max_connections) {
+  if (host.empty()) throw Error("--host is empty; give an address such as 127.0.0.1 or 0.0.0.0");
+  const int bound = port == 0 ? http.bind_to_any_port(host) : (http.bind_to_port(host, port) ? port : -1);
+  if (bound < 0) throw Error(bind_failure(host, port));
+  http.set_backlog(static_cast<int>(std::min<size_t>(max_connections * 2, 4096)));
+  return bound;
 }
 
 }  // namespace frugal::server

@@ -64,4 +64,10 @@ class GuardedHttpServer : public httplib::Server {
   std::map<std::string, size_t> clients_;  // open connections per remote address
 };
 
+// Binds `http` to host:port (0: any free port) and returns the port; throws
+// an error that says why not in words a user can act on (the port is taken,
+// the address is not this machine's, ...). `max_connections` sizes the
+// kernel's queue of connections not yet accepted.
+int bind_listener(GuardedHttpServer& http, const std::string& host, int port, size_t max_connections);
+
 }  // namespace frugal::server

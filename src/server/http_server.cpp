@@ -26,35 +26,32 @@ using server::ApiError;
 using server::CompletionRequest;
 using nlohmann::json;
 
-Server::Impl::Impl(Model& m, const Tokenizer& t, const ServerOptions& o)
-    : model(m), tokenizer(t), options(o), http(server::ConnectionLimits{
-          o.max_connections, o.max_connections_per_client,
+server::ConnectionLimits server::connection_limits(const ServerOptions& o) {
+  return {o.max_connections, o.max_connections_per_client,
           std::chrono::milliseconds(static_cast<int64_t>(o.header_timeout_seconds * 1000)),
           std::chrono::milliseconds(static_cast<int64_t>(o.body_timeout_seconds * 1000)),
-          o.max_body_bytes + (64 << 10)}) {}
+          o.max_body_bytes + (64 << 10)};
+}
 
-namespace {
-
-// Equal strings take the same time to compare whatever their content, so
-// the key cannot be guessed a character at a time from response times.
-bool same_secret(std::string_view given, std::string_view expected) {
+void server::check_api_key(const httplib::Request& request, const std::string& api_key) {
+  if (api_key.empty()) return;
+  // Equal strings take the same time to compare whatever their content, so
+  // the key cannot be guessed a character at a time from response times.
+  const std::string given = request.get_header_value("Authorization"), expected = "Bearer " + api_key;
   unsigned char differ = given.size() != expected.size();
   for (size_t i = 0; i < expected.size(); ++i) {
     differ |= static_cast<unsigned char>(expected[i] ^ (i < given.size() ? given[i] : 0));
   }
-  return differ == 0;
-}
-
-}  // namespace
-
-void Server::Impl::check_key(const httplib::Request& request) const {
-  if (options.api_key.empty()) return;
-  const std::string header = request.get_header_value("Authorization");
-  if (!same_secret(header, "Bearer " + options.api_key)) {
+  if (differ != 0) {
     throw ApiError(401, "invalid_request_error", "invalid or missing API key (Authorization: Bearer KEY)", "",
                    "invalid_api_key");
   }
 }
+
+Server::Impl::Impl(Model& m, const Tokenizer& t, const ServerOptions& o)
+    : model(m), tokenizer(t), options(o), http(server::connection_limits(o)) {}
+
+void Server::Impl::check_key(const httplib::Request& request) const { server::check_api_key(request, options.api_key); }
 
 void Server::Impl::reply_error(httplib::Response& response, const ApiError& error, const std::string& endpoint) {
   response.status = error.status;
@@ -181,66 +178,9 @@ Server::Server(Model& model, const Tokenizer& tokenizer, const ServerOptions& op
 
 Server::~Server() { stop(); }
 
-namespace {
-
-// Why binding `host`:`port` fails, in words a user can act on (httplib only
-// says that it failed).
-std::string bind_failure(const std::string& host, int port) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* found = nullptr;
-  const std::string service = std::to_string(port);
-  if (const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0) {
-    return fmt::format("cannot listen on {}: not an address or a known host name ({}); give --host an address of "
-                       "this machine, such as 127.0.0.1 or 0.0.0.0",
-                       host, ::gai_strerror(rc));
-  }
-  int error = 0;
-  for (addrinfo* a = found; a; a = a->ai_next) {
-    const int fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
-    if (fd < 0) {
-      error = errno;
-      continue;
-    }
-    const int yes = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    const bool bound = ::bind(fd, a->ai_addr, a->ai_addrlen) == 0;
-    error = bound ? 0 : errno;
-    ::close(fd);
-    if (bound) break;
-  }
-  ::freeaddrinfo(found);
-  switch (error) {
-    case EADDRINUSE:
-      return fmt::format("cannot listen on {}:{}: the port is in use (another server?); choose another with --port",
-                         host, port);
-    case EADDRNOTAVAIL:
-      return fmt::format("cannot listen on {}:{}: {} is not an address of this machine; give --host one of its "
-                         "addresses, 127.0.0.1 or 0.0.0.0",
-                         host, port, host);
-    case EACCES:
-      return fmt::format("cannot listen on {}:{}: ports below 1024 need privileges; choose a port from 1024 up with "
-                         "--port",
-                         host, port);
-    default:
-      return fmt::format("cannot listen on {}:{}: {}", host, port, error ? std::strerror(error) : "unknown error");
-  }
-}
-
-}  // namespace
-
 void Server::bind() {
   Impl& s = *impl_;
-  if (s.options.host.empty()) throw Error("--host is empty; give an address such as 127.0.0.1 or 0.0.0.0");
-  if (s.options.port == 0) {
-    s.bound_port = s.http.bind_to_any_port(s.options.host);
-  } else {
-    s.bound_port = s.http.bind_to_port(s.options.host, s.options.port) ? s.options.port : -1;
-  }
-  if (s.bound_port < 0) throw Error(bind_failure(s.options.host, s.options.port));
-  s.http.set_backlog(static_cast<int>(std::min<size_t>(s.options.max_connections * 2, 4096)));
+  s.bound_port = server::bind_listener(s.http, s.options.host, s.options.port, s.options.max_connections);
 }
 
 // stop() may come at any time, also before listening starts (a signal at

@@ -13,6 +13,7 @@
 
 #include "frugal/error.h"
 #include "server/answer_stream.h"
+#include "server/embedding_request.h"
 #include "server/server_impl.h"
 
 namespace frugal {
@@ -190,16 +191,8 @@ void Server::Impl::add_ollama_routes() {
     httplib::Response out;
     const auto start = std::chrono::steady_clock::now();
     embeddings(inner, out);
-    const json computed = json::parse(out.body);
-    json vectors = json::array();
-    for (const auto& item : computed["data"]) vectors.push_back(item["embedding"]);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    response.set_content(json{{"model", body.value("model", "")},
-                              {"embeddings", vectors},
-                              {"total_duration", nanoseconds(seconds)},
-                              {"load_duration", 0},
-                              {"prompt_eval_count", computed["usage"]["prompt_tokens"]}}
-                             .dump(),
+    response.set_content(server::ollama_embed_reply(body.value("model", ""), json::parse(out.body), seconds).dump(),
                          "application/json");
   }));
 }

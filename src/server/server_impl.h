@@ -29,6 +29,14 @@
 
 namespace frugal {
 
+namespace server {
+// The connection limits and deadlines of `options`.
+ConnectionLimits connection_limits(const ServerOptions& options);
+// Throws ApiError 401 unless the request carries `Authorization: Bearer
+// api_key` (nothing to check when api_key is empty).
+void check_api_key(const httplib::Request& request, const std::string& api_key);
+}  // namespace server
+
 struct Server::Impl {
   Impl(Model& m, const Tokenizer& t, const ServerOptions& o);
 

@@ -38,7 +38,9 @@ void expect_valid(const std::string& text) {
   const std::string name = value["name"];
   EXPECT_LE(std::count_if(name.begin(), name.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }),
             6) << text;
-  if (value.contains("beds")) EXPECT_TRUE(value["beds"].is_number_integer()) << text;
+  if (value.contains("beds")) {
+    EXPECT_TRUE(value["beds"].is_number_integer()) << text;
+  }
   for (const auto& [key, item] : value.items()) {
     EXPECT_TRUE(key == "ok" || key == "kind" || key == "name" || key == "beds") << text;
   }
@@ -86,7 +88,9 @@ TEST_F(ServerTest, JsonObjectAndGrammarFields) {
   // A random model's object may be cut by max_tokens; what came out is a prefix the grammar allowed.
   const std::string content = answer["message"]["content"];
   EXPECT_EQ(content.substr(0, 1), "{") << content;
-  if (answer["finish_reason"] == "stop") EXPECT_TRUE(json::parse(content).is_object()) << content;
+  if (answer["finish_reason"] == "stop") {
+    EXPECT_TRUE(json::parse(content).is_object()) << content;
+  }
 }
 
 TEST_F(ServerTest, StructuredOutputItCannotHonourIsRefusedByName) {

@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import OpenAI from "openai";
 import { zodFunction, zodResponseFormat } from "openai/helpers/zod";
 import { z } from "zod";
@@ -158,4 +158,27 @@ try {
   console.log("openai client tools: all checks passed");
 } finally {
   qwen.server.kill("SIGTERM");
+}
+
+// Embeddings from a BERT-family encoder (frugal serve --embedding), here a
+// random one with the BGE vocabulary written by frugal synth.
+const bert = join(mkdtempSync(join(tmpdir(), "frugal-bert-")), "bge-random.gguf");
+const written = spawnSync(frugal, ["synth", "--arch", "bert", "--vocab", join(dirname(model), "..", "vocab",
+  "ggml-vocab-bert-bge.gguf"), "--type", "Q8_0", "--embedding", "64", "--layers", "2", "--heads", "2", "--ffn", "128",
+  "--context", "128", "-o", bert]);
+assert.equal(written.status, 0, `synth failed: ${written.stderr}`);
+const encoder = await startFrugalServe(frugal, ["-m", bert, "-t", "2", "--embedding"]);
+try {
+  const client = new OpenAI({ baseURL: `http://127.0.0.1:${encoder.port}/v1`, apiKey: "none", maxRetries: 0 });
+  const texts = ["The clinic opens at 9.", "Who leads the Fenwick Water Office?"];
+  const vectors = await client.embeddings.create({ model: "bge-random", input: texts });  // base64, decoded by the client
+  const floats = await client.embeddings.create({ model: "bge-random", input: texts, encoding_format: "float" });
+  assert.deepEqual(vectors.data.map((d) => d.embedding), floats.data.map((d) => d.embedding));
+  const norm = (v) => Math.sqrt(v.reduce((sum, x) => sum + x * x, 0));
+  assert.ok(floats.data.every((d) => d.embedding.length === 64 && Math.abs(norm(d.embedding) - 1) < 1e-4));
+  await assert.rejects(client.chat.completions.create({ model: "bge-random", messages: [{ role: "user", content: "Hi" }] }),
+                       (error) => error instanceof OpenAI.BadRequestError && /does not generate/.test(error.message));
+  console.log("openai client embeddings from an encoder: all checks passed");
+} finally {
+  encoder.server.kill("SIGTERM");
 }
