@@ -87,6 +87,11 @@ void serve_encoder(const ServeArguments& args, sigset_t signals) {
     if (given) throw Error(fmt::format("{} is for generative models; leave it out with --embedding", name));
   }
   const GgufFile probe = GgufFile::open(args.model.model_path);
+  const std::string architecture = probe.get_string_or("general.architecture", "");
+  if (!is_encoder_model(probe) && architecture != "llama" && architecture != "qwen2" && architecture != "qwen3") {
+    throw UnsupportedError(fmt::format("{}: architecture '{}' is not an encoder frugal runs (it runs bert)",
+                                       args.model.model_path, architecture));
+  }
   if (!is_encoder_model(probe)) {
     throw Error(fmt::format("{} is a generative model, not an encoder: serve it without --embedding (its "
                             "/v1/embeddings averages its hidden states)",
