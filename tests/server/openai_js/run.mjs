@@ -37,6 +37,13 @@ try {
   let streamed = "";
   for await (const chunk of stream) streamed += chunk.choices[0]?.delta?.content ?? "";
   assert.equal(streamed, answer.choices[0].message.content, "stream and non-stream answers differ");
+  // stream_options.include_usage: a last chunk with no choices and the usage.
+  const counted = await client.chat.completions.create({ model: "mini", messages, max_tokens: 10, temperature: 0,
+                                                         stream: true, stream_options: { include_usage: true } });
+  let usage = null;
+  for await (const chunk of counted) if (chunk.usage) usage = chunk.usage;
+  assert.deepEqual(usage && [usage.prompt_tokens, usage.completion_tokens],
+                   [answer.usage.prompt_tokens, answer.usage.completion_tokens]);
 
   const completion = await client.completions.create({ model: "mini", prompt: "Once upon a time", max_tokens: 6,
                                                       temperature: 0 });
