@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "frugal/error.h"
+#include "frugal/tools.h"
 #include "server/answer_stream.h"
 #include "server/embedding_request.h"
 #include "server/server_impl.h"
@@ -85,6 +86,43 @@ void refuse_unknown(const json& body, std::initializer_list<const char*> known) 
     for (const char* k : known) ok = ok || key == k;
     if (!ok) throw server::invalid_request(fmt::format("'{}' is not supported by this server; leave it out", key), key);
   }
+}
+
+// Ollama's chat messages as OpenAI's: its calls carry no ids and their
+// arguments are objects; its tool results name no call.
+nlohmann::ordered_json ollama_messages_as_openai(const json& messages) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  size_t calls = 0;
+  for (const auto& m : messages) {
+    if (!m.is_object()) throw server::invalid_request("each message must be an object", "messages");
+    if (m.contains("images") && !m["images"].empty()) throw server::invalid_request("images are not supported", "messages");
+    nlohmann::ordered_json message = {{"role", m.value("role", "")}, {"content", m.value("content", "")}};
+    if (m.contains("tool_calls") && m["tool_calls"].is_array()) {
+      nlohmann::ordered_json list = nlohmann::ordered_json::array();
+      for (const auto& call : m["tool_calls"]) {
+        const json function = call.value("function", json::object());
+        const json arguments = function.value("arguments", json::object());
+        list.push_back({{"id", fmt::format("call_{}", calls++)},
+                        {"type", "function"},
+                        {"function", {{"name", function.value("name", "")},
+                                      {"arguments", arguments.is_string() ? arguments.get<std::string>()
+                                                                          : arguments.dump()}}}});
+      }
+      message["tool_calls"] = list;
+    }
+    if (message["role"] == "tool") message["tool_call_id"] = fmt::format("call_{}", calls ? calls - 1 : 0);
+    out.push_back(message);
+  }
+  return out;
+}
+
+// Calls as Ollama writes them: {function: {name, arguments: {...}}}.
+json ollama_tool_calls(const std::vector<ToolCall>& calls) {
+  json list = json::array();
+  for (const ToolCall& call : calls) {
+    list.push_back({{"function", {{"name", call.name}, {"arguments", json::parse(call.arguments)}}}});
+  }
+  return list;
 }
 
 int64_t nanoseconds(double seconds) { return static_cast<int64_t>(seconds * 1e9); }
@@ -206,15 +244,10 @@ void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib
   nlohmann::ordered_json openai = {{"model", without_latest(body.value("model", ""))}};
   if (chat) {
     refuse_unknown(body, {"model", "messages", "stream", "format", "options", "think", "tools"});
-    if (body.contains("tools") && !(body["tools"].is_array() && body["tools"].empty())) {
-      throw server::invalid_request("tools are not supported by this server yet", "tools");
+    openai["messages"] = ollama_messages_as_openai(body.value("messages", json::array()));
+    if (ordered.contains("tools") && !(ordered["tools"].is_array() && ordered["tools"].empty())) {
+      openai["tools"] = ordered["tools"];  // the same {type: "function", function: {...}} shape
     }
-    json messages = json::array();
-    for (const auto& m : body.value("messages", json::array())) {
-      if (m.contains("images") && !m["images"].empty()) throw server::invalid_request("images are not supported", "messages");
-      messages.push_back({{"role", m.value("role", "")}, {"content", m.value("content", "")}});
-    }
-    openai["messages"] = nlohmann::ordered_json::parse(messages.dump());
   } else {
     refuse_unknown(body, {"model", "prompt", "system", "stream", "format", "options", "think", "raw", "suffix"});
     if (body.contains("suffix") && body["suffix"] != "") throw server::invalid_request("suffix is not supported", "suffix");
@@ -258,9 +291,16 @@ void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib
     }
     return out;
   };
+  const std::optional<ToolCallFormat> tool_calls = prepared.tool_calls;
+  const std::vector<ToolDefinition> tools = request.tools;
   if (!stream) {
     const GenerationResult result = server::answer_whole(*scheduler, std::move(job));
     json out = object(result.text, result.thinking);
+    if (tool_calls) {
+      const ParsedToolAnswer parsed = parse_tool_calls(*tool_calls, tools, result.text, "call");
+      out["message"]["content"] = parsed.text;
+      if (!parsed.calls.empty()) out["message"]["tool_calls"] = ollama_tool_calls(parsed.calls);
+    }
     out.update(done_fields(result, prompt_tokens,
                            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
     response.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
@@ -269,13 +309,29 @@ void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib
   }
   server::AnswerStreamFormat format;
   format.content_type = "application/x-ndjson";
-  format.piece = [object](const std::string& text, bool thinking) {
+  // With tools, the text goes through a parser: calls come whole in a message of their own.
+  auto parser = tool_calls ? std::make_shared<ToolCallParser>(*tool_calls, tools, "call") : nullptr;
+  auto text_and_calls = [object, parser](const std::string& text) {
+    if (!parser) return object(text, "");
+    json piece = object(text, "");
+    const std::vector<ToolCall> calls = parser->take_calls();
+    if (!calls.empty()) piece["message"]["tool_calls"] = ollama_tool_calls(calls);
+    return piece;
+  };
+  format.piece = [object, parser, text_and_calls](const std::string& text, bool thinking) {
+    if (!thinking && parser) {
+      const std::string out = parser->feed(text);
+      json piece = text_and_calls(out);
+      if (out.empty() && !piece["message"].contains("tool_calls")) return std::string();
+      piece["done"] = false;
+      return piece.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    }
     json piece = thinking ? object("", text) : object(text, "");
     piece["done"] = false;
     return piece.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   };
-  format.end = [object, prompt_tokens, start](const GenerationResult& result) {
-    json last = object("", "");
+  format.end = [object, parser, text_and_calls, prompt_tokens, start](const GenerationResult& result) {
+    json last = parser ? text_and_calls(parser->finish()) : object("", "");
     last.update(done_fields(result, prompt_tokens,
                             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
     return last.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";

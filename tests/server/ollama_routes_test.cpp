@@ -6,6 +6,7 @@
 
 #include <sstream>
 
+#include "frugal/tools.h"
 #include "server_fixture.h"
 
 namespace frugal::test {
@@ -104,6 +105,35 @@ TEST_F(ServerTest, OllamaModelsEmbeddingsFormatAndErrors) {
   refused("/api/chat", {{"model", "mini"}, {"messages", message}, {"think", true}}, "does not think");
   refused("/api/chat", {{"model", "mini"}, {"messages", message}, {"format", "yaml"}}, "format");
   refused("/api/generate", {{"model", "mini"}, {"prompt", "hi"}, {"context", {1, 2}}}, "'context'");
+}
+
+TEST_F(ServerTest, OllamaChatTakesToolsCallsAndResults) {
+  ServerOptions options;
+  options.chat_template = "qwen2.5";  // the mini model has no template; Qwen 2.5's defines tool calls
+  start(options);
+  const json tools = json::parse(R"([{"type": "function", "function": {"name": "get_weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])");
+  const json messages = {
+      {{"role", "user"}, {"content", "Weather in Oslo?"}},
+      {{"role", "assistant"}, {"content", ""},
+       {"tool_calls", {{{"function", {{"name", "get_weather"}, {"arguments", {{"city", "Oslo"}}}}}}}}},
+      {{"role", "tool"}, {"content", "Sunny, 21 C"}}};
+  const auto response = post("/api/chat", {{"model", "mini"}, {"messages", messages}, {"tools", tools},
+                                           {"stream", false}, {"options", {{"temperature", 0}, {"num_predict", 4}}}});
+  ASSERT_EQ(response->status, 200) << response->body;
+  // The prompt is the Qwen 2.5 rendering: the function listed, the call and its result written back.
+  const auto ordered = nlohmann::ordered_json::parse(tools.dump());
+  const std::vector<ToolDefinition> definitions = {{"get_weather", ordered[0], ordered[0]["function"]["parameters"]}};
+  const std::vector<ChatMessage> chat = {{"user", "Weather in Oslo?"},
+                                         {"assistant", "", {{"call_0", "get_weather", R"({"city":"Oslo"})"}}},
+                                         {"tool", "Sunny, 21 C", {}, "call_0"}};
+  const auto prompt = render_tool_chat(ChatFormat::Qwen25, ToolCallFormat::Hermes, chat, definitions, true);
+  EXPECT_EQ(json::parse(response->body)["prompt_eval_count"], encode_tool_chat(*tokenizer_, prompt).size());
+  // Streamed too (the answer of a random model holds no call: text only).
+  const auto streamed = post("/api/chat", {{"model", "mini"}, {"messages", messages}, {"tools", tools},
+                                           {"options", {{"temperature", 0}, {"num_predict", 4}}}});
+  ASSERT_EQ(streamed->status, 200);
+  EXPECT_TRUE(ndjson(streamed->body).back()["done"]);
 }
 
 }  // namespace
