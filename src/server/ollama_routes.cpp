@@ -129,9 +129,8 @@ int64_t nanoseconds(double seconds) { return static_cast<int64_t>(seconds * 1e9)
 
 // The statistics Ollama puts on its last object.
 json done_fields(const GenerationResult& result, size_t prompt_tokens, double total_seconds) {
-  const bool cut = result.stop_reason == StopReason::MaxTokens || result.stop_reason == StopReason::ContextFull;
   return {{"done", true},
-          {"done_reason", cut ? "length" : "stop"},
+          {"done_reason", server::ended_by_length(result.stop_reason) ? "length" : "stop"},
           {"total_duration", nanoseconds(total_seconds)},
           {"load_duration", 0},
           {"prompt_eval_count", prompt_tokens},

@@ -502,9 +502,11 @@ std::string tool_calls_chunk(const CompletionRequest& request, const std::string
   return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
+bool ended_by_length(StopReason reason) { return reason == StopReason::MaxTokens || reason == StopReason::ContextFull; }
+
 std::string finish_reason(StopReason reason, bool made_tool_calls) {
   if (made_tool_calls) return "tool_calls";
-  return reason == StopReason::MaxTokens || reason == StopReason::ContextFull ? "length" : "stop";
+  return ended_by_length(reason) ? "length" : "stop";
 }
 
 }  // namespace frugal::server

@@ -153,8 +153,11 @@ std::string stream_chunk(const CompletionRequest& request, const std::string& id
 // A streamed chunk with tool calls (delta.tool_calls), numbered from `first_index`.
 std::string tool_calls_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
                              const std::vector<ToolCall>& calls, size_t first_index, bool first);
+// Whether an answer was cut short: by its token limit or a full context
+// (OpenAI's "length", the Responses API's "incomplete", Ollama's "length").
+bool ended_by_length(StopReason reason);
 // The finish reason of an answer: "tool_calls" when it made calls, else
-// "length" when cut by max_tokens or the context, else "stop".
+// "length" when cut short, else "stop".
 std::string finish_reason(StopReason reason, bool made_tool_calls = false);
 
 }  // namespace frugal::server

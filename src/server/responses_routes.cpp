@@ -208,9 +208,7 @@ json output_of(const ResponseIds& ids, const GenerationResult& result, bool thin
   return output;
 }
 
-bool cut_short(const GenerationResult& result) {
-  return result.stop_reason == StopReason::MaxTokens || result.stop_reason == StopReason::ContextFull;
-}
+bool cut_short(const GenerationResult& result) { return server::ended_by_length(result.stop_reason); }
 
 }  // namespace
 
