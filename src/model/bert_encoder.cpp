@@ -9,6 +9,7 @@
 
 #include "frugal/encoder.h"
 #include "frugal/error.h"
+#include "model/pooling.h"
 #include "model/weight_views.h"
 #include "tensor/ops.h"
 #include "tensor/thread_pool.h"
@@ -223,16 +224,7 @@ std::vector<float> EncoderModel::embed(std::span<const TokenId> tokens) {
   const std::vector<float> hidden = impl_->run(tokens);
   const size_t e = static_cast<size_t>(impl_->config.embedding_size);
   const size_t pooled_rows = impl_->config.pooling == EncoderConfig::Pooling::Cls ? 1 : tokens.size();
-  std::vector<double> sum(e, 0.0);
-  for (size_t t = 0; t < pooled_rows; ++t) {
-    for (size_t i = 0; i < e; ++i) sum[i] += hidden[t * e + i];
-  }
-  double norm = 0;
-  for (const double value : sum) norm += value * value;
-  norm = std::sqrt(norm);
-  std::vector<float> out(e);
-  for (size_t i = 0; i < e; ++i) out[i] = norm > 0 ? static_cast<float>(sum[i] / norm) : 0.0f;
-  return out;
+  return pooled_unit_vector(hidden.data(), pooled_rows, e);
 }
 
 }  // namespace frugal

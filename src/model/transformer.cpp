@@ -9,6 +9,7 @@
 #include "frugal/quant.h"
 #include "model/attention.h"
 #include "model/model_impl.h"
+#include "model/pooling.h"
 #include "tensor/kernel_set.h"
 #include "tensor/ops.h"
 
@@ -81,17 +82,7 @@ std::vector<float> Model::embed(std::span<const TokenId> tokens) {
   const AttentionShape shape = attention_shape_of(c);  // the backend keeps a reference
   CacheBackend backend(cache, shape, *impl_->pool);
   const std::vector<float> hidden = impl_->run(tokens, backend, {}, false, true);
-  const auto embed = static_cast<size_t>(c.embedding_size);
-  std::vector<double> sum(embed, 0.0);
-  for (size_t t = 0; t < tokens.size(); ++t) {
-    for (size_t i = 0; i < embed; ++i) sum[i] += hidden[t * embed + i];
-  }
-  double norm = 0;
-  for (const double x : sum) norm += x * x;
-  norm = std::sqrt(norm);
-  std::vector<float> out(embed);
-  for (size_t i = 0; i < embed; ++i) out[i] = norm > 0 ? static_cast<float>(sum[i] / norm) : 0.0f;
-  return out;
+  return pooled_unit_vector(hidden.data(), tokens.size(), static_cast<size_t>(c.embedding_size));
 }
 
 std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& backend,

@@ -11,7 +11,7 @@
 #include "frugal/error.h"
 #include "frugal/model.h"
 #include "frugal/quant.h"
-#include "frugal/synth.h"
+#include "support/model_builder.h"
 #include "support/test_paths.h"
 
 namespace frugal {
@@ -119,20 +119,7 @@ class NaiveBert {
 class BertEncoderTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    path_ = test::scratch_dir("bert") / "bert.gguf";
-    SyntheticModelSpec spec;
-    spec.shape.architecture = "bert";
-    spec.shape.embedding = 32;
-    spec.shape.layers = 2;
-    spec.shape.heads = 4;
-    spec.shape.kv_heads = 4;
-    spec.shape.feed_forward = 64;
-    spec.shape.context = 64;
-    spec.format = WeightFormat::pure(TensorType::F32);
-    const GgufFile vocab = GgufFile::open(test::shared_path("vocab/ggml-vocab-bert-bge.gguf"));
-    spec.shape.vocab = tokenizer_token_count(vocab);
-    spec.extra_metadata = tokenizer_metadata(vocab);
-    write_synthetic_model(spec, path_);
+    path_ = test::write_random_bert(test::scratch_dir("bert") / "bert.gguf", TensorType::F32, 32, 2, 4, 64);
   }
   static inline std::filesystem::path path_;
 };

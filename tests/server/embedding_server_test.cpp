@@ -13,7 +13,7 @@
 
 #include "frugal/encoder.h"
 #include "frugal/server.h"
-#include "frugal/synth.h"
+#include "support/model_builder.h"
 #include "support/test_paths.h"
 
 namespace frugal::test {
@@ -44,20 +44,8 @@ std::vector<float> from_base64(const std::string& text) {
 class EmbeddingServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const auto path = scratch_dir("embedding-server") / "bge-random.gguf";
-    SyntheticModelSpec spec;
-    spec.shape.architecture = "bert";
-    spec.shape.embedding = 32;
-    spec.shape.layers = 2;
-    spec.shape.heads = 2;
-    spec.shape.kv_heads = 2;
-    spec.shape.feed_forward = 64;
-    spec.shape.context = 32;
-    spec.format = WeightFormat::pure(TensorType::Q8_0);
-    const GgufFile vocab = GgufFile::open(shared_path("vocab/ggml-vocab-bert-bge.gguf"));
-    spec.shape.vocab = tokenizer_token_count(vocab);
-    spec.extra_metadata = tokenizer_metadata(vocab);
-    write_synthetic_model(spec, path);
+    const auto path = write_random_bert(scratch_dir("embedding-server") / "bge-random.gguf", TensorType::Q8_0, 32, 2,
+                                        2, 32);
     encoder_ = EncoderModel::load(path, 2).release();
     tokenizer_ = Tokenizer::from_gguf(encoder_->file()).release();
   }

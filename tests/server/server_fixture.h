@@ -74,6 +74,16 @@ class ServerTest : public ::testing::Test {
             {"max_tokens", 12}, {"temperature", 0}, {"stream", stream}};
   }
 
+  // A chat request refused with a 400 whose param is `param` and whose
+  // message says `words`.
+  void expect_refused(const json& body, const std::string& param, const std::string& words) {
+    const auto response = post("/v1/chat/completions", body);
+    ASSERT_EQ(response->status, 400) << body.dump();
+    const json error = json::parse(response->body)["error"];
+    EXPECT_EQ(error["param"], param) << response->body;
+    EXPECT_NE(error["message"].get<std::string>().find(words), std::string::npos) << response->body;
+  }
+
   // POSTs a chat request on a connection of its own, handing each piece of
   // the response to `receive` as it arrives (for streams watched live).
   httplib::Result post_streaming(const json& body, const std::function<void(const char*, size_t)>& receive,

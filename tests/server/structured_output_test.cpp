@@ -95,12 +95,8 @@ TEST_F(ServerTest, JsonObjectAndGrammarFields) {
 
 TEST_F(ServerTest, StructuredOutputItCannotHonourIsRefusedByName) {
   start();
-  auto refused = [&](json body, const std::string& param, const std::string& words) {
-    const auto response = post("/v1/chat/completions", body);
-    ASSERT_EQ(response->status, 400) << body.dump();
-    const json error = json::parse(response->body)["error"];
-    EXPECT_EQ(error["param"], param) << response->body;
-    EXPECT_NE(error["message"].get<std::string>().find(words), std::string::npos) << response->body;
+  auto refused = [&](const json& body, const std::string& param, const std::string& words) {
+    expect_refused(body, param, words);
   };
   json minimum = schema_body();
   minimum["response_format"]["json_schema"]["schema"]["properties"]["beds"]["minimum"] = 0;

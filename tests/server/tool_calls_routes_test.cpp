@@ -115,12 +115,8 @@ TEST_F(ServerTest, ToolResultsGoBackIntoThePromptAsTheTemplateWritesThem) {
 }
 
 TEST_F(ServerTest, ToolRequestsItCannotHonourAreRefusedByName) {
-  auto refused = [&](json body, const std::string& param, const std::string& words) {
-    const auto response = post("/v1/chat/completions", body);
-    ASSERT_EQ(response->status, 400) << body.dump();
-    const json error = json::parse(response->body)["error"];
-    EXPECT_EQ(error["param"], param) << response->body;
-    EXPECT_NE(error["message"].get<std::string>().find(words), std::string::npos) << response->body;
+  auto refused = [&](const json& body, const std::string& param, const std::string& words) {
+    expect_refused(body, param, words);
   };
   start();  // the mini model has no chat template: ChatML without tool calls
   refused(tools_body("auto"), "tools", "defines no tool calls");

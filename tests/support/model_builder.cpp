@@ -1,4 +1,5 @@
 #include "support/model_builder.h"
+#include "support/test_paths.h"
 
 #include <vector>
 
@@ -34,6 +35,24 @@ std::filesystem::path write_random_model(const RandomModelSpec& s, const std::fi
   // logits the tests compare.
   spec.weights = {.seed = s.seed, .matrix_std = s.weight_scale, .norm_spread = 0.2f, .bias_spread = 0.5f};
   spec.threads = 1;
+  write_synthetic_model(spec, path);
+  return path;
+}
+
+std::filesystem::path write_random_bert(const std::filesystem::path& path, TensorType matrix_type, int64_t embedding,
+                                        int64_t layers, int64_t heads, int64_t context) {
+  SyntheticModelSpec spec;
+  spec.shape.architecture = "bert";
+  spec.shape.embedding = embedding;
+  spec.shape.layers = layers;
+  spec.shape.heads = heads;
+  spec.shape.kv_heads = heads;
+  spec.shape.feed_forward = 2 * embedding;
+  spec.shape.context = context;
+  spec.format = WeightFormat::pure(matrix_type);
+  const GgufFile vocab = GgufFile::open(shared_path("vocab/ggml-vocab-bert-bge.gguf"));
+  spec.shape.vocab = tokenizer_token_count(vocab);
+  spec.extra_metadata = tokenizer_metadata(vocab);
   write_synthetic_model(spec, path);
   return path;
 }

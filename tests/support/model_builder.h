@@ -38,6 +38,12 @@ struct RandomModelSpec {
 // norms near 1.
 std::filesystem::path write_random_model(const RandomModelSpec& spec, const std::filesystem::path& path);
 
+// A random BERT encoder (synth's default weights) with the BGE WordPiece
+// vocabulary of ../shared/vocab: `embedding` wide, `heads` heads, a
+// feed-forward of twice the width, `context` positions.
+std::filesystem::path write_random_bert(const std::filesystem::path& path, TensorType matrix_type, int64_t embedding,
+                                        int64_t layers, int64_t heads, int64_t context);
+
 }  // namespace frugal::test
 
 #include <functional>
