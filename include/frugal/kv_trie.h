@@ -62,6 +62,17 @@ struct KvTrieStats {
   size_t evictions = 0;
 };
 
+// Sequences whose keys and values differ for the same tokens (other LoRA
+// scales) are kept apart in one trie by a tag in the high bits of each
+// node's token key: tag 0 is the token itself. Vocabularies stay below
+// 2^24 tokens; tags go up to kMaxTrieTag.
+inline constexpr int kTrieTagShift = 24;
+inline constexpr uint32_t kMaxTrieTag = 127;
+inline TokenId trie_key(TokenId token, uint32_t tag) {
+  return static_cast<TokenId>(static_cast<uint32_t>(token) | (tag << kTrieTagShift));
+}
+inline TokenId trie_token(TokenId key) { return key & ((TokenId{1} << kTrieTagShift) - 1); }
+
 class KvTrie {
  public:
   static constexpr KvNode kRoot = 0;  // the empty prefix; it has no slot

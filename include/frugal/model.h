@@ -164,6 +164,9 @@ struct TrieBatchEntry {
   // another sequence on the same path); they are used as they are, not
   // rewritten. For a token whose logits are needed again.
   bool store_kv = true;
+  // The LoRA adapters' scales for this entry's sequence, one per adapter in
+  // Model::loras() order; nullptr: the scales they were loaded with.
+  const float* lora_scales = nullptr;
 };
 
 // Whether quantized weights are repacked at load into a layout made for the

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -62,6 +63,10 @@ struct GenerationJob {
   std::function<void(const GenerationResult*)> on_finish{};
   // Set by anyone to cancel, also while waiting or reading the prompt.
   std::shared_ptr<std::atomic<bool>> cancel{};
+  // The scale of each of the model's LoRA adapters for this answer
+  // (Model::loras() order); empty: the scales they were loaded with.
+  // Answers with other scales share a batch but never keys and values.
+  std::vector<float> lora_scales{};
 };
 
 struct SchedulerStats {
@@ -140,6 +145,7 @@ class GenerationScheduler {
   std::vector<std::pair<std::function<void()>, std::promise<void>>> exclusive_;
   bool stopping_ = false;
   SchedulerStats stats_;
+  std::map<std::vector<float>, uint32_t> lora_tags_;  // LoRA scales -> trie tag (1, 2, ...)
 
   std::thread thread_;
 };

@@ -62,6 +62,13 @@ struct GenerationScheduler::Sequence {
   // kept as cache for prompts that merely begin the same way.
   bool shifted = false;
 
+  // LoRA scales other than the loaded ones: the tag of this sequence's
+  // nodes in the store, and the prompt as the store's keys.
+  uint32_t tag = 0;
+  std::vector<TokenId> prompt_keys;
+  const float* lora_scales() const { return job.lora_scales.empty() ? nullptr : job.lora_scales.data(); }
+  TokenId key(TokenId token) const { return trie_key(token, tag); }
+
   bool reading_prompt() const { return pending < 0; }
   bool cancelled() const { return job.cancel && job.cancel->load(); }
 };
@@ -108,12 +115,25 @@ void GenerationScheduler::update_store_stats() {
 }
 
 std::future<GenerationResult> GenerationScheduler::submit(GenerationJob job) {
+  if (!job.lora_scales.empty() && job.lora_scales.size() != model_.loras().size()) {
+    throw Error(fmt::format("{} LoRA scales for {} adapters", job.lora_scales.size(), model_.loras().size()));
+  }
   auto sequence = std::make_unique<Sequence>(std::move(job), *this, options_.context);  // checks the prompt
   sequence->submitted = Clock::now();
   auto future = sequence->promise.get_future();
   {
     std::lock_guard lock(mutex_);
     if (stopping_) throw Error("the scheduler is stopping: no new generations");
+    if (!sequence->job.lora_scales.empty()) {
+      auto [tag, added] = lora_tags_.emplace(sequence->job.lora_scales, static_cast<uint32_t>(lora_tags_.size() + 1));
+      if (tag->second > kMaxTrieTag) {
+        lora_tags_.erase(tag);
+        throw Error(fmt::format("more than {} different sets of LoRA scales were asked of this server; use fewer",
+                                kMaxTrieTag));
+      }
+      sequence->tag = tag->second;
+    }
+    for (const TokenId token : sequence->job.prompt) sequence->prompt_keys.push_back(sequence->key(token));
     waiting_.push_back(std::move(sequence));
     stats_.waiting = waiting_.size();
   }
@@ -243,8 +263,8 @@ void GenerationScheduler::admit(std::vector<std::unique_ptr<Sequence>>& incoming
       running_.push_back(std::move(s));  // collected as ended after this step
       continue;
     }
-    auto [node, length] = store_.match_prefix(s->job.prompt);
-    if (length == s->job.prompt.size()) {
+    auto [node, length] = store_.match_prefix(s->prompt_keys);
+    if (length == s->prompt_keys.size()) {
       node = store_.parent(node);
       --length;
     }
@@ -282,10 +302,10 @@ void GenerationScheduler::step() {
         shift_context(*s);
       }
       bool is_new = false;
-      const KvNode next = store_.extend(s->tip, s->pending, &is_new);
+      const KvNode next = store_.extend(s->tip, s->key(s->pending), &is_new);
       if (is_new) created.push_back(next);
       advance(*s, next);
-      entries.push_back({next, true, is_new});
+      entries.push_back({next, true, is_new, s->lora_scales()});
       owners.push_back(s.get());
       fed_by.push_back(s.get());
     }
@@ -296,7 +316,7 @@ void GenerationScheduler::step() {
         s->started = true;
         s->first_step = Clock::now();
       }
-      const auto& prompt = s->job.prompt;
+      const auto& prompt = s->prompt_keys;
       const size_t count = std::min(chunk, prompt.size() - s->read);
       for (size_t i = 0; i < count; ++i) {
         bool is_new = false;
@@ -308,7 +328,7 @@ void GenerationScheduler::step() {
         // entry of this batch: every entry's keys and values of a layer are
         // stored before any attends); only a last token is run for its logits.
         if (is_new || last) {
-          entries.push_back({next, last, is_new});
+          entries.push_back({next, last, is_new, s->lora_scales()});
           fed_by.push_back(s.get());
         }
         if (last) owners.push_back(s.get());
@@ -420,11 +440,11 @@ class GenerationScheduler::TrieProbe final : public ProbeBranch {
     std::vector<TrieBatchEntry> entries;
     for (size_t i = 0; i < tokens.size(); ++i) {
       bool is_new = false;
-      const KvNode next = store.extend(tip_, tokens[i], &is_new);
+      const KvNode next = store.extend(tip_, sequence_.key(tokens[i]), &is_new);
       store.move_handle_to_child(tip_, next);
       tip_ = next;
       const bool last = i + 1 == tokens.size();
-      if (is_new || last) entries.push_back({next, last, is_new});
+      if (is_new || last) entries.push_back({next, last, is_new, sequence_.lora_scales()});
     }
     return scheduler_.model_.forward(entries, store);
   }

@@ -102,8 +102,8 @@ LoraAdapter read_lora_adapter(const LoraSpec& spec, const GgufFile& base) {
     delta.a = to_f32(*a);
     delta.b = to_f32(*b);
     // llama.cpp's factor: scale * alpha / rank, or scale alone without alpha.
-    delta.scale = adapter.info.alpha != 0 ? spec.scale * adapter.info.alpha / static_cast<float>(delta.rank)
-                                          : spec.scale;
+    delta.unit_scale = adapter.info.alpha != 0 ? adapter.info.alpha / static_cast<float>(delta.rank) : 1.0f;
+    delta.scale = spec.scale * delta.unit_scale;
     if (adapter.info.rank == 0) adapter.info.rank = delta.rank;
     adapter.deltas.emplace(name, std::move(delta));
   }

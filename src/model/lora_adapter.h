@@ -16,7 +16,9 @@ namespace frugal {
 struct LoraDelta {
   std::vector<float> a, b;
   int64_t rank = 0, rows = 0, cols = 0;
-  float scale = 1.0f;  // the user's scale times alpha / rank
+  float scale = 1.0f;       // the user's scale times alpha / rank
+  float unit_scale = 1.0f;  // alpha / rank (1 without alpha): the factor of a scale given per sequence
+  size_t adapter = 0;       // its adapter's index among the model's
 };
 
 struct LoraAdapter {

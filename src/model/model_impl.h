@@ -61,8 +61,10 @@ struct Model::Impl {
   std::vector<const LoraDelta*> output_lora;
   void load_loras(const std::vector<LoraSpec>& specs);  // lora_apply.cpp
   // out[t] += scale * B (A in[t]) for each delta; nothing without adapters.
+  // `row_scales` (empty, or one per token): the adapters' scales for that
+  // token's sequence (nullptr: the loaded scales).
   void apply_lora(std::span<const LoraDelta* const> deltas, const float* in, size_t tokens, float* out,
-                  bool per_token);
+                  bool per_token, std::span<const float* const> row_scales = {});
 
   explicit Impl(GgufFile f) : file(std::move(f)) {}
   void load_weights();
@@ -75,7 +77,8 @@ struct Model::Impl {
   // With `hidden_states`, the final normed hidden states of every row
   // ([n x embedding]) instead of logits.
   std::vector<float> run(std::span<const TokenId> tokens, KvBackend& backend, std::span<const size_t> logit_rows,
-                         bool per_token = false, bool hidden_states = false);
+                         bool per_token = false, bool hidden_states = false,
+                         std::span<const float* const> row_lora = {});
 };
 
 }  // namespace frugal

@@ -86,7 +86,8 @@ std::vector<float> Model::embed(std::span<const TokenId> tokens) {
 }
 
 std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& backend,
-                                    std::span<const size_t> logit_rows, bool per_token, bool hidden_states) {
+                                    std::span<const size_t> logit_rows, bool per_token, bool hidden_states,
+                                    std::span<const float* const> row_lora) {
   const ModelConfig& c = config;
   const size_t n = tokens.size();
   const size_t embed = static_cast<size_t>(c.embedding_size);
@@ -120,9 +121,9 @@ std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& 
       float* outs[3] = {q.data(), k.data(), v.data()};
       matmul_shared_input(weights, normed.data(), n, outs, *pool, per_token);
       if (!adapters.empty()) {
-        apply_lora(layer_lora[li][kQuery], normed.data(), n, q.data(), per_token);
-        apply_lora(layer_lora[li][kKey], normed.data(), n, k.data(), per_token);
-        apply_lora(layer_lora[li][kValue], normed.data(), n, v.data(), per_token);
+        apply_lora(layer_lora[li][kQuery], normed.data(), n, q.data(), per_token, row_lora);
+        apply_lora(layer_lora[li][kKey], normed.data(), n, k.data(), per_token, row_lora);
+        apply_lora(layer_lora[li][kValue], normed.data(), n, v.data(), per_token, row_lora);
       }
     }
     add_bias(q.data(), n, l.query_bias);
@@ -143,7 +144,9 @@ std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& 
     }
     backend.attend(static_cast<int64_t>(li), q.data(), n, attention.data());
     matmul(l.attention_output, attention.data(), n, projected.data(), *pool, per_token);
-    if (!adapters.empty()) apply_lora(layer_lora[li][kAttentionOutput], attention.data(), n, projected.data(), per_token);
+    if (!adapters.empty()) {
+      apply_lora(layer_lora[li][kAttentionOutput], attention.data(), n, projected.data(), per_token, row_lora);
+    }
     add_in_place(x.data(), projected.data(), n * embed);
 
     for (size_t t = 0; t < n; ++t) {
@@ -154,13 +157,15 @@ std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& 
       float* outs[2] = {gate.data(), up.data()};
       matmul_shared_input(weights, normed.data(), n, outs, *pool, per_token);
       if (!adapters.empty()) {
-        apply_lora(layer_lora[li][kGate], normed.data(), n, gate.data(), per_token);
-        apply_lora(layer_lora[li][kUp], normed.data(), n, up.data(), per_token);
+        apply_lora(layer_lora[li][kGate], normed.data(), n, gate.data(), per_token, row_lora);
+        apply_lora(layer_lora[li][kUp], normed.data(), n, up.data(), per_token, row_lora);
       }
     }
     kernels.swiglu(gate.data(), up.data(), n * ffn);
     matmul(l.down, gate.data(), n, projected.data(), *pool, per_token);
-    if (!adapters.empty()) apply_lora(layer_lora[li][kDown], gate.data(), n, projected.data(), per_token);
+    if (!adapters.empty()) {
+      apply_lora(layer_lora[li][kDown], gate.data(), n, projected.data(), per_token, row_lora);
+    }
     add_in_place(x.data(), projected.data(), n * embed);
   }
 
@@ -177,7 +182,11 @@ std::vector<float> Model::Impl::run(std::span<const TokenId> tokens, KvBackend& 
   std::vector<float> logits(logit_rows.size() * static_cast<size_t>(c.vocab_size));
   if (!logit_rows.empty()) {
     matmul(output, normed.data(), logit_rows.size(), logits.data(), *pool, per_token);
-    apply_lora(output_lora, normed.data(), logit_rows.size(), logits.data(), per_token);
+    std::vector<const float*> logit_lora;  // the scales of the rows whose logits are made
+    for (const size_t row : logit_rows) {
+      if (!row_lora.empty()) logit_lora.push_back(row_lora[row]);
+    }
+    apply_lora(output_lora, normed.data(), logit_rows.size(), logits.data(), per_token, logit_lora);
   }
   return logits;
 }

@@ -228,14 +228,17 @@ std::vector<float> Model::Impl::forward(std::span<const TrieBatchEntry> entries,
   }
   std::vector<TokenId> tokens;
   std::vector<size_t> logit_rows;
+  std::vector<const float*> row_lora;  // per row; empty when every row has the loaded scales
   for (size_t i = 0; i < entries.size(); ++i) {
     if (entries[i].node == KvTrie::kRoot) throw Error("the trie's root holds no token");
-    tokens.push_back(trie.token(entries[i].node));
+    tokens.push_back(trie_token(trie.token(entries[i].node)));  // without its LoRA tag
     if (entries[i].want_logits) logit_rows.push_back(i);
+    if (entries[i].lora_scales && row_lora.empty()) row_lora.assign(entries.size(), nullptr);
+    if (!row_lora.empty()) row_lora[i] = entries[i].lora_scales;
   }
   TrieBackend backend(trie, entries, static_cast<size_t>(config.head_count), static_cast<size_t>(config.kv_head_count),
                       static_cast<size_t>(config.head_size), *pool);
-  return run(tokens, backend, logit_rows, token_invariant);
+  return run(tokens, backend, logit_rows, token_invariant, false, row_lora);
 }
 
 }  // namespace frugal

@@ -9,6 +9,7 @@
 
 #include "frugal/error.h"
 #include "frugal/gguf.h"
+#include "frugal/kv_trie.h"
 #include "frugal/lora.h"
 #include "frugal/model.h"
 #include "frugal/quant.h"
@@ -200,6 +201,45 @@ TEST_F(Lora, MalformedAdaptersAreRefused) {
   embedding[0].b.resize(static_cast<size_t>(32000 * embedding[0].rank));
   write_adapter(dir_ / "embedding.gguf", embedding, 8);
   refused(dir_ / "embedding.gguf", "is not supported");
+}
+
+// Sequences with their own adapter scales in one batch (the server's
+// per-request `lora`): each row equals a model loaded with those scales.
+TEST_F(Lora, PerSequenceScalesInOneBatchEqualModelsLoadedWithThem) {
+  write_adapter(dir_ / "a.gguf", random_adapter(7), 8);
+  write_adapter(dir_ / "b.gguf", random_adapter(9), 8);
+  ModelOptions options;
+  options.threads = 2;
+  options.loras = {{dir_ / "a.gguf", 1.0f}, {dir_ / "b.gguf", 1.0f}};
+  auto model = Model::load(base_, options);
+  KvTrie trie(model->kv_layout(KvPrecision::F32));
+  const std::vector<float> half_a = {0.5f, 0.0f}, none = {0.0f, 0.0f};
+  // Three sequences of the same tokens, tagged apart: loaded scales, (0.5, 0), (0, 0).
+  const std::pair<uint32_t, const float*> sequences[] = {{0, nullptr}, {1, half_a.data()}, {2, none.data()}};
+  std::vector<TrieBatchEntry> entries;
+  for (const auto& [tag, scales] : sequences) {
+    KvNode node = KvTrie::kRoot;
+    for (size_t i = 0; i < prompt_.size(); ++i) {
+      node = trie.extend(node, trie_key(prompt_[i], tag));
+      entries.push_back({node, i + 1 == prompt_.size(), true, scales});
+    }
+  }
+  const std::vector<float> batched = model->forward(entries, trie);
+  const size_t vocab = static_cast<size_t>(model->config().vocab_size);
+  ASSERT_EQ(batched.size(), 3 * vocab);
+  const std::vector<std::vector<float>> expected = {
+      logits(base_, {{dir_ / "a.gguf", 1.0f}, {dir_ / "b.gguf", 1.0f}}),
+      logits(base_, {{dir_ / "a.gguf", 0.5f}}),
+      logits(base_)};
+  for (size_t s = 0; s < 3; ++s) {
+    const float* last = expected[s].data() + (prompt_.size() - 1) * vocab;
+    double worst = 0;
+    for (size_t i = 0; i < vocab; ++i) worst = std::max<double>(worst, std::abs(batched[s * vocab + i] - last[i]));
+    EXPECT_LT(worst, 2e-3) << "sequence " << s;
+  }
+  // The sequences' logits differ: the scales were applied, not shared.
+  EXPECT_NE(std::vector<float>(batched.begin(), batched.begin() + vocab),
+            std::vector<float>(batched.begin() + vocab, batched.begin() + 2 * vocab));
 }
 
 }  // namespace
