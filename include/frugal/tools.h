@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -47,12 +48,18 @@ struct ToolDefinition {
   nlohmann::ordered_json parameters;
 };
 
-// A chat rendered with tools: the text, and the texts that came from the
-// client (message contents, tool results, call arguments, definitions), in
-// the order they appear, which are tokenized as literal text.
+// A chat rendered with tools: the text, and where in it the texts that came
+// from the client are (message contents, tool results, function names,
+// arguments, definitions), in order: those are tokenized as plain text, so
+// a client cannot write the template's special tokens.
 struct ToolChatPrompt {
   std::string text;
-  std::vector<std::string> literals;
+  std::vector<std::pair<size_t, size_t>> literals;  // [begin, end) in text
+
+  void add_literal(std::string_view client_text) {
+    literals.emplace_back(text.size(), text.size() + client_text.size());
+    text += client_text;
+  }
 };
 
 // Renders `messages` (with assistant tool calls and role "tool" results) and

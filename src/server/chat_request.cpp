@@ -17,7 +17,7 @@ std::string content_text(const json& content, const std::string& where) {
   if (content.is_array()) {
     std::string text;
     for (const auto& part : content) {
-      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+      if (!part.is_object() || !(part.contains("type") && part["type"] == "text") || !part.contains("text") || !part["text"].is_string()) {
         throw invalid_request("only text content parts are supported", where);
       }
       text += part["text"].get<std::string>();
@@ -56,6 +56,9 @@ ToolCall parse_tool_call(const json& call, const std::string& where) {
   parsed.id = string_member(call, "id", where);
   const json& function = member(call, "function", where);
   parsed.name = string_member(function, "name", where + ".function");
+  if (!valid_function_name(parsed.name)) {
+    throw invalid_request("a function name is 1 to 64 of a-z, A-Z, 0-9, _ and -", where + ".function.name");
+  }
   parsed.arguments = string_member(function, "arguments", where + ".function");
   return parsed;
 }
@@ -98,7 +101,7 @@ void parse_tool_fields(const json& body, std::string_view text, CompletionReques
     for (size_t i = 0; i < tools.size(); ++i) {
       const std::string where = fmt::format("tools[{}]", i);
       const ordered_json& tool = tools[i];
-      if (!tool.is_object() || tool.value("type", "") != "function" || !tool.contains("function") ||
+      if (!tool.is_object() || !(tool.contains("type") && tool["type"] == "function") || !tool.contains("function") ||
           !tool["function"].is_object()) {
         throw invalid_request("each tool must be {type: \"function\", function: {...}}", where);
       }
@@ -137,7 +140,7 @@ void parse_tool_fields(const json& body, std::string_view text, CompletionReques
       r.tool_choice = CompletionRequest::ToolChoice::Auto;
     } else if (choice == "required") {
       r.tool_choice = CompletionRequest::ToolChoice::Required;
-    } else if (choice.is_object() && choice.value("type", "") == "function" && choice.contains("function")) {
+    } else if (choice.is_object() && choice.contains("type") && choice["type"] == "function" && choice.contains("function")) {
       r.tool_choice = CompletionRequest::ToolChoice::Required;
       r.tool_choice_function = string_member(choice["function"], "name", "tool_choice.function");
       bool known = false;

@@ -306,7 +306,9 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
       if (prepared.tool_calls) {
         ParsedToolAnswer parsed = parse_tool_calls(*prepared.tool_calls, request.tools, result.text,
                                                    fmt::format("call_{}_{}", id, choices.size()));
-        choice.text = std::move(parsed.text);
+        // A forced call cut short (max_tokens) is no text either: its markup is dropped.
+        const bool forced = request.tool_choice == CompletionRequest::ToolChoice::Required;
+        choice.text = forced ? std::string() : std::move(parsed.text);
         choice.tool_calls = std::move(parsed.calls);
         choice.finish_reason = finish_reason(result.stop_reason, !choice.tool_calls.empty());
       }
@@ -451,7 +453,12 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
       std::lock_guard lock(channel->mutex);
       rest.swap(channel->pending);
     }
-    if (tool_calls && !send_tool_parts(tool_calls->finish(), send)) return false;
+    if (tool_calls) {
+      const std::string rest_text = tool_calls->finish();  // a forced call cut short: markup, not text
+      if (!send_tool_parts(request.tool_choice == CompletionRequest::ToolChoice::Required ? "" : rest_text, send)) {
+        return false;
+      }
+    }
     const bool made_calls = tool_calls && tool_calls->call_count() > 0;
     if (!send(server::stream_chunk(request, id, created, "", finish_reason(result.stop_reason, made_calls), first,
                                    rest.empty() ? json(nullptr) : logprobs_of(rest)))) {

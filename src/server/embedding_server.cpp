@@ -103,9 +103,10 @@ struct EmbeddingServer::Impl {
         }
       }
       const auto start = std::chrono::steady_clock::now();
-      const json reply = embed({{"model", body.value("model", "")}, {"input", body.value("input", json())}});
+      const json reply = embed({{"model", server::string_field(body, "model")},
+                                 {"input", body.contains("input") ? body["input"] : json()}});
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      response.set_content(server::ollama_embed_reply(body.value("model", ""), reply, seconds).dump(),
+      response.set_content(server::ollama_embed_reply(server::string_field(body, "model"), reply, seconds).dump(),
                            "application/json");
     }));
     http.Get("/api/tags", guarded("/api/tags", [this](const httplib::Request& request, httplib::Response& response) {

@@ -91,20 +91,25 @@ void refuse_unknown(const json& body, std::initializer_list<const char*> known) 
 // Ollama's chat messages as OpenAI's: its calls carry no ids and their
 // arguments are objects; its tool results name no call.
 nlohmann::ordered_json ollama_messages_as_openai(const json& messages) {
+  if (!messages.is_array()) throw server::invalid_request("messages must be an array", "messages");
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
   size_t calls = 0;
   for (const auto& m : messages) {
     if (!m.is_object()) throw server::invalid_request("each message must be an object", "messages");
     if (m.contains("images") && !m["images"].empty()) throw server::invalid_request("images are not supported", "messages");
-    nlohmann::ordered_json message = {{"role", m.value("role", "")}, {"content", m.value("content", "")}};
+    nlohmann::ordered_json message = {{"role", server::string_field(m, "role")},
+                                       {"content", server::string_field(m, "content")}};
     if (m.contains("tool_calls") && m["tool_calls"].is_array()) {
       nlohmann::ordered_json list = nlohmann::ordered_json::array();
       for (const auto& call : m["tool_calls"]) {
-        const json function = call.value("function", json::object());
-        const json arguments = function.value("arguments", json::object());
+        if (!call.is_object() || !call.contains("function") || !call["function"].is_object()) {
+          throw server::invalid_request("each tool call must be {function: {name, arguments}}", "messages");
+        }
+        const json& function = call["function"];
+        const json arguments = function.contains("arguments") ? function["arguments"] : json::object();
         list.push_back({{"id", fmt::format("call_{}", calls++)},
                         {"type", "function"},
-                        {"function", {{"name", function.value("name", "")},
+                        {"function", {{"name", server::string_field(function, "name")},
                                       {"arguments", arguments.is_string() ? arguments.get<std::string>()
                                                                           : arguments.dump()}}}});
       }
@@ -188,7 +193,8 @@ void Server::Impl::add_ollama_routes() {
     check_key(request);
     const json body = server::parse_json_object(request.body);
     refuse_unknown(body, {"model", "name", "verbose"});
-    const std::string name = without_latest(body.value("model", body.value("name", json(""))).get<std::string>());
+    const std::string name =
+        without_latest(server::string_field(body, "model", server::string_field(body, "name")));
     if (name != options.model_name && !name.starts_with(options.model_name + "@")) {
       throw ApiError(404, "not_found_error", fmt::format("model '{}' not found", name), "model");
     }
@@ -222,14 +228,14 @@ void Server::Impl::add_ollama_routes() {
     // The OpenAI route computes them; its answer is reshaped.
     httplib::Request inner;
     inner.headers = request.headers;
-    inner.body = json{{"model", without_latest(body.value("model", ""))}, {"input", body.value("input", json())},
+    inner.body = json{{"model", without_latest(server::string_field(body, "model"))}, {"input", body.contains("input") ? body["input"] : json()},
                       {"encoding_format", "float"}}
                      .dump();
     httplib::Response out;
     const auto start = std::chrono::steady_clock::now();
     embeddings(inner, out);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    response.set_content(server::ollama_embed_reply(body.value("model", ""), json::parse(out.body), seconds).dump(),
+    response.set_content(server::ollama_embed_reply(server::string_field(body, "model"), json::parse(out.body), seconds).dump(),
                          "application/json");
   }));
 }
@@ -240,24 +246,24 @@ void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib
   const json body = server::parse_json_object(http_request.body);
   // In order: a schema in `format` keeps the order of its properties.
   const auto ordered = nlohmann::ordered_json::parse(http_request.body);
-  nlohmann::ordered_json openai = {{"model", without_latest(body.value("model", ""))}};
+  nlohmann::ordered_json openai = {{"model", without_latest(server::string_field(body, "model"))}};
   if (chat) {
     refuse_unknown(body, {"model", "messages", "stream", "format", "options", "think", "tools"});
-    openai["messages"] = ollama_messages_as_openai(body.value("messages", json::array()));
+    openai["messages"] = ollama_messages_as_openai(body.contains("messages") ? body["messages"] : json::array());
     if (ordered.contains("tools") && !(ordered["tools"].is_array() && ordered["tools"].empty())) {
       openai["tools"] = ordered["tools"];  // the same {type: "function", function: {...}} shape
     }
   } else {
     refuse_unknown(body, {"model", "prompt", "system", "stream", "format", "options", "think", "raw", "suffix"});
     if (body.contains("suffix") && body["suffix"] != "") throw server::invalid_request("suffix is not supported", "suffix");
-    const bool raw = body.value("raw", false);
+    const bool raw = server::bool_field(body, "raw", false);
     // Not raw: the prompt goes through the chat template, as Ollama does.
     if (raw) {
-      openai["prompt"] = body.value("prompt", "");
+      openai["prompt"] = server::string_field(body, "prompt");
     } else {
       json messages = json::array();
       if (body.contains("system")) messages.push_back({{"role", "system"}, {"content", body["system"]}});
-      messages.push_back({{"role", "user"}, {"content", body.value("prompt", "")}});
+      messages.push_back({{"role", "user"}, {"content", server::string_field(body, "prompt")}});
       openai["messages"] = nlohmann::ordered_json::parse(messages.dump());
     }
   }
@@ -269,10 +275,10 @@ void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib
   }
   server::PreparedAnswer prepared = prepare(request);
   if (stopping) throw ApiError(503, "server_error", "the server is shutting down; retry later");
-  const bool stream = body.value("stream", true);  // Ollama streams unless told not to
+  const bool stream = server::bool_field(body, "stream", true);  // Ollama streams unless told not to
   auto admission = std::make_shared<server::Admission>(in_flight, options.queue_limit + options.parallel, 1);
   const size_t prompt_tokens = prepared.prompt_tokens;
-  const std::string model_name = body.value("model", "");
+  const std::string model_name = server::string_field(body, "model");
   GenerationJob job{prepared.prompt, prepared.generation};
   job.on_finish = [this, admission, prompt_tokens](const GenerationResult* result) {
     if (result) metrics.tokens(prompt_tokens, result->tokens.size());

@@ -25,7 +25,33 @@ json parse_json_object(const std::string& body) {
     throw invalid_request(fmt::format("the body is not valid JSON: {}", e.what()));
   }
   if (!parsed.is_object()) throw invalid_request("the body must be a JSON object");
+  // No API field nests deeper than this; deeper bodies are refused before
+  // anything (a schema, a tool definition) walks them recursively.
+  constexpr size_t kMaxDepth = 64;
+  std::vector<std::pair<const json*, size_t>> pending = {{&parsed, 1}};
+  while (!pending.empty()) {
+    const auto [value, level] = pending.back();
+    pending.pop_back();
+    if (level > kMaxDepth) {
+      throw invalid_request(fmt::format("the body nests objects and arrays more than {} deep", kMaxDepth));
+    }
+    if (value->is_structured()) {
+      for (const auto& item : *value) pending.emplace_back(&item, level + 1);
+    }
+  }
   return parsed;
+}
+
+std::string string_field(const json& object, const char* key, const std::string& fallback) {
+  if (!object.is_object() || !object.contains(key) || object[key].is_null()) return fallback;
+  if (!object[key].is_string()) throw invalid_request(fmt::format("{} must be a string", key), key);
+  return object[key].get<std::string>();
+}
+
+bool bool_field(const json& object, const char* key, bool fallback) {
+  if (!object.is_object() || !object.contains(key) || object[key].is_null()) return fallback;
+  if (!object[key].is_boolean()) throw invalid_request(fmt::format("{} must be true or false", key), key);
+  return object[key].get<bool>();
 }
 
 std::string error_body(const ApiError& error) {
@@ -310,7 +336,15 @@ CompletionRequest parse_completion_request(std::string_view text, bool chat) {
   }
   parse_thinking_fields(body, chat, r);
   parse_structured_output(body, text, r);
-  if (chat) parse_tool_fields(body, text, r);
+  if (chat) {
+    parse_tool_fields(body, text, r);
+  } else {
+    for (const char* key : {"tools", "tool_choice", "parallel_tool_calls"}) {
+      if (body.contains(key) && !body[key].is_null()) {
+        throw invalid_request(fmt::format("{} is a chat field; /v1/completions takes none", key), key);
+      }
+    }
+  }
   if (chat) {
     // logprobs: true/false; top_logprobs 0..20 alternatives, only with it.
     if (body.contains("logprobs") && !body["logprobs"].is_null() && !body["logprobs"].is_boolean()) {

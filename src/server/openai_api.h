@@ -32,6 +32,10 @@ ApiError invalid_request(std::string message, std::string param = "");
 // A request body that must be a JSON object; ApiError 400 saying why not.
 nlohmann::json parse_json_object(const std::string& body);
 std::string error_body(const ApiError& error);
+// A member of a request object: `fallback` when absent or null, ApiError
+// 400 naming `key` when it has another type (never json's type_error).
+std::string string_field(const nlohmann::json& object, const char* key, const std::string& fallback = "");
+bool bool_field(const nlohmann::json& object, const char* key, bool fallback);
 
 struct CompletionRequest {
   bool chat = true;

@@ -27,6 +27,11 @@ size_t partial_marker(std::string_view text, std::string_view marker) {
   return 0;
 }
 
+std::string_view trimmed_end(std::string_view text) {
+  while (!text.empty() && is_space(text.back())) text.remove_suffix(1);
+  return text;
+}
+
 std::string_view trimmed(std::string_view text) {
   while (!text.empty() && is_space(text.front())) text.remove_prefix(1);
   while (!text.empty() && is_space(text.back())) text.remove_suffix(1);
@@ -77,12 +82,15 @@ std::string ToolCallParser::parse_hermes(bool at_end) {
     if (!in_call_) {
       const size_t open = held_.find(kCallOpen);
       if (open == std::string::npos) {
-        const size_t keep = at_end ? 0 : partial_marker(held_, kCallOpen);
+        // Held back: what may begin a call, and the whitespace before it
+        // (the newline between text and a call is not text).
+        size_t keep = at_end ? 0 : partial_marker(held_, kCallOpen);
+        while (!at_end && keep < held_.size() && is_space(held_[held_.size() - keep - 1])) ++keep;
         out += held_.substr(0, held_.size() - keep);
         held_.erase(0, held_.size() - keep);
         return out;
       }
-      out += held_.substr(0, open);
+      out += trimmed_end(std::string_view(held_).substr(0, open));
       held_.erase(0, open);
       in_call_ = true;
     }
@@ -142,12 +150,38 @@ ParsedToolAnswer parse_tool_calls(ToolCallFormat format, std::span<const ToolDef
   return parsed;
 }
 
+namespace {
+
+// References of a tool's schema as references into the call schema's $defs,
+// where its parameters are `name` and its definitions `name`-X.
+void rewrite_references(ordered_json& node, const std::string& name) {
+  if (node.is_array()) {
+    for (auto& item : node) rewrite_references(item, name);
+    return;
+  }
+  if (!node.is_object()) return;
+  for (auto& [key, value] : node.items()) {
+    if (key != "$ref" || !value.is_string()) {
+      rewrite_references(value, name);
+      continue;
+    }
+    const std::string reference = value.get<std::string>();
+    if (reference == "#") value = "#/$defs/" + name;
+    for (const std::string prefix : {"#/$defs/", "#/definitions/"}) {
+      if (reference.starts_with(prefix)) value = "#/$defs/" + name + "-" + reference.substr(prefix.size());
+    }
+  }
+}
+
+}  // namespace
+
 std::string tool_call_grammar(ToolCallFormat format, std::span<const ToolDefinition> tools, std::string_view only) {
   const char* arguments_key = format == ToolCallFormat::Hermes ? "arguments" : "parameters";
   ordered_json calls = ordered_json::array();
+  ordered_json definitions = ordered_json::object();
   for (const ToolDefinition& tool : tools) {
     if (!only.empty() && tool.name != only) continue;
-    const ordered_json parameters =
+    ordered_json parameters =
         tool.parameters.is_null() ? ordered_json{{"type", "object"}, {"properties", ordered_json::object()}}
                                   : tool.parameters;
     try {
@@ -155,12 +189,25 @@ std::string tool_call_grammar(ToolCallFormat format, std::span<const ToolDefinit
     } catch (const Error& e) {
       throw Error(fmt::format("tool '{}': {}", tool.name, e.what()));
     }
+    // Its own definitions move up beside it, so that its references still resolve.
+    const std::string name = tool.name + "-arguments";
+    for (const char* key : {"$defs", "definitions"}) {
+      if (!parameters.contains(key) || !parameters[key].is_object()) continue;
+      for (auto& [definition, schema] : parameters[key].items()) {
+        rewrite_references(schema, name);
+        definitions[name + "-" + definition] = schema;
+      }
+      parameters.erase(key);
+    }
+    rewrite_references(parameters, name);
+    definitions[name] = parameters;
     calls.push_back({{"type", "object"},
-                     {"properties", {{"name", {{"const", tool.name}}}, {arguments_key, parameters}}},
+                     {"properties", {{"name", {{"const", tool.name}}}, {arguments_key, {{"$ref", "#/$defs/" + name}}}}},
                      {"required", {"name", arguments_key}}});
   }
   if (calls.empty()) throw Error(fmt::format("no tool is named '{}'", only));
-  const ordered_json schema = calls.size() == 1 ? calls[0] : ordered_json{{"anyOf", calls}};
+  ordered_json schema = calls.size() == 1 ? calls[0] : ordered_json{{"anyOf", calls}};
+  schema["$defs"] = definitions;
   // The schema's grammar with its root renamed, inside the format's tags.
   std::string rules = "\n";
   rules += json_schema_to_gbnf(schema);

@@ -85,8 +85,7 @@ ToolChatPrompt render_hermes(bool qwen25, std::span<const ChatMessage> messages,
   if (!tools.empty()) {  // {%- if tools %}: the system turn lists the functions
     out += "<|im_start|>system\n";
     if (leading_system) {
-      out += messages.front().content;
-      prompt.literals.push_back(messages.front().content);
+      prompt.add_literal(messages.front().content);
       if (!qwen25) out += "\n\n";  // Qwen3: messages[0].content + '\n\n'
     } else if (qwen25) {
       out += chat_parts::kQwen25DefaultSystem;
@@ -94,39 +93,44 @@ ToolChatPrompt render_hermes(bool qwen25, std::span<const ChatMessage> messages,
     if (qwen25) out += "\n\n";
     out += kHermesToolsIntro;
     for (const ToolDefinition& tool : tools) {
-      prompt.literals.push_back(python_json(tool.definition));  // {{- tool | tojson }}
-      out += "\n" + prompt.literals.back();
+      out += "\n";
+      prompt.add_literal(python_json(tool.definition));  // {{- tool | tojson }}
     }
     out += kHermesToolsOutro;
   } else if (leading_system) {
-    out += "<|im_start|>system\n" + messages.front().content + "<|im_end|>\n";
-    prompt.literals.push_back(messages.front().content);
+    out += "<|im_start|>system\n";
+    prompt.add_literal(messages.front().content);
+    out += "<|im_end|>\n";
   } else if (qwen25) {
     out += fmt::format("<|im_start|>system\n{}<|im_end|>\n", chat_parts::kQwen25DefaultSystem);
   }
   for (size_t i = leading_system ? 1 : 0; i < messages.size(); ++i) {
     const ChatMessage& m = messages[i];
     if (m.role == "user" || m.role == "system" || (m.role == "assistant" && m.tool_calls.empty())) {
-      out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
-      prompt.literals.push_back(m.content);
+      out += "<|im_start|>" + m.role + "\n";
+      prompt.add_literal(m.content);
+      out += "<|im_end|>\n";
     } else if (m.role == "assistant") {
       out += "<|im_start|>assistant";
       if (!m.content.empty()) {
-        out += "\n" + m.content;
-        prompt.literals.push_back(m.content);
+        out += "\n";
+        prompt.add_literal(m.content);
       }
       for (const ToolCall& call : m.tool_calls) {
         // Qwen2.5 prints `arguments | tojson`; Qwen3 prints a string as it is.
-        prompt.literals.push_back(qwen25 ? arguments_json(call.arguments) : call.arguments);
-        out += "\n<tool_call>\n{\"name\": \"" + call.name + "\", \"arguments\": " + prompt.literals.back() +
-               "}\n</tool_call>";
+        out += "\n<tool_call>\n{\"name\": \"";
+        prompt.add_literal(call.name);
+        out += "\", \"arguments\": ";
+        prompt.add_literal(qwen25 ? arguments_json(call.arguments) : call.arguments);
+        out += "}\n</tool_call>";
       }
       out += "<|im_end|>\n";
     } else if (m.role == "tool") {
       // Consecutive results share one user turn.
       if (i == 0 || messages[i - 1].role != "tool") out += "<|im_start|>user";
-      out += "\n<tool_response>\n" + m.content + "\n</tool_response>";
-      prompt.literals.push_back(m.content);
+      out += "\n<tool_response>\n";
+      prompt.add_literal(m.content);
+      out += "\n</tool_response>";
       if (i + 1 == messages.size() || messages[i + 1].role != "tool") out += "<|im_end|>\n";
     } else {
       unsupported(m, i, "Qwen");
@@ -149,13 +153,11 @@ ToolChatPrompt render_llama3_json(std::string_view date, std::span<const ChatMes
   out += "<|start_header_id|>system<|end_header_id|>\n\n";
   if (!tools.empty()) out += "Environment: ipython\n";
   out += fmt::format("Cutting Knowledge Date: December 2023\nToday Date: {}\n\n", date);
-  out += system_message;
-  if (!system_message.empty()) prompt.literals.emplace_back(system_message);
+  prompt.add_literal(system_message);
   out += "<|eot_id|>";
   const auto turn = [&](std::string_view role, std::string_view content) {
     out += fmt::format("<|start_header_id|>{}<|end_header_id|>\n\n", role);
-    out += content;
-    prompt.literals.emplace_back(content);
+    prompt.add_literal(content);
     out += "<|eot_id|>";
   };
   if (!tools.empty()) {
@@ -167,12 +169,11 @@ ToolChatPrompt render_llama3_json(std::string_view date, std::span<const ChatMes
     out += "<|start_header_id|>user<|end_header_id|>\n\n";
     out += kLlamaToolsIntro;
     for (const ToolDefinition& tool : tools) {
-      prompt.literals.push_back(python_json(tool.definition, 4));  // {{- t | tojson(indent=4) }}
-      out += prompt.literals.back() + "\n\n";
+      prompt.add_literal(python_json(tool.definition, 4));  // {{- t | tojson(indent=4) }}
+      out += "\n\n";
     }
     const std::string_view first_user = trim(messages[first].content);
-    out += first_user;
-    prompt.literals.emplace_back(first_user);
+    prompt.add_literal(first_user);
     out += "<|eot_id|>";
     ++first;
   }
@@ -185,8 +186,11 @@ ToolChatPrompt render_llama3_json(std::string_view date, std::span<const ChatMes
       }
       const ToolCall& call = m.tool_calls.front();
       out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-      prompt.literals.push_back(arguments_json(call.arguments));
-      out += "{\"name\": \"" + call.name + "\", \"parameters\": " + prompt.literals.back() + "}<|eot_id|>";
+      out += "{\"name\": \"";
+      prompt.add_literal(call.name);
+      out += "\", \"parameters\": ";
+      prompt.add_literal(arguments_json(call.arguments));
+      out += "}<|eot_id|>";
     } else if (m.role == "tool" || m.role == "ipython") {
       // `message.content is iterable` holds for a string too: it is printed as JSON.
       turn("ipython", python_json(ordered_json(m.content)));
@@ -240,10 +244,17 @@ ToolChatPrompt render_tool_chat(ChatFormat chat, ToolCallFormat format, std::spa
 }
 
 std::vector<TokenId> encode_tool_chat(const Tokenizer& tokenizer, const ToolChatPrompt& prompt) {
-  std::vector<ChatMessage> literals;
-  literals.reserve(prompt.literals.size());
-  for (const std::string& text : prompt.literals) literals.push_back({"", text});
-  return encode_chat_prompt(tokenizer, prompt.text, literals);
+  // Spans recorded while rendering: a client's text is never looked for (a
+  // short one could be found inside the template's own special tokens).
+  std::vector<Tokenizer::TextPart> parts;
+  size_t position = 0;
+  for (const auto& [begin, end] : prompt.literals) {
+    parts.push_back({std::string_view(prompt.text).substr(position, begin - position), true});
+    parts.push_back({std::string_view(prompt.text).substr(begin, end - begin), false});
+    position = end;
+  }
+  parts.push_back({std::string_view(prompt.text).substr(position), true});
+  return tokenizer.encode_parts(parts, true);
 }
 
 }  // namespace frugal

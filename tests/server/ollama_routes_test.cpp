@@ -134,6 +134,14 @@ TEST_F(ServerTest, OllamaChatTakesToolsCallsAndResults) {
                                            {"options", {{"temperature", 0}, {"num_predict", 4}}}});
   ASSERT_EQ(streamed->status, 200);
   EXPECT_TRUE(ndjson(streamed->body).back()["done"]);
+  // Wrongly typed fields are 400s in Ollama's shape, never server errors.
+  for (const json& bad : {json{{"role", 1}, {"content", "x"}}, json{{"role", "user"}, {"content", 5}},
+                          json{{"role", "assistant"}, {"content", ""}, {"tool_calls", {5}}}}) {
+    const auto refused = post("/api/chat", {{"model", "mini"}, {"messages", {bad}}, {"stream", false}});
+    EXPECT_EQ(refused->status, 400) << bad.dump() << " " << refused->body;
+    EXPECT_TRUE(json::parse(refused->body)["error"].is_string());
+  }
+  EXPECT_EQ(post("/api/chat", {{"model", 5}, {"messages", messages}})->status, 400);
 }
 
 }  // namespace

@@ -153,6 +153,26 @@ TEST_F(ServerTest, ToolRequestsItCannotHonourAreRefusedByName) {
   json knowledge = tools_body("auto");
   knowledge["model"] = "mini@town";
   refused(knowledge, "tools", "knowledge cache");
+  json call_name = chat_body("x");
+  call_name["messages"].push_back({{"role", "assistant"}, {"content", nullptr},
+                                   {"tool_calls", {{{"id", "c"}, {"type", "function"},
+                                                    {"function", {{"name", "<|im_end|>"}, {"arguments", "{}"}}}}}}});
+  refused(call_name, "messages[1].tool_calls[0].function.name", "a-z");
+  json typed = tools_body("auto");
+  typed["tools"][0]["type"] = 5;
+  refused(typed, "tools[0]", "type");
+  json choice = tools_body({{"type", 1}});
+  refused(choice, "tool_choice", "tool_choice");
+  // A completion takes no tools; a body nested too deep is refused before anything walks it.
+  const auto completion = post("/v1/completions", {{"model", "mini"}, {"prompt", "x"}, {"tools", kTools}});
+  EXPECT_EQ(completion->status, 400);
+  std::string deep = R"({"model": "mini", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function",
+    "function": {"name": "f", "description": )";
+  deep += std::string(50000, '[') + std::string(50000, ']') + "}}]}";
+  const auto nested = client_->Post("/v1/chat/completions", deep, "application/json");
+  ASSERT_TRUE(nested);
+  EXPECT_EQ(nested->status, 400);
+  EXPECT_EQ(client_->Get("/health")->status, 200);  // still serving
 }
 
 }  // namespace

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
+
+#include "frugal/gguf.h"
 
 #include "frugal/error.h"
 #include "frugal/generate.h"
@@ -51,7 +54,7 @@ const std::string kHermesAnswer =
 TEST(ToolCallParser, SplitsTextAndCalls) {
   const auto tools = weather_tools();
   const ParsedToolAnswer parsed = parse_tool_calls(ToolCallFormat::Hermes, tools, kHermesAnswer, "call");
-  EXPECT_EQ(parsed.text, "Let me look.\n");
+  EXPECT_EQ(parsed.text, "Let me look.");  // the newline before the call is not text
   ASSERT_EQ(parsed.calls.size(), 2u);
   EXPECT_EQ(parsed.calls[0].id, "call_0");
   EXPECT_EQ(parsed.calls[0].name, "get_weather");
@@ -63,6 +66,7 @@ TEST(ToolCallParser, SplitsTextAndCalls) {
 TEST(ToolCallParser, StreamingGivesTheSameAsWholeAndNeverLeaksACall) {
   const auto tools = weather_tools();
   for (const std::string& answer : {kHermesAnswer, std::string("No call <tool here>, <tool_cal"),
+                                    std::string("Text,\n  then more\n\n"),
                                     std::string("<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n")}) {
     const ParsedToolAnswer whole = parse_tool_calls(ToolCallFormat::Hermes, tools, answer, "c");
     ToolCallParser parser(ToolCallFormat::Hermes, tools, "c");
@@ -117,6 +121,24 @@ TEST(ToolCallParser, Llama3AnswerIsACallWhenItIsOneJsonObject) {
   }
 }
 
+TEST(ToolChatTokens, ClientTextsNeitherBreakNorMakeSpecialTokens) {
+  // frugal-think's vocabulary has ChatML's special tokens.
+  const auto tokenizer = Tokenizer::from_gguf(GgufFile::open(test::source_path("models/frugal-think-q8_0.gguf")));
+  const std::vector<TokenId> end_token = tokenizer->encode("<|im_end|>", false, true);
+  ASSERT_EQ(end_token.size(), 1u);
+  const auto tools = weather_tools();
+  // "end" would be found inside the template's own <|im_end|> if looked for;
+  // a result that writes <|im_end|> must stay text.
+  const std::vector<ChatMessage> messages = {{"system", "end"},
+                                             {"user", "end"},
+                                             {"assistant", "", {{"c1", "now", "{}"}}},
+                                             {"tool", "<|im_end|>", {}, "c1"}};
+  const auto tokens = encode_tool_chat(
+      *tokenizer, render_tool_chat(ChatFormat::Qwen25, ToolCallFormat::Hermes, messages, tools, true));
+  // One <|im_end|> per turn: system (with the tools), user, assistant, the results' user turn.
+  EXPECT_EQ(std::count(tokens.begin(), tokens.end(), end_token[0]), 4);
+}
+
 class ToolCallGrammarTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -159,6 +181,20 @@ TEST_F(ToolCallGrammarTest, TakesCallsOfTheToolsAndNothingElse) {
   const std::string llama = tool_call_grammar(ToolCallFormat::Llama3Json, tools);
   EXPECT_TRUE(matches(llama, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\", \"days\": 3}}"));
   EXPECT_THROW(tool_call_grammar(ToolCallFormat::Hermes, tools, "launch"), Error);
+}
+
+TEST_F(ToolCallGrammarTest, ReferencesOfAToolsSchemaStillResolve) {
+  // zod writes repeated types as definitions; "#" is the arguments object itself.
+  auto tools = weather_tools();
+  tools[1].parameters = ordered_json::parse(R"({"type": "object", "properties": {
+      "at": {"$ref": "#/definitions/Place"}, "next": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}},
+      "required": ["at", "next"], "additionalProperties": false,
+      "definitions": {"Place": {"enum": ["Oslo", "Rome"]}}})");
+  const std::string grammar = tool_call_grammar(ToolCallFormat::Hermes, tools, "now");
+  EXPECT_TRUE(matches(grammar, "<tool_call>\n{\"name\": \"now\", \"arguments\": {\"at\": \"Rome\", \"next\": "
+                               "{\"at\": \"Oslo\", \"next\": null}}}\n</tool_call>"));
+  EXPECT_FALSE(matches(grammar, "<tool_call>\n{\"name\": \"now\", \"arguments\": {\"at\": \"Paris\", \"next\": "
+                                "null}}\n</tool_call>"));
 }
 
 TEST_F(ToolCallGrammarTest, RefusesASchemaItCannotHonourNamingTheTool) {
