@@ -78,10 +78,16 @@ server::PreparedAnswer Server::Impl::prepare(const CompletionRequest& request) {
                     fmt::format("the model '{}' does not exist; GET /v1/models lists them", request.model), "model",
                     "model_not_found");
   };
-  if (request.model != options.model_name) {
+  // MODEL+ADAPTER: that adapter alone, at its loaded scale.
+  std::vector<float> lora_scales = adapter_scales(request);
+  if (request.model != options.model_name && lora_scales.empty()) {
     const auto at = request.model.find('@');
     if (at == std::string::npos || request.model.substr(0, at) != options.model_name) throw no_such_model();
     knowledge_name = request.model.substr(at + 1);
+  }
+  if (!lora_scales.empty() && request.beam_width > 1) {
+    throw server::invalid_request("beam search answers use the adapters as loaded; leave out lora (or beam_width)",
+                                  request.lora ? "lora" : "model");
   }
   const bool kb = !knowledge_name.empty();
   // Tools, earlier calls or their results: the chat is written in the
@@ -215,7 +221,8 @@ server::PreparedAnswer Server::Impl::prepare(const CompletionRequest& request) {
                                prompt_tokens + suffix, options.context),
                    chat ? "messages" : "prompt", "context_length_exceeded");
   }
-  return {std::move(prompt), std::move(generation), kb, prompt_tokens + suffix, answer_tokens, parsed_calls};
+  return {std::move(prompt), std::move(generation), kb,           prompt_tokens + suffix,
+          answer_tokens,     parsed_calls,          std::move(lora_scales)};
 }
 
 void Server::Impl::completions(const httplib::Request& http_request, httplib::Response& response, bool chat) {
@@ -280,6 +287,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     } cancel_unless_done{cancel};
     for (int i = 0; i < request.n; ++i) {
       GenerationJob job{prompt, generation};
+      job.lora_scales = prepared.lora_scales;
       job.on_finish = [account, admission](const GenerationResult* result) { account(result); };
       job.cancel = cancel;
       futures.push_back(submit(std::move(job)));
@@ -346,6 +354,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     };
   }
   GenerationJob job{prompt, generation};
+  job.lora_scales = prepared.lora_scales;
   job.cancel = cancel;
   auto pass_on = [channel, cancel](std::string_view text, bool thinking) {
     {

@@ -151,6 +151,7 @@ void Server::Impl::setup() {
     embeddings(request, response);
   }));
   add_knowledge_routes();
+  add_lora_routes();
   add_ollama_routes();
   add_web_routes();
   // Errors httplib raises itself (unknown path, body too large) get an

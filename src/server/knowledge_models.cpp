@@ -136,6 +136,9 @@ std::vector<std::pair<std::string, size_t>> Server::Impl::knowledge_listing() co
 json Server::Impl::models() const {
   json data = json::array();
   data.push_back({{"id", options.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "frugal"}});
+  for (const std::string& adapter : adapter_names()) {  // the model with one adapter alone
+    data.push_back({{"id", options.model_name + "+" + adapter}, {"object", "model"}, {"created", 0}, {"owned_by", "frugal"}});
+  }
   for (const auto& [name, tokens] : knowledge_listing()) {
     json entry = {{"id", options.model_name + "@" + name}, {"object", "model"}, {"created", 0}, {"owned_by", "frugal"}};
     // Tokens are known once the cache is loaded here (a folder's caches load on first use).

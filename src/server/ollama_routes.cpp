@@ -270,7 +270,8 @@ void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib
   translate_options(ordered, openai);
   const bool as_chat = openai.contains("messages");
   server::CompletionRequest request = server::parse_completion_request(openai.dump(), as_chat);
-  if (request.model != options.model_name && !request.model.starts_with(options.model_name + "@")) {
+  if (request.model != options.model_name && !request.model.starts_with(options.model_name + "@") &&
+      !request.model.starts_with(options.model_name + "+")) {
     throw ApiError(404, "not_found_error", fmt::format("model '{}' not found", request.model), "model");
   }
   server::PreparedAnswer prepared = prepare(request);
@@ -280,6 +281,7 @@ void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib
   const size_t prompt_tokens = prepared.prompt_tokens;
   const std::string model_name = server::string_field(body, "model");
   GenerationJob job{prepared.prompt, prepared.generation};
+  job.lora_scales = prepared.lora_scales;
   job.on_finish = [this, admission, prompt_tokens](const GenerationResult* result) {
     if (result) metrics.tokens(prompt_tokens, result->tokens.size());
   };

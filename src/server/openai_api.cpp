@@ -95,7 +95,7 @@ void refuse_unknown_fields(const json& body) {
                                                   "stream", "stream_options", "stop", "beam_width", "logprobs",
                                                   "top_logprobs", "chat_template_kwargs", "reasoning_effort",
                                                   "thinking_budget", "reasoning_exit", "response_format",
-                                                  "grammar", "tools", "tool_choice", "parallel_tool_calls"};
+                                                  "grammar", "tools", "tool_choice", "parallel_tool_calls", "lora"};
   // Bookkeeping for the client's side; they change nothing in an answer.
   static const std::set<std::string> kHarmless = {"user", "metadata", "store", "service_tier"};
   for (const auto& [key, value] : body.items()) {
@@ -365,6 +365,31 @@ CompletionRequest parse_completion_request(std::string_view text, bool chat) {
       throw invalid_request("logprobs must be a number of alternatives from 0 to 5 for completions", "logprobs");
     }
     r.logprobs = number<int>(body, "logprobs", 0, 5, -1);
+  }
+  if (body.contains("lora") && !body["lora"].is_null()) {
+    const json& list = body["lora"];
+    if (!list.is_array()) throw invalid_request("lora must be an array of {id, scale}", "lora");
+    r.lora.emplace();
+    for (size_t i = 0; i < list.size(); ++i) {
+      const json& item = list[i];
+      const std::string where = fmt::format("lora[{}]", i);
+      if (!item.is_object() || !item.contains("id") || !item["id"].is_number_integer() || item["id"].get<int64_t>() < 0 ||
+          item["id"].get<int64_t>() > 1000) {
+        throw invalid_request("each lora item needs an adapter id (GET /lora-adapters lists them)", where + ".id");
+      }
+      const double scale = item.value("scale", json(1.0)).is_number() ? item.value("scale", 1.0) : NAN;
+      if (!std::isfinite(scale) || std::abs(scale) > 100) {
+        throw invalid_request("a lora scale is a number from -100 to 100", where + ".scale");
+      }
+      for (const auto& [key, value] : item.items()) {
+        if (key != "id" && key != "scale") throw invalid_request(fmt::format("{}.{} is not supported", where, key), where);
+      }
+      const int id = static_cast<int>(item["id"].get<int64_t>());
+      for (const auto& [earlier, unused] : *r.lora) {
+        if (earlier == id) throw invalid_request(fmt::format("adapter {} is listed twice", id), where + ".id");
+      }
+      r.lora->emplace_back(id, static_cast<float>(scale));
+    }
   }
   if (r.logprobs >= 0 && !r.tools.empty() && r.tool_choice != CompletionRequest::ToolChoice::None) {
     throw invalid_request("logprobs are not given for answers that may call tools; leave out logprobs or tools",

@@ -72,6 +72,9 @@ struct CompletionRequest {
   enum class ToolChoice { Auto, None, Required } tool_choice = ToolChoice::Auto;
   std::string tool_choice_function;  // tool_choice {type: function}: the function it must call
   bool parallel_tool_calls = true;
+  // llama-server's `lora`: [{id, scale}], the scales of the server's
+  // adapters for this answer (those not listed: 0); nullopt: as loaded.
+  std::optional<std::vector<std::pair<int, float>>> lora;
 };
 
 // One chat message: roles system, developer (as system), user, assistant
@@ -97,6 +100,9 @@ struct PreparedAnswer {
   int64_t answer_tokens = 0;  // at most: max_tokens or what is left of the context
   // Set when the answer may hold tool calls, to be parsed out of its text.
   std::optional<ToolCallFormat> tool_calls;
+  // The adapters' scales for this answer (GenerationJob::lora_scales);
+  // empty: as loaded.
+  std::vector<float> lora_scales;
 };
 
 // Throws ApiError (400) naming the field for malformed JSON, wrong types and

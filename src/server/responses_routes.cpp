@@ -237,6 +237,7 @@ void Server::Impl::responses(const httplib::Request& http_request, httplib::Resp
     if (result) metrics.tokens(prompt_tokens, result->tokens.size());
   };
   GenerationJob job{prepared.prompt, prepared.generation};
+  job.lora_scales = prepared.lora_scales;
   job.cancel = cancel;
   if (!request.stream) {
     job.on_finish = [account, admission](const GenerationResult* result) { account(result); };

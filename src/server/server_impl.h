@@ -2,6 +2,7 @@
 // set-up, authentication, models, metrics; completion_routes.cpp: answers).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -99,6 +100,11 @@ struct Server::Impl {
                        httplib::Response& response);
   void reply_error(httplib::Response& response, const server::ApiError& error, const std::string& endpoint);
   nlohmann::json models() const;
+  // LoRA adapters (lora_routes.cpp): their names in the API (file stems), the
+  // scales a request asks for (empty: as loaded), GET /lora-adapters.
+  std::vector<std::string> adapter_names() const;
+  std::vector<float> adapter_scales(const server::CompletionRequest& request) const;
+  void add_lora_routes();
 
   // Knowledge caches (knowledge_models.cpp): the --kb ones are loaded at
   // start; those of the knowledge folder when first asked for.

@@ -1,6 +1,7 @@
 #include "support/model_builder.h"
 #include "support/test_paths.h"
 
+#include <random>
 #include <vector>
 
 #include "frugal/gguf.h"
@@ -36,6 +37,35 @@ std::filesystem::path write_random_model(const RandomModelSpec& s, const std::fi
   spec.weights = {.seed = s.seed, .matrix_std = s.weight_scale, .norm_spread = 0.2f, .bias_spread = 0.5f};
   spec.threads = 1;
   write_synthetic_model(spec, path);
+  return path;
+}
+
+std::filesystem::path write_random_lora(const std::filesystem::path& path, const std::filesystem::path& base,
+                                        const std::vector<std::string>& targets, int64_t rank, float alpha,
+                                        uint32_t seed, float spread) {
+  const GgufFile model = GgufFile::open(base);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, spread);
+  GgufWriter writer;
+  writer.set("general.architecture", GgufValue::string(model.get_string("general.architecture")));
+  writer.set("general.type", GgufValue::string("adapter"));
+  writer.set("adapter.type", GgufValue::string("lora"));
+  writer.set("adapter.lora.alpha", GgufValue::f32(alpha));
+  std::vector<std::vector<float>> storage;  // alive until written
+  for (const std::string& target : targets) {
+    const GgufTensor& weight = model.require_tensor(target);
+    const int64_t cols = weight.shape[0], rows = weight.shape[1];
+    for (const auto& [suffix, shape] : {std::pair{".lora_a", std::vector<int64_t>{cols, rank}},
+                                        std::pair{".lora_b", std::vector<int64_t>{rank, rows}}}) {
+      storage.emplace_back(static_cast<size_t>(shape[0] * shape[1]));
+      for (float& x : storage.back()) x = normal(rng);
+      const auto& values = storage.back();
+      writer.add_tensor(target + suffix, TensorType::F32, shape,
+                        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(values.data()),
+                                                 values.size() * sizeof(float)));
+    }
+  }
+  writer.write(path);
   return path;
 }
 

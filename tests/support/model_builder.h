@@ -38,6 +38,13 @@ struct RandomModelSpec {
 // norms near 1.
 std::filesystem::path write_random_model(const RandomModelSpec& spec, const std::filesystem::path& path);
 
+// A random LoRA adapter (llama.cpp's GGUF format) of rank `rank` for the
+// weights `targets` ("blk.0.attn_q.weight", ...) of the model at `base`,
+// their shapes read from it; A and B ~ N(0, spread^2).
+std::filesystem::path write_random_lora(const std::filesystem::path& path, const std::filesystem::path& base,
+                                        const std::vector<std::string>& targets, int64_t rank, float alpha,
+                                        uint32_t seed, float spread = 0.2f);
+
 // A random BERT encoder (synth's default weights) with the BGE WordPiece
 // vocabulary of ../shared/vocab: `embedding` wide, `heads` heads, a
 // feed-forward of twice the width, `context` positions.
