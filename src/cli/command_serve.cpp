@@ -45,6 +45,7 @@ struct ServeArguments {
   bool context_shift = false;
   int64_t keep = 4;
   bool embedding = false;
+  bool generation_options_given = false;  // set from the command line: refused with --embedding
 };
 
 // Serves until SIGINT/SIGTERM (blocked in `signals`). A signal that came
@@ -83,7 +84,9 @@ void serve_encoder(const ServeArguments& args, sigset_t signals) {
   for (const auto& [given, name] : {std::pair{!args.knowledge.empty(), "--kb"}, {!args.knowledge_dir.empty(), "--kb-dir"},
                                     {!args.chat_template.empty(), "--chat-template"},
                                     {!args.oae_report.empty(), "--oae-report"}, {args.context_shift, "--context-shift"},
-                                    {!args.model.lora.empty() || !args.model.lora_scaled.empty(), "--lora"}}) {
+                                    {!args.model.lora.empty() || !args.model.lora_scaled.empty(), "--lora"},
+                                    {args.generation_options_given, "--parallel, --queue, --prefix-cache, --cache-type, "
+                                                                    "--thinking and --reasoning-*"}}) {
     if (given) throw Error(fmt::format("{} is for generative models; leave it out with --embedding", name));
   }
   const GgufFile probe = GgufFile::open(args.model.model_path);
@@ -236,7 +239,13 @@ void add_serve_command(CLI::App& app) {
                       "seconds a client has to send a request's body, after its headers")
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
-  command->callback([args] { serve(*args); });
+  command->callback([args, command] {
+    for (const char* option : {"--parallel", "--queue", "--prefix-cache", "--cache-type", "--thinking",
+                               "--reasoning-budget", "--reasoning-exit", "--max-beam-tokens"}) {
+      if (command->count(option) > 0) args->generation_options_given = true;
+    }
+    serve(*args);
+  });
 }
 
 }  // namespace frugal::cli

@@ -84,6 +84,12 @@ struct EncoderModel::Impl {
       throw FormatError(fmt::format("{}: embedding size {} is not a whole number of {} heads", file.source_name(),
                                     c.embedding_size, c.head_count));
     }
+    // Every block's tensors must be there before anything is sized by the count.
+    if (c.layer_count <= 0 || !file.find_tensor(fmt::format("blk.{}.attn_q.weight", c.layer_count - 1)) ||
+        file.find_tensor(fmt::format("blk.{}.attn_q.weight", c.layer_count))) {
+      throw FormatError(fmt::format("{}: bert.block_count is {}, which does not match the file's blocks",
+                                    file.source_name(), c.layer_count));
+    }
     const GgufTensor& embeddings = file.require_tensor("token_embd.weight");
     c.vocab_size = embeddings.n_dims == 2 ? embeddings.shape[1] : 0;
   }

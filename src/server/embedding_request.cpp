@@ -29,7 +29,7 @@ std::string base64(const void* data, size_t size) {
 }  // namespace
 
 EmbeddingRequest parse_embedding_request(const json& body, const Tokenizer& tokenizer, int64_t vocab_size,
-                                         int64_t context) {
+                                         int64_t context, bool truncate) {
   for (const auto& [key, value] : body.items()) {
     if (key != "model" && key != "input" && key != "encoding_format" && key != "user" && !value.is_null()) {
       throw invalid_request(fmt::format("'{}' is not supported by this server; leave it out", key), key);
@@ -73,8 +73,15 @@ EmbeddingRequest parse_embedding_request(const json& body, const Tokenizer& toke
   } else {
     throw invalid_request("input must be a string, up to 2048 strings, or token ids", "input");
   }
-  for (const auto& tokens : request.inputs) {
+  for (auto& tokens : request.inputs) {
     if (tokens.empty()) throw invalid_request("an input gives no tokens", "input");
+    if (truncate && static_cast<int64_t>(tokens.size()) > context) {
+      const TokenId last = tokens.back();
+      tokens.resize(static_cast<size_t>(context));
+      // The token the vocabulary ends every input with ([SEP]), if any, stays last.
+      const std::vector<TokenId> added = tokenizer.encode("", true, false);
+      if (added.size() >= 2 && last == added.back()) tokens.back() = last;
+    }
     if (static_cast<int64_t>(tokens.size()) > context) {
       throw ApiError(400, "invalid_request_error",
                      fmt::format("an input has {} tokens; this model's context holds {}", tokens.size(), context),
@@ -101,6 +108,17 @@ json embedding_reply(const EmbeddingRequest& request, const std::vector<std::vec
           {"data", data},
           {"model", model_name},
           {"usage", {{"prompt_tokens", request.prompt_tokens}, {"total_tokens", request.prompt_tokens}}}};
+}
+
+bool ollama_embed_truncate(const json& body) {
+  for (const auto& [key, value] : body.items()) {
+    if (value.is_null() || key == "model" || key == "input" || key == "truncate" || key == "keep_alive") continue;
+    if (key == "options" && value.is_object() && value.empty()) continue;
+    throw invalid_request(key == "options" ? "options do not apply to embeddings; leave them out"
+                                           : fmt::format("'{}' is not supported by this server; leave it out", key),
+                          key);
+  }
+  return bool_field(body, "truncate", true);
 }
 
 json ollama_embed_reply(const std::string& model, const json& openai_reply, double seconds) {

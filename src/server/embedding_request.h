@@ -19,9 +19,15 @@ struct EmbeddingRequest {
 };
 
 // input: a string, up to 2048 strings, token ids or arrays of them; each at
-// most `context` tokens. Throws ApiError (400) naming the field.
+// most `context` tokens, or with `truncate` (Ollama's default) cut to its
+// first `context` tokens, a final end token ([SEP]) kept. Throws ApiError
+// (400) naming the field.
 EmbeddingRequest parse_embedding_request(const nlohmann::json& body, const Tokenizer& tokenizer, int64_t vocab_size,
-                                         int64_t context);
+                                         int64_t context, bool truncate = false);
+
+// Ollama's /api/embed body: refuses fields it does not take and options
+// (none applies to an embedding); `truncate` is read (default true).
+bool ollama_embed_truncate(const nlohmann::json& body);
 
 // {"object": "list", "data": [...], "model", "usage"}: floats or base64 of
 // little-endian float32.

@@ -14,9 +14,13 @@ using json = nlohmann::json;
 
 void Server::Impl::embeddings(const httplib::Request& http_request, httplib::Response& response) {
   check_key(http_request);
-  const json body = server::parse_json_object(http_request.body);
+  response.set_content(embed(server::parse_json_object(http_request.body), false).dump(), "application/json");
+  metrics.request("/v1/embeddings", 200);
+}
+
+json Server::Impl::embed(const json& body, bool truncate) {
   const server::EmbeddingRequest request =
-      server::parse_embedding_request(body, tokenizer, model_vocab(), options.context);
+      server::parse_embedding_request(body, tokenizer, model_vocab(), options.context, truncate);
   if (request.model != options.model_name) {
     throw server::ApiError(404, "invalid_request_error",
                            fmt::format("the model '{}' does not embed here; use '{}'", request.model,
@@ -28,8 +32,7 @@ void Server::Impl::embeddings(const httplib::Request& http_request, httplib::Res
   run_on_engine([&] {
     for (const auto& tokens : request.inputs) vectors.push_back(this->model.embed(tokens));
   });
-  response.set_content(server::embedding_reply(request, vectors, options.model_name).dump(), "application/json");
-  metrics.request("/v1/embeddings", 200);
+  return server::embedding_reply(request, vectors, options.model_name);
 }
 
 }  // namespace frugal

@@ -62,9 +62,9 @@ struct EmbeddingServer::Impl {
     };
   }
 
-  json embed(const json& body) {
+  json embed(const json& body, bool truncate = false) {
     const server::EmbeddingRequest request =
-        server::parse_embedding_request(body, tokenizer, encoder.config().vocab_size, options.context);
+        server::parse_embedding_request(body, tokenizer, encoder.config().vocab_size, options.context, truncate);
     if (without_latest(request.model) != options.model_name) {
       throw ApiError(404, "invalid_request_error",
                      fmt::format("the model '{}' does not embed here; use '{}'", request.model, options.model_name),
@@ -97,14 +97,11 @@ struct EmbeddingServer::Impl {
     http.Post("/api/embed", guarded("/api/embed", [this](const httplib::Request& request, httplib::Response& response) {
       server::check_api_key(request, options.api_key);
       const json body = server::parse_json_object(request.body);
-      for (const auto& [key, value] : body.items()) {
-        if (key != "model" && key != "input" && key != "truncate" && key != "options" && !value.is_null()) {
-          throw server::invalid_request(fmt::format("'{}' is not supported by this server; leave it out", key), key);
-        }
-      }
+      const bool truncate = server::ollama_embed_truncate(body);
       const auto start = std::chrono::steady_clock::now();
       const json reply = embed({{"model", server::string_field(body, "model")},
-                                 {"input", body.contains("input") ? body["input"] : json()}});
+                                 {"input", body.contains("input") ? body["input"] : json()}},
+                                truncate);
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       response.set_content(server::ollama_embed_reply(server::string_field(body, "model"), reply, seconds).dump(),
                            "application/json");
@@ -131,8 +128,12 @@ struct EmbeddingServer::Impl {
     }
     http.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
       if (!response.body.empty()) return;
-      const std::string message = response.status == 404 ? fmt::format("no route {} {}", request.method, request.path)
-                                                         : "the request could not be handled";
+      if (const auto* connection = server::current_client_connection(); connection && connection->over_budget()) {
+        response.status = 413;
+      }
+      const std::string message = response.status == 404   ? fmt::format("no route {} {}", request.method, request.path)
+                                  : response.status == 413 ? "the request body is too large"
+                                                           : "the request could not be handled";
       response.set_content(server::error_body(ApiError(response.status, "invalid_request_error", message)),
                            "application/json");
     });

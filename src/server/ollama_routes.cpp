@@ -224,18 +224,14 @@ void Server::Impl::add_ollama_routes() {
   http.Post("/api/embed", guarded("/api/embed", [this](const httplib::Request& request, httplib::Response& response) {
     check_key(request);
     const json body = server::parse_json_object(request.body);
-    refuse_unknown(body, {"model", "input", "truncate", "options"});
-    // The OpenAI route computes them; its answer is reshaped.
-    httplib::Request inner;
-    inner.headers = request.headers;
-    inner.body = json{{"model", without_latest(server::string_field(body, "model"))}, {"input", body.contains("input") ? body["input"] : json()},
-                      {"encoding_format", "float"}}
-                     .dump();
-    httplib::Response out;
+    const bool truncate = server::ollama_embed_truncate(body);
     const auto start = std::chrono::steady_clock::now();
-    embeddings(inner, out);
+    // The OpenAI route computes them; its answer is reshaped.
+    const json computed = embed({{"model", without_latest(server::string_field(body, "model"))},
+                                 {"input", body.contains("input") ? body["input"] : json()}},
+                                truncate);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    response.set_content(server::ollama_embed_reply(server::string_field(body, "model"), json::parse(out.body), seconds).dump(),
+    response.set_content(server::ollama_embed_reply(server::string_field(body, "model"), computed, seconds).dump(),
                          "application/json");
   }));
 }

@@ -94,6 +94,8 @@ struct Server::Impl {
   void ollama_generate(const httplib::Request& request, httplib::Response& response, bool chat);
   nlohmann::json ollama_model_entry(const std::string& name) const;
   void embeddings(const httplib::Request& request, httplib::Response& response);  // embedding_routes.cpp
+  // The OpenAI embeddings reply to `body` (floats or base64); `truncate`: cut long inputs (Ollama's).
+  nlohmann::json embed(const nlohmann::json& body, bool truncate);
   int64_t model_vocab() const { return model.config().vocab_size; }
   void beam_completion(const server::CompletionRequest& request, const std::vector<TokenId>& prompt,
                        bool trim_leading_space, const std::string& id, int64_t created,

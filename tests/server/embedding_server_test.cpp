@@ -100,6 +100,21 @@ TEST_F(EmbeddingServerTest, VectorsAreTheEncodersInEveryShape) {
   EXPECT_EQ(json::parse(models->body)["data"][0]["id"], "bge-random");
 }
 
+TEST_F(EmbeddingServerTest, OllamaTruncatesLongInputsAsOllamaDoes) {
+  start();
+  std::string long_text;
+  for (int i = 0; i < 40; ++i) long_text += "word ";  // over the 32 positions
+  const auto cut = post("/api/embed", {{"model", "bge-random"}, {"input", long_text}});
+  ASSERT_EQ(cut->status, 200) << cut->body;
+  std::vector<TokenId> tokens = tokenizer_->encode(long_text, true, false);
+  const TokenId end = tokens.back();
+  tokens.resize(32);
+  tokens.back() = end;  // [SEP] kept
+  EXPECT_EQ(json::parse(cut->body)["embeddings"][0].get<std::vector<float>>(), encoder_->embed(tokens));
+  EXPECT_EQ(post("/api/embed", {{"model", "bge-random"}, {"input", long_text}, {"truncate", false}})->status, 400);
+  EXPECT_EQ(post("/api/embed", {{"model", "bge-random"}, {"input", "x"}, {"options", {{"num_ctx", 8}}}})->status, 400);
+}
+
 TEST_F(EmbeddingServerTest, RefusesWhatItDoesNotDo) {
   ServerOptions options;
   options.api_key = "secret";
