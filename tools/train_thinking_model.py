@@ -16,7 +16,7 @@ language-model loss on document tokens.
     python3 tools/train_thinking_model.py --init models/frugal-demo-qa-q8_0.gguf --out DIR --max-minutes 7.5
 
 writes DIR/frugal-think-f32.gguf (on the Q8_0 grid), DIR/frugal-think-q8_0.gguf,
-DIR/samples.json (greedy chains of a few test questions) and DIR/train_log.json.
+DIR/samples.json (greedy chains of a few validation questions) and DIR/train_log.json.
 """
 import argparse
 import json
@@ -112,7 +112,7 @@ def greedy_cached(model, prompt, max_tokens, eos, device):
 
 def export_and_sample(model, vocab, meta, tok, out_dir, n_samples, max_tokens, device):
     """Exports (F32 on the Q8_0 grid and Q8_0; the model's weights are snapped)
-    and returns greedy samples of test questions, thinking and not, computed
+    and returns greedy samples of validation questions, thinking and not, computed
     with the snapped weights in float32. The model is left on `device`, float32."""
     model = model.float().cpu().eval()
     demo.export(model, vocab, os.path.join(out_dir, "frugal-think-f32.gguf"),
@@ -121,7 +121,7 @@ def export_and_sample(model, vocab, meta, tok, out_dir, n_samples, max_tokens, d
     rng = random.Random("think-samples")
     samples = []
     for i in range(n_samples):
-        ex = make_thinking_example(rng, Pools("test"), 6)
+        ex = make_thinking_example(rng, Pools("validation"), 6)
         chosen = pick_questions(rng, ex["questions"], 1)
         q = chosen[i % len(chosen)]
         for think in (True, False):
@@ -154,7 +154,7 @@ def main():
     ap.add_argument("--think-prob", type=float, default=0.5, help="share of branches in thinking mode")
     ap.add_argument("--answer-weight", type=float, default=2.0, help="loss weight of the final answer tokens")
     ap.add_argument("--cut-prob", type=float, default=0.0,
-                    help="share of thinking branches whose chain ends after the evidence (at a paragraph break)")
+                    help="share of thinking branches whose chain is cut (thinking.cut_chain) before the answer")
     ap.add_argument("--max-minutes", type=float, default=0)
     ap.add_argument("--samples", type=int, default=4, help="greedy samples of test questions after training")
     args = ap.parse_args()

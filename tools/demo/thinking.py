@@ -2,22 +2,25 @@
 (models/frugal-think.md, issue #17).
 
 A world (5-15 documents) is one of tools/demo/world.py's, with one group of
-2-5 organisations of one kind in one town (small head counts, 2-40) and
+2-7 organisations of one kind in one town (small head counts, 2-40) and
 distractors (the same kind in a look-alike town, another kind in the same
 town). Questions, each with a thinking chain and an answer:
 
 - single: one fact of one document ("Who directs the Harlow Clinic?");
 - two-hop: an entity found first ("In which town is the clinic that Dr. Mira
-  Osei directs?", "Where was the director of the Harlow Clinic born?");
+  Osei directs?"), or through a named person across two documents ("Where was
+  the director of the Harlow Clinic born?", "How old is ...?");
 - unanswerable: a fact or organisation the documents do not hold ("unknown");
 - counting: "How many clinics are there in Marketby?" (digits);
 - summing: "How many staff work at the clinics in Marketby in all?".
 
-A chain is paragraphs separated by blank lines (the transition points where
-early exit probes an answer): what the question asks, the evidence (quoted
-sentences, document ids), the combination (running counts and sums), then 0,
-1 or 2 re-checks starting with "Wait," or "Alternatively," (probabilities
-0.3 / 0.45 / 0.25), then "So the answer is X.". Chains are always correct.
+A chain (run 3 on) is paragraphs separated by blank lines (the transition
+points where early exit probes an answer). The first, the core, lists the
+facts found, one a line (numbered group members, with a running sum), and
+ends "So it is X." / "That makes N."; then 0, 1 or 2 re-checks starting with
+"Wait," or "Alternatively," (probabilities 0.3 / 0.45 / 0.25: quoted
+sentences, distractors, another order), then "So the answer is X.". Chains
+are always correct; in training some are cut (cut_chain) and still answered.
 world.py is used as it is (the demo model's data do not change).
 """
 import random
@@ -56,7 +59,7 @@ def town_stem(town):
     return town
 
 
-def make_thinking_world(rng, pools, n_docs):
+def make_thinking_world(rng, pools, n_docs, max_group=7):
     """Documents, organisations, people and the counting group of one world."""
     n_orgs = max(3, round(n_docs * 0.6))
     orgs, people = make_world(rng, pools, n_orgs + max(1, n_orgs // 4))
@@ -64,7 +67,7 @@ def make_thinking_world(rng, pools, n_docs):
     used_names = {o["name"] for o in orgs}
     kind = rng.choice(list(KINDS))
     town = rng.choice(present)["town"]
-    m = min(rng.randint(2, 5), n_orgs - 1)
+    m = min(rng.randint(2, max_group), n_orgs - 1)
     group = rng.sample(present, m)
     for org in group:
         if org["kind"] != kind:
@@ -119,29 +122,14 @@ def n_rechecks(rng):
     return 0 if r < 0.3 else 1 if r < 0.75 else 2
 
 
-def says(rng, doc, sentence):
-    return rng.choice([f'Document [{doc["id"]}] says: "{sentence}"', f'Document [{doc["id"]}]: "{sentence}"',
-                       f'In document [{doc["id"]}]: "{sentence}"'])
-
-
-class Chain(str):
-    """A chain's text; `core`: how many of its paragraphs (opening and evidence)
-    come before the re-checks and the conclusion."""
-    core = 0
-
-
-def finish(rng, opening, evidence, rechecks, answer):
-    """Joins the paragraphs: opening, evidence, 0-2 re-checks, conclusion."""
-    paras = [opening] + evidence
-    k = n_rechecks(rng)
+def finish(rng, core, rechecks, answer):
+    """A chain: the core (one paragraph: the facts found, one a line, then the
+    line that combines them, ending in the answer; no blank line inside, so
+    early exit first probes after it), 0-2 re-checks starting "Wait," or
+    "Alternatively,", then "So the answer is X."."""
     pool = rechecks[:]
     rng.shuffle(pool)
-    paras += pool[:k]
-    paras.append(rng.choice([f"So the answer is {answer}.", f"The answer is {answer}.",
-                             f"So the answer is {answer}."]))
-    chain = Chain("\n\n".join(paras))
-    chain.core = 1 + len(evidence)
-    return chain
+    return "\n\n".join(["\n".join(core)] + pool[:n_rechecks(rng)] + [f"So the answer is {answer}."])
 
 
 def look_alikes(world, org):
@@ -149,16 +137,15 @@ def look_alikes(world, org):
                                                            org["name"].split()[-1] and o["town"] == org["town"])]
 
 
-FACTS = {  # fact: (question templates, what the question asks, needle in the sentence)
-    "head": (["Who {verb} the {n}?", "Who is the {role} of the {n}?"], "who the {role} of the {n} is"),
-    "town": (["In which town is the {n}?", "Where is the {n} located?"], "in which town the {n} is"),
-    "founded": (["When was the {n} founded?", "In which year was the {n} founded?"], "when the {n} was founded"),
-    "count": (["How many {people} does the {n} have?"], "how many {people} the {n} has"),
-    "opens": (["At what time does the {n} open?"], "when the {n} opens"),
+FACTS = {  # fact: question templates
+    "head": ["Who {verb} the {n}?", "Who is the {role} of the {n}?"],
+    "town": ["In which town is the {n}?", "Where is the {n} located?"],
+    "founded": ["When was the {n} founded?", "In which year was the {n} founded?"],
+    "count": ["How many {people} does the {n} have?"],
+    "opens": ["At what time does the {n} open?"],
 }
-FACT_WORDS = {"town": "town", "founded": "founding year"}
 MISSING = {"founded": "when it was founded", "count": "how many {people} it has", "opens": "when it opens",
-           "head": "who its {role} is"}
+           "head": "who its {role} is", "town": "where it is"}
 
 
 def fact_answer(org, fact):
@@ -166,6 +153,13 @@ def fact_answer(org, fact):
     if v is None:
         return None
     return f"{v} am" if fact == "opens" else str(v)
+
+
+def fact_line(f, fact, answer):
+    """A found fact as one short line."""
+    return {"head": "The {role} of the {n} is {a}.", "town": "The {n} is in {a}.",
+            "founded": "The {n} was founded in {a}.", "count": "The {n} has {a} {people}.",
+            "opens": "The {n} opens at {a}."}[fact].format(a=answer, **f)
 
 
 def org_fields(rng, org):
@@ -178,110 +172,100 @@ def doc_of(world, title):
     return next(d for d in world["documents"] if d["title"] == title)
 
 
+def reread(doc, sentences_, answer):
+    return f"Wait, let me read document [{doc['id']}] again: " + " ".join(f'"{s}"' for s in sentences_) + \
+        f" So it is {answer}."
+
+
 def single_questions(rng, world):
     out = []
     for org in world["orgs"]:
         f = org_fields(rng, org)
         doc = doc_of(world, org["name"])
-        for fact, (templates, asks) in FACTS.items():
+        for fact, templates in FACTS.items():
             answer = fact_answer(org, fact)
             question = rng.choice(templates).format(**f)
-            opening = rng.choice([f"The question asks {asks.format(**f)}.", f"I need to find {asks.format(**f)}."])
             if answer is None:  # an unanswerable fact of a present organisation
-                given = [x for x in ("founded", "count", "opens") if org[x] is not None]
-                evidence = [says(rng, doc, quote(doc, org["town"])),
-                            f"Document [{doc['id']}] is about the {f['n']}, but it does not say "
-                            f"{MISSING[fact].format(**f)}."]
-                rechecks = [f"Wait, maybe another document says {MISSING[fact].format(**f)}. No other document is "
-                            f"about the {f['n']}.",
-                            f"Alternatively, the answer could be in another sentence of document [{doc['id']}]. "
-                            f"It gives {len(given) + 2} facts, and none of them says {MISSING[fact].format(**f)}."]
+                missing = MISSING[fact].format(**f)
+                core = [f"Document [{doc['id']}] is about the {f['n']}.", f"It does not say {missing}.",
+                        "So it is unknown."]
+                rechecks = [f"Wait, maybe another document says {missing}. No other document is about the {f['n']}.",
+                            f"Alternatively, another sentence of document [{doc['id']}] could say it. None does."]
                 out.append({"kind": "unanswerable", "question": question, "answer": "unknown", "sources": [],
-                            "chain": finish(rng, opening, evidence, rechecks, "unknown")})
+                            "chain": finish(rng, core, rechecks, "unknown")})
                 continue
-            needle = org["head"] if fact == "head" else answer
-            s = quote(doc, needle)
-            evidence = [says(rng, doc, s)]
-            rechecks = [f"Wait, let me check that document [{doc['id']}] is the right one. Its title is "
-                        f"{f['n']}, the organisation the question names. It says: \"{s}\" So it is {answer}."]
+            s = quote(doc, org["head"] if fact == "head" else answer)
+            rechecks = [reread(doc, [s], answer)]
             alike = look_alikes(world, org)
             if alike:
                 a = rng.choice(alike)
-                rechecks.append(f"Alternatively, the question could mean the {a['name']}. No, the question names the "
-                                f"{f['n']}, and the {a['name']} is another organisation.")
+                rechecks.append(f"Alternatively, the question could mean the {a['name']}. No, it names the "
+                                f"{f['n']}, another organisation.")
             else:
                 rechecks.append(f"Wait, another document might also be about the {f['n']}. Only document "
                                 f"[{doc['id']}] is.")
             out.append({"kind": "single", "question": question, "answer": answer, "sources": [org["name"]],
-                        "chain": finish(rng, opening, evidence, rechecks, answer)})
+                        "chain": finish(rng, [fact_line(f, fact, answer), f"So it is {answer}."], rechecks, answer)})
     for name in world["present_people"]:
         p = world["people"][name]
         doc = doc_of(world, name)
-        for question, asks, answer in ((f"Where was {name} born?", f"where {name} was born", p["born"]),
-                                       (f"How old is {name}?", f"how old {name} is", str(p["age"]))):
-            s = quote(doc, answer)
-            rechecks = [f"Wait, let me read document [{doc['id']}] again. It says: \"{s}\" So it is {answer}.",
+        for question, line, answer in ((f"Where was {name} born?", f"{name} was born in {p['born']}.", p["born"]),
+                                       (f"How old is {name}?", f"{name} is {p['age']} years old.", str(p["age"]))):
+            rechecks = [reread(doc, [quote(doc, answer)], answer),
                         f"Alternatively, another document could be about {name} too. Only document [{doc['id']}] is."]
             out.append({"kind": "single", "question": question, "answer": answer, "sources": [name],
-                        "chain": finish(rng, f"The question asks {asks}.", [says(rng, doc, s)], rechecks, answer)})
+                        "chain": finish(rng, [line, f"So it is {answer}."], rechecks, answer)})
     return out
 
 
 def two_hop_questions(rng, world):
+    """Head -> organisation -> town or founding year (one document), and
+    organisation -> head -> birthplace or age (two documents, through the
+    named head)."""
     out = []
     for org in world["orgs"]:
         f = org_fields(rng, org)
         doc = doc_of(world, org["name"])
-        head_s = quote(doc, org["head"])
-        bridge = [says(rng, doc, head_s) + f" So the {f['word']} that {org['head']} {f['verb']} is the {f['n']}."]
-        # head -> organisation -> town / founded
-        for question, fact, asks in (
-                (rng.choice([f"In which town is the {f['word']} that {org['head']} {f['verb']}?",
-                             f"Where is the {f['word']} whose {f['role']} is {org['head']}?"]), "town",
-                 f"the town of the {f['word']} that {org['head']} {f['verb']}"),
-                (f"When was the {f['word']} that {org['head']} {f['verb']} founded?", "founded",
-                 f"when the {f['word']} that {org['head']} {f['verb']} was founded")):
-            answer = fact_answer(org, fact)
-            if answer is None:
-                continue
-            s = quote(doc, answer)
-            opening = rng.choice([f"The question asks for {asks}. First I need to find that {f['word']}.",
-                                  f"I need {asks}. The {f['word']} is not named, so first I find it."])
-            evidence = bridge + [f"Now the {FACT_WORDS[fact]} of the {f['n']}. " + says(rng, doc, s)]
-            rechecks = [f"Wait, let me check the {f['word']} again. {org['head']} is the {f['role']} of the "
-                        f"{f['n']}, and document [{doc['id']}] says: \"{s}\" So it is {answer}.",
-                        f"Alternatively, {org['head']} could lead another {f['word']}. No other document names "
-                        f"{org['head']}, so it is the {f['n']}."]
-            out.append({"kind": "two-hop", "question": question, "answer": answer, "sources": [org["name"]],
-                        "chain": finish(rng, opening, evidence, rechecks, answer)})
-        # organisation -> head -> birthplace
-        question = rng.choice([f"Where was the {f['role']} of the {f['n']} born?",
-                               f"In which town was the {f['role']} of the {f['n']} born?"])
-        opening = rng.choice([f"The question asks where the {f['role']} of the {f['n']} was born. First I need "
-                              f"the {f['role']}.", f"I need the {f['role']} of the {f['n']} first, then where "
-                              "that person was born."])
-        evidence = [says(rng, doc, head_s) + f" So the {f['role']} is {org['head']}."]
-        if org["head"] in world["present_people"]:
-            pdoc = doc_of(world, org["head"])
-            born = world["people"][org["head"]]["born"]
-            ps = quote(pdoc, born)
-            evidence.append(f"Now where {org['head']} was born. " + says(rng, pdoc, ps))
-            rechecks = [f"Wait, let me check both documents. Document [{doc['id']}] names {org['head']} as the "
-                        f"{f['role']} of the {f['n']}, and document [{pdoc['id']}] says {org['head']} was born in "
-                        f"{born}.",
-                        f"Alternatively, the birthplace could be the town of the {f['n']}, {org['town']}. No, that "
-                        f"is where the {f['word']} is; document [{pdoc['id']}] gives the birthplace: {born}."]
-            out.append({"kind": "two-hop", "question": question, "answer": born, "sources": [org["name"], org["head"]],
-                        "chain": finish(rng, opening, evidence, rechecks, born)})
-        else:
-            evidence.append(f"Now where {org['head']} was born. No document is about {org['head']}, and document "
-                            f"[{doc['id']}] does not say where {org['head']} was born.")
-            rechecks = [f"Wait, let me look for {org['head']} again. Only document [{doc['id']}] names "
-                        f"{org['head']}, and it does not give a birthplace.",
-                        f"Alternatively, the town of the {f['n']} could be meant. No, the question asks where the "
-                        f"{f['role']} was born, and no document says that."]
-            out.append({"kind": "unanswerable", "question": question, "answer": "unknown", "sources": [],
-                        "chain": finish(rng, opening, evidence, rechecks, "unknown")})
+        head, role, word = org["head"], f["role"], f["word"]
+        head_s = quote(doc, head)
+        fact = "town" if org["founded"] is None or rng.random() < 0.5 else "founded"
+        answer = fact_answer(org, fact)
+        question = rng.choice([f"In which town is the {word} that {head} {f['verb']}?",
+                               f"Where is the {word} whose {role} is {head}?"]) if fact == "town" else \
+            f"When was the {word} that {head} {f['verb']} founded?"
+        core = [f"{head} is the {role} of the {f['n']}.", fact_line(f, fact, answer), f"So it is {answer}."]
+        rechecks = [reread(doc, [head_s, quote(doc, answer)], answer),
+                    f"Alternatively, {head} could lead another {word}. No other document names {head}, so it is "
+                    f"the {f['n']}."]
+        out.append({"kind": "two-hop", "question": question, "answer": answer, "sources": [org["name"]],
+                    "chain": finish(rng, core, rechecks, answer)})
+        first = f"The {role} of the {f['n']} is {head}."
+        person = world["people"][head]
+        for question, attr, line in (
+                (rng.choice([f"Where was the {role} of the {f['n']} born?",
+                             f"In which town was the {role} of the {f['n']} born?"]), "born",
+                 f"{head} was born in {person['born']}."),
+                (f"How old is the {role} of the {f['n']}?", "age", f"{head} is {person['age']} years old.")):
+            if head in world["present_people"]:
+                pdoc = doc_of(world, head)
+                answer = str(person[attr])
+                rechecks = [f"Wait, let me read both documents again. Document [{doc['id']}]: \"{head_s}\" Document "
+                            f"[{pdoc['id']}]: \"{quote(pdoc, answer)}\" So it is {answer}."]
+                if attr == "born":
+                    rechecks.append(f"Alternatively, the town of the {f['n']}, {org['town']}, could be meant. No, that "
+                                    f"is where the {word} is; {head} was born in {answer}.")
+                else:
+                    rechecks.append(f"Alternatively, another person could be the {role}. No, document [{doc['id']}] "
+                                    f"names {head}.")
+                out.append({"kind": "two-hop", "question": question, "answer": answer,
+                            "sources": [org["name"], head], "chain": finish(rng, [first, line, f"So it is {answer}."],
+                                                                            rechecks, answer)})
+            else:
+                core = [first, f"No document is about {head}.", "So it is unknown."]
+                rechecks = [f"Wait, let me look for {head} again. Only document [{doc['id']}] names {head}, and it "
+                            "does not say that."]
+                out.append({"kind": "unanswerable", "question": question, "answer": "unknown", "sources": [],
+                            "chain": finish(rng, core, rechecks, "unknown")})
     return out
 
 
@@ -292,25 +276,22 @@ def absent_questions(rng, world):
         if org["name"] in names:
             continue
         f = org_fields(rng, org)
-        fact = rng.choice(["head", "town", "founded"])
-        templates, asks = FACTS[fact]
-        question = rng.choice(templates).format(**f)
+        question = rng.choice(FACTS[rng.choice(["head", "town", "founded"])]).format(**f)
         alike = [o for o in world["orgs"] if o["stem"] == org["stem"]]
-        evidence = [f"No document is about the {f['n']}." + (
-            f" Document [{doc_of(world, alike[0]['name'])['id']}] is about the {alike[0]['name']}, which is another "
-            "organisation." if alike else "")]
+        core = [f"No document is about the {f['n']}."]
+        if alike:
+            core.append(f"Document [{doc_of(world, alike[0]['name'])['id']}] is about the {alike[0]['name']}, "
+                        "another organisation.")
         rechecks = [f"Wait, let me look through the titles again. None of them is the {f['n']}.",
                     f"Alternatively, a document could mention the {f['n']} inside its text. None does."]
         out.append({"kind": "unanswerable", "question": question, "answer": "unknown", "sources": [],
-                    "chain": finish(rng, f"The question asks {asks.format(**f)}.", evidence, rechecks, "unknown")})
+                    "chain": finish(rng, core + ["So it is unknown."], rechecks, "unknown")})
         name = org["head"]
         if name not in world["present_people"] and all(o["head"] != name for o in world["orgs"]):
-            evidence = [f"No document is about {name}, and no document names {name}."]
             rechecks = [f"Wait, let me check the titles again. None of them is {name}.",
-                        f"Alternatively, someone with a similar name could be meant. The question names {name}, "
-                        "and no document does."]
+                        f"Alternatively, someone with a similar name could be meant. No document names {name}."]
             out.append({"kind": "unanswerable", "question": f"Where was {name} born?", "answer": "unknown",
-                        "sources": [], "chain": finish(rng, f"The question asks where {name} was born.", evidence,
+                        "sources": [], "chain": finish(rng, [f"No document names {name}.", "So it is unknown."],
                                                        rechecks, "unknown")})
     return out
 
@@ -324,64 +305,56 @@ def join_names(names):
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def running_sum(numbers):
-    """"12 + 7 = 19. 19 + 5 = 24." (one step per number after the first)."""
-    steps, total = [], numbers[0]
-    for x in numbers[1:]:
-        steps.append(f"{total} + {x} = {total + x}.")
-        total += x
-    return " ".join(steps) if steps else f"Only one, with {total}.", total
-
-
 def group_questions(rng, world, kind, town, with_sum=True):
-    """Counting (and summing) questions about the organisations of `kind` in `town`."""
+    """Counting (and summing) questions about the organisations of `kind` in
+    `town`: the members listed one a line in document order, numbered (and
+    with a running sum)."""
     word, plural, people = KIND_WORD[kind], PLURAL[kind], KINDS[kind]["people"]
     docs = {d["title"]: d for d in world["documents"]}
     members = [o for o in world["orgs"] if o["kind"] == kind and o["town"] == town]
     members.sort(key=lambda o: world["documents"].index(docs[o["name"]]))
-    same_kind_elsewhere = [o for o in world["orgs"] if o["kind"] == kind and o["town"] != town]
-    other_kind_here = [o for o in world["orgs"] if o["kind"] != kind and o["town"] == town]
     if not members:
         return []
-    out = []
-    lines = [f"Document [{docs[o['name']]['id']}] says the {o['name']} is in {town}." for o in members]
-    noise = []
-    for o in same_kind_elsewhere:
-        noise.append(f"Document [{docs[o['name']]['id']}]: the {o['name']} is {article(word)} too, but it is in {o['town']}, "
-                     f"not {town}.")
-    for o in other_kind_here:
-        noise.append(f"Document [{docs[o['name']]['id']}]: the {o['name']} is in {town}, but it is not {article(word)}.")
+    noise = [f"the {o['name']} is {article(word)} too, but it is in {o['town']}, not {town}."
+             for o in world["orgs"] if o["kind"] == kind and o["town"] != town]
+    noise += [f"the {o['name']} is in {town}, but it is not {article(word)}."
+              for o in world["orgs"] if o["kind"] != kind and o["town"] == town]
     m = len(members)
-    count_names = ", ".join(f"the {o['name']} ({i + 1})" for i, o in enumerate(members))
+    names = [o["name"] for o in members]
+    rechecks = [f"Wait, let me count again: {join_names(names)}. That makes {m}.",
+                f"Alternatively, I can count the {plural} in {town} from the last one: "
+                f"{join_names(names[::-1])}. That makes {m}."]
+    if noise:
+        rechecks[1] = "Wait, " + " And ".join(noise) + f" So it stays {m}."
     question = rng.choice([f"How many {plural} are there in {town}?", f"How many {plural} are in {town}?",
                            f"How many {plural} does {town} have?"])
-    evidence = ["\n".join(lines)] + (["\n".join(noise)] if noise else [])
-    evidence.append(f"Counting them: {count_names}. That makes {m}.")
-    rechecks = [f"Wait, let me check the documents again. " + " ".join(f"The {o['name']} is in {town}." for o in members)
-                + f" No other {word} is in {town}. That is {m}.",
-                f"Alternatively, I can count the {plural} in {town} once more: {join_names([o['name'] for o in members])}."
-                f" That is {m}."]
-    out.append({"kind": "counting", "question": question, "answer": str(m), "sources": [o["name"] for o in members],
-                "chain": finish(rng, rng.choice([f"The question asks how many {plural} are in {town}.",
-                                                 f"I need to count the {plural} in {town}."]), evidence, rechecks,
-                                str(m))})
+    core = [f"{plural.capitalize()} in {town}:"] + [f"{i + 1}. the {n}" for i, n in enumerate(names)] + \
+        [f"That makes {m}."]
+    out = [{"kind": "counting", "question": question, "answer": str(m), "sources": names,
+            "chain": finish(rng, core, rechecks, str(m))}]
     if with_sum and all(o["count"] is not None for o in members) and (m == 1 or max(o["count"] for o in members) <= 40):
         counts = [o["count"] for o in members]
-        sums, total = running_sum(counts)
+        total = sum(counts)
+        core = [f"{people.capitalize()} at the {plural} in {town}:", f"1. the {names[0]}: {counts[0]}"]
+        run = counts[0]
+        for i in range(1, m):
+            core.append(f"{i + 1}. the {names[i]}: {counts[i]}, {run} + {counts[i]} = {run + counts[i]}")
+            run += counts[i]
+        core.append(f"That makes {total}.")
+        steps, run = [], counts[-1]
+        for x in counts[-2::-1]:
+            steps.append(f"{run} + {x} = {run + x}.")
+            run += x
+        rechecks = [f"Wait, let me add them in the other order: " + " ".join(steps) + f" That makes {total}."
+                    if m > 1 else f"Wait, let me check: only the {names[0]}, with {total}. That makes {total}."]
+        rechecks.append("Wait, " + " And ".join(noise) + f" So it stays {total}." if noise else
+                        f"Alternatively, I can check the numbers: " + ", ".join(
+                            f"the {n} has {c}" for n, c in zip(names, counts)) + f". That makes {total}.")
         verb = "attend" if people == "pupils" else "work at"
         question = rng.choice([f"How many {people} {verb} the {plural} in {town} in all?",
                                f"What is the total number of {people} at the {plural} in {town}?"])
-        lines = [f"Document [{docs[o['name']]['id']}] says the {o['name']} is in {town} and has {o['count']} {people}."
-                 for o in members]
-        evidence = ["\n".join(lines)] + (["\n".join(noise)] if noise and rng.random() < 0.7 else []) + [sums]
-        rechecks = [f"Wait, let me check the documents again. " + " ".join(
-            f"The {o['name']} has {o['count']} {people}." for o in members) + f" No other {word} is in {town}. " + sums,
-            f"Alternatively, I can add them in the other order. " + running_sum(counts[::-1])[0]]
-        out.append({"kind": "summing", "question": question, "answer": str(total),
-                    "sources": [o["name"] for o in members],
-                    "chain": finish(rng, rng.choice([f"The question asks for the {people} of the {plural} in {town}.",
-                                                     f"I need the {people} of all the {plural} in {town}, added up."]),
-                                    evidence, rechecks, str(total))})
+        out.append({"kind": "summing", "question": question, "answer": str(total), "sources": names,
+                    "chain": finish(rng, core, rechecks, str(total))})
     return out
 
 
@@ -436,13 +409,26 @@ def training_branches(rng, questions, n):
     return out
 
 
+def cut_chain(rng, chain):
+    """The chain as frugal leaves it when a budget or early exit ends the
+    thinking: at a paragraph break before the conclusion (half the time, where
+    there is one), else at any character. frugal then writes a newline unless
+    the text ends with one, and `</think>`; assistant_text adds one newline, so
+    one trailing newline is dropped here."""
+    paras = chain.split("\n\n")
+    if len(paras) > 1 and rng.random() < 0.5:
+        return "\n\n".join(paras[:rng.randint(1, len(paras) - 1)]) + "\n"
+    cut = chain[:rng.randint(1, len(chain) - 1)]
+    return cut[:-1] if cut.endswith("\n") else cut
+
+
 def build_thinking_sequence(rng, tok, pools, length, max_prefix=1200, max_questions=48, think_prob=0.5,
                             doc_loss_fraction=0.25, answer_weight=2.0, min_docs=5, max_docs=15, cut_prob=0.0):
     """One training sequence of `length` tokens, packed as tools/train_demo_model.py
     does: knowledge prefixes (chat layout, positions from 0), each followed by
     question/answer branches that see their prefix and themselves only. A branch
     is thinking (`think_prob`) or not; a share `cut_prob` of the thinking ones
-    ends right after the evidence, at a paragraph break; loss on the assistant's tokens: chain 1,
+    is cut (cut_chain) and followed by the answer; loss on the assistant's tokens: chain 1,
     the final answer and `<|im_end|>` `answer_weight` (these tokens have weight >= 2
     exactly, which validation uses). Returns lists: tokens, positions, groups,
     branches, targets, weights."""
@@ -471,10 +457,8 @@ def build_thinking_sequence(rng, tok, pools, length, max_prefix=1200, max_questi
             think = rng.random() < think_prob
             qt = question_tokens(tok, q["question"], thinking=think)
             chain = q["chain"]
-            if think and cut_prob and rng.random() < cut_prob and getattr(chain, "core", 0):
-                # Thinking ended at a paragraph break once the evidence is in (as frugal's budget
-                # cut or early exit ends it: "\n\n" then </think>): the answer still follows.
-                chain = "\n\n".join(chain.split("\n\n")[:chain.core]) + "\n"
+            if think and cut_prob and rng.random() < cut_prob:
+                chain = cut_chain(rng, chain)
             at = assistant_tokens(tok, q["answer"], chain if think else None)
             if len(prefix) + len(qt) + len(at) > 2048:
                 continue
