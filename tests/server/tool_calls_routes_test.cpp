@@ -78,6 +78,25 @@ TEST_F(ServerTest, ForcedToolCallWholeAndStreamed) {
   EXPECT_EQ(calls[0]["function"], choice["message"]["tool_calls"][0]["function"]);
 }
 
+TEST_F(ServerTest, Llama3ForcedCallIsTheWholeAnswerAndParses) {
+  ServerOptions options;
+  options.chat_template = "llama3.1";  // Llama 3's JSON calls: {"name": ..., "parameters": {...}}
+  start(options);
+  const auto response = post("/v1/chat/completions", tools_body("required"));
+  ASSERT_EQ(response->status, 200) << response->body;
+  const json choice = json::parse(response->body)["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "tool_calls");
+  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << choice;
+  expect_call(choice["message"]["tool_calls"][0]);
+  // The call and its result go back as the Llama 3.1 template writes them (an ipython turn).
+  json round_trip = tools_body(nullptr);
+  round_trip["max_tokens"] = 4;
+  round_trip["messages"].push_back(choice["message"]);
+  round_trip["messages"].push_back({{"role", "tool"}, {"tool_call_id", choice["message"]["tool_calls"][0]["id"]},
+                                    {"content", "Sunny"}});
+  EXPECT_EQ(post("/v1/chat/completions", round_trip)->status, 200);
+}
+
 TEST_F(ServerTest, NamedToolChoiceCallsThatFunction) {
   start(qwen_format());
   const auto response = post("/v1/chat/completions", tools_body({{"type", "function"}, {"function", {{"name", "now"}}}}));
