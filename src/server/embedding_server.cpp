@@ -126,17 +126,7 @@ struct EmbeddingServer::Impl {
                                       "model");
       }));
     }
-    http.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
-      if (!response.body.empty()) return;
-      if (const auto* connection = server::current_client_connection(); connection && connection->over_budget()) {
-        response.status = 413;
-      }
-      const std::string message = response.status == 404   ? fmt::format("no route {} {}", request.method, request.path)
-                                  : response.status == 413 ? "the request body is too large"
-                                                           : "the request could not be handled";
-      response.set_content(server::error_body(ApiError(response.status, "invalid_request_error", message)),
-                           "application/json");
-    });
+    http.set_error_handler(server::write_http_error);
   }
 };
 

@@ -398,6 +398,19 @@ std::string bind_failure(const std::string& host, int port) {
 
 }  // namespace
 
+void write_http_error(const httplib::Request& request, httplib::Response& response) {
+  if (!response.body.empty()) return;
+  // A body cut off by the byte budget (a chunked one: its length was not
+  // known before) is too large, not malformed.
+  if (const auto* connection = current_client_connection(); connection && connection->over_budget()) {
+    response.status = 413;
+  }
+  const std::string message = response.status == 404   ? fmt::format("no route {} {}", request.method, request.path)
+                              : response.status == 413 ? "the request body is too large"
+                                                       : "the request could not be handled";
+  response.set_content(error_body(ApiError(response.status, "invalid_request_error", message)), "application/json");
+}
+
 int bind_listener(GuardedHttpServer& http, const std::string& host, int port, size_t max_connections) {
   if (host.empty()) throw Error("--host is empty; give an address such as 127.0.0.1 or 0.0.0.0");
   const int bound = port == 0 ? http.bind_to_any_port(host) : (http.bind_to_port(host, port) ? port : -1);

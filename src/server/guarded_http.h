@@ -64,6 +64,10 @@ class GuardedHttpServer : public httplib::Server {
   std::map<std::string, size_t> clients_;  // open connections per remote address
 };
 
+// httplib's own errors (an unknown path, a body too large) with an
+// OpenAI-style body; a body cut off by the byte budget is a 413.
+void write_http_error(const httplib::Request& request, httplib::Response& response);
+
 // Binds `http` to host:port (0: any free port) and returns the port; throws
 // an error that says why not in words a user can act on (the port is taken,
 // the address is not this machine's, ...). `max_connections` sizes the

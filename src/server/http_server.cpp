@@ -156,19 +156,7 @@ void Server::Impl::setup() {
   add_web_routes();
   // Errors httplib raises itself (unknown path, body too large) get an
   // OpenAI-style body too.
-  http.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
-    if (!response.body.empty()) return;
-    // A body cut off by the byte budget (a chunked one: its length was not
-    // known before) is too large, not malformed.
-    if (const auto* connection = server::current_client_connection(); connection && connection->over_budget()) {
-      response.status = 413;
-    }
-    const std::string message = response.status == 404 ? fmt::format("no route {} {}", request.method, request.path)
-                                : response.status == 413 ? "the request body is too large"
-                                                         : "the request could not be handled";
-    response.set_content(server::error_body(ApiError(response.status, "invalid_request_error", message)),
-                         "application/json");
-  });
+  http.set_error_handler(server::write_http_error);
 }
 
 Server::Server(Model& model, const Tokenizer& tokenizer, const ServerOptions& options)
