@@ -43,12 +43,12 @@ std::string iso_now() {
 void translate_options(const nlohmann::ordered_json& body, nlohmann::ordered_json& chat) {
   if (body.contains("format") && !body["format"].is_null()) {
     const nlohmann::ordered_json& format = body["format"];
-    if (format == "nlohmann::ordered_json") {
+    if (format == "json") {
       chat["response_format"] = {{"type", "json_object"}};
     } else if (format.is_object()) {
       chat["response_format"] = {{"type", "json_schema"}, {"json_schema", {{"name", "format"}, {"schema", format}}}};
     } else {
-      throw server::invalid_request("format must be \"nlohmann::ordered_json\" or a JSON schema", "format");
+      throw server::invalid_request("format must be \"json\" or a JSON schema", "format");
     }
   }
   if (body.contains("options") && !body["options"].is_null()) {

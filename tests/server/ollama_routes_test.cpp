@@ -92,6 +92,13 @@ TEST_F(ServerTest, OllamaModelsEmbeddingsFormatAndErrors) {
   ASSERT_EQ(response->status, 200) << response->body;
   const json value = json::parse(json::parse(response->body)["message"]["content"].get<std::string>());
   EXPECT_TRUE(value["ok"].is_boolean());
+  // format "json": any JSON object, through the JSON-object grammar (a random model's may be cut by num_predict).
+  json any_object = formatted;
+  any_object["format"] = "json";
+  any_object["options"]["num_predict"] = 40;
+  const auto object_response = post("/api/chat", any_object);
+  ASSERT_EQ(object_response->status, 200) << object_response->body;
+  EXPECT_EQ(json::parse(object_response->body)["message"]["content"].get<std::string>().substr(0, 1), "{");
 
   auto refused = [&](const std::string& path, const json& body, const std::string& words) {
     const auto r = post(path, body);
