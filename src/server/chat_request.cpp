@@ -164,7 +164,7 @@ void parse_tool_fields(const json& body, std::string_view text, CompletionReques
   if (r.beam_width > 1 && !r.tools.empty()) {
     throw invalid_request("tools are not available for beam search answers (beam_width > 1)", "beam_width");
   }
-  if (r.grammar && !r.tools.empty() && r.tool_choice != CompletionRequest::ToolChoice::None) {
+  if (r.grammar && r.may_call_tools()) {
     throw invalid_request(fmt::format("{} cannot be combined with tools the model may call; give tool_choice: "
                                       "\"none\" or leave {} out",
                                       r.grammar_field, r.grammar_field),

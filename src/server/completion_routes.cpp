@@ -124,11 +124,11 @@ server::PreparedAnswer Server::Impl::prepare(const CompletionRequest& request) {
     prompt = std::move(*knowledge_tokens);
     metrics.knowledge_request(knowledge_name);
   } else if (chat && uses_tools) {
-    const bool offered = request.tool_choice != CompletionRequest::ToolChoice::None;
     try {
       prompt = encode_tool_chat(tokenizer, render_tool_chat(chat_format, *tool_format, request.messages,
-                                                            offered ? std::span(request.tools)
-                                                                    : std::span<const ToolDefinition>(),
+                                                            request.may_call_tools()
+                                                                ? std::span(request.tools)
+                                                                : std::span<const ToolDefinition>(),
                                                             true));
     } catch (const Error& e) {
       throw server::invalid_request(e.what(), "messages");
@@ -178,9 +178,9 @@ server::PreparedAnswer Server::Impl::prepare(const CompletionRequest& request) {
   generation.logprobs = request.logprobs;
   generation.grammar = request.grammar;
   std::optional<ToolCallFormat> parsed_calls;
-  if (uses_tools && !request.tools.empty() && request.tool_choice != CompletionRequest::ToolChoice::None) {
+  if (uses_tools && request.may_call_tools()) {
     parsed_calls = tool_format;
-    if (request.tool_choice == CompletionRequest::ToolChoice::Required) {
+    if (request.forces_tool_call()) {
       try {
         generation.grammar = Grammar::parse(tool_call_grammar(*tool_format, request.tools, request.tool_choice_function));
       } catch (const Error& e) {
@@ -315,8 +315,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
         ParsedToolAnswer parsed = parse_tool_calls(*prepared.tool_calls, request.tools, result.text,
                                                    fmt::format("call_{}_{}", id, choices.size()));
         // A forced call cut short (max_tokens) is no text either: its markup is dropped.
-        const bool forced = request.tool_choice == CompletionRequest::ToolChoice::Required;
-        choice.text = forced ? std::string() : std::move(parsed.text);
+        choice.text = request.forces_tool_call() ? std::string() : std::move(parsed.text);
         choice.tool_calls = std::move(parsed.calls);
         choice.finish_reason = finish_reason(result.stop_reason, !choice.tool_calls.empty());
       }
@@ -464,7 +463,7 @@ void Server::Impl::completions(const httplib::Request& http_request, httplib::Re
     }
     if (tool_calls) {
       const std::string rest_text = tool_calls->finish();  // a forced call cut short: markup, not text
-      if (!send_tool_parts(request.tool_choice == CompletionRequest::ToolChoice::Required ? "" : rest_text, send)) {
+      if (!send_tool_parts(request.forces_tool_call() ? "" : rest_text, send)) {
         return false;
       }
     }

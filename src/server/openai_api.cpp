@@ -66,16 +66,18 @@ std::string error_body(const ApiError& error) {
 namespace {
 
 template <typename T>
-T number(const json& body, const char* key, T low, T high, T fallback) {
+// `param`: the field's path for errors (empty: `key`).
+T number(const json& body, const char* key, T low, T high, T fallback, std::string param = "") {
+  if (param.empty()) param = key;
   if (!body.contains(key) || body[key].is_null()) return fallback;
   const json& v = body[key];
-  if (!v.is_number()) throw invalid_request(fmt::format("{} must be a number", key), key);
+  if (!v.is_number()) throw invalid_request(fmt::format("{} must be a number", key), param);
   const double d = v.get<double>();
   if (!std::isfinite(d) || d < static_cast<double>(low) || d > static_cast<double>(high)) {
-    throw invalid_request(fmt::format("{} must be between {} and {}", key, low, high), key);
+    throw invalid_request(fmt::format("{} must be between {} and {}", key, low, high), param);
   }
   if constexpr (std::is_integral_v<T>) {
-    if (!v.is_number_integer()) throw invalid_request(fmt::format("{} must be an integer", key), key);
+    if (!v.is_number_integer()) throw invalid_request(fmt::format("{} must be an integer", key), param);
     return static_cast<T>(v.get<int64_t>());
   } else {
     return static_cast<T>(d);
@@ -373,25 +375,21 @@ CompletionRequest parse_completion_request(std::string_view text, bool chat) {
     for (size_t i = 0; i < list.size(); ++i) {
       const json& item = list[i];
       const std::string where = fmt::format("lora[{}]", i);
-      if (!item.is_object() || !item.contains("id") || !item["id"].is_number_integer() || item["id"].get<int64_t>() < 0 ||
-          item["id"].get<int64_t>() > 1000) {
+      if (!item.is_object() || !item.contains("id")) {
         throw invalid_request("each lora item needs an adapter id (GET /lora-adapters lists them)", where + ".id");
       }
-      const double scale = item.value("scale", json(1.0)).is_number() ? item.value("scale", 1.0) : NAN;
-      if (!std::isfinite(scale) || std::abs(scale) > 100) {
-        throw invalid_request("a lora scale is a number from -100 to 100", where + ".scale");
-      }
+      const int id = number<int>(item, "id", 0, 1000, 0, where + ".id");
+      const float scale = number<float>(item, "scale", -100.0f, 100.0f, 1.0f, where + ".scale");
       for (const auto& [key, value] : item.items()) {
         if (key != "id" && key != "scale") throw invalid_request(fmt::format("{}.{} is not supported", where, key), where);
       }
-      const int id = static_cast<int>(item["id"].get<int64_t>());
       for (const auto& [earlier, unused] : *r.lora) {
         if (earlier == id) throw invalid_request(fmt::format("adapter {} is listed twice", id), where + ".id");
       }
-      r.lora->emplace_back(id, static_cast<float>(scale));
+      r.lora->emplace_back(id, scale);
     }
   }
-  if (r.logprobs >= 0 && !r.tools.empty() && r.tool_choice != CompletionRequest::ToolChoice::None) {
+  if (r.logprobs >= 0 && r.may_call_tools()) {
     throw invalid_request("logprobs are not given for answers that may call tools; leave out logprobs or tools",
                           "logprobs");
   }
@@ -436,6 +434,28 @@ json logprobs_json(const CompletionRequest& request, const Tokenizer& tokenizer,
   return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top}, {"text_offset", offsets}};
 }
 
+namespace {
+
+// {"id", "type": "function", "function": {"name", "arguments"}}, as a message and a stream delta carry it.
+json tool_call_json(const ToolCall& call) {
+  return {{"id", call.id}, {"type", "function"}, {"function", {{"name", call.name}, {"arguments", call.arguments}}}};
+}
+
+// A stream chunk's envelope around its choices.
+json chunk_json(const CompletionRequest& request, const std::string& id, int64_t created, json choices) {
+  return {{"id", id},
+          {"object", request.chat ? "chat.completion.chunk" : "text_completion"},
+          {"created", created},
+          {"model", request.model},
+          {"choices", std::move(choices)}};
+}
+
+std::string server_sent_event(const json& chunk) {
+  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+}
+
+}  // namespace
+
 json completion_response(const CompletionRequest& request, const std::string& id, int64_t created,
                          const std::vector<Choice>& choices, size_t prompt_tokens, size_t completion_tokens) {
   json list = json::array();
@@ -446,11 +466,7 @@ json completion_response(const CompletionRequest& request, const std::string& id
       if (!choices[i].tool_calls.empty()) {
         if (choices[i].text.empty()) choice["message"]["content"] = nullptr;
         json calls = json::array();
-        for (const ToolCall& call : choices[i].tool_calls) {
-          calls.push_back({{"id", call.id},
-                           {"type", "function"},
-                           {"function", {{"name", call.name}, {"arguments", call.arguments}}}});
-        }
+        for (const ToolCall& call : choices[i].tool_calls) calls.push_back(tool_call_json(call));
         choice["message"]["tool_calls"] = calls;
       }
       if (choices[i].reasoning) choice["message"]["reasoning_content"] = *choices[i].reasoning;
@@ -504,17 +520,13 @@ json usage_json(size_t prompt_tokens, size_t completion_tokens, size_t cached_to
 
 std::string usage_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
                         const Timings& timings) {
-  json chunk = {{"id", id},
-                      {"object", request.chat ? "chat.completion.chunk" : "text_completion"},
-                      {"created", created},
-                      {"model", request.model},
-                      {"choices", json::array()},
-                      {"usage", usage_json(timings.prompt_tokens, timings.completion_tokens, timings.cached_tokens)},
-                      {"timings", timings.to_json()}};
+  json chunk = chunk_json(request, id, created, json::array());
+  chunk["usage"] = usage_json(timings.prompt_tokens, timings.completion_tokens, timings.cached_tokens);
+  chunk["timings"] = timings.to_json();
   if (timings.reasoning_tokens) {
     chunk["usage"]["completion_tokens_details"] = {{"reasoning_tokens", *timings.reasoning_tokens}};
   }
-  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+  return server_sent_event(chunk);
 }
 
 std::string stream_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
@@ -534,31 +546,21 @@ std::string stream_chunk(const CompletionRequest& request, const std::string& id
   } else {
     choice["text"] = text;
   }
-  const json chunk = {{"id", id},
-                      {"object", request.chat ? "chat.completion.chunk" : "text_completion"},
-                      {"created", created},
-                      {"model", request.model},
-                      {"choices", json::array({choice})}};
-  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+  return server_sent_event(chunk_json(request, id, created, json::array({choice})));
 }
 
 std::string tool_calls_chunk(const CompletionRequest& request, const std::string& id, int64_t created,
                              const std::vector<ToolCall>& calls, size_t first_index, bool first) {
   json list = json::array();
   for (size_t i = 0; i < calls.size(); ++i) {
-    list.push_back({{"index", first_index + i},
-                    {"id", calls[i].id},
-                    {"type", "function"},
-                    {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}});
+    json call = tool_call_json(calls[i]);
+    call["index"] = first_index + i;
+    list.push_back(call);
   }
   json delta = {{"tool_calls", list}};
   if (first) delta["role"] = "assistant";
-  const json chunk = {{"id", id},
-                      {"object", "chat.completion.chunk"},
-                      {"created", created},
-                      {"model", request.model},
-                      {"choices", json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", nullptr}}})}};
-  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+  return server_sent_event(
+      chunk_json(request, id, created, json::array({{{"index", 0}, {"delta", delta}, {"finish_reason", nullptr}}})));
 }
 
 bool ended_by_length(StopReason reason) { return reason == StopReason::MaxTokens || reason == StopReason::ContextFull; }

@@ -72,6 +72,8 @@ struct CompletionRequest {
   enum class ToolChoice { Auto, None, Required } tool_choice = ToolChoice::Auto;
   std::string tool_choice_function;  // tool_choice {type: function}: the function it must call
   bool parallel_tool_calls = true;
+  bool may_call_tools() const { return !tools.empty() && tool_choice != ToolChoice::None; }
+  bool forces_tool_call() const { return tool_choice == ToolChoice::Required; }
   // llama-server's `lora`: [{id, scale}], the scales of the server's
   // adapters for this answer (those not listed: 0); nullopt: as loaded.
   std::optional<std::vector<std::pair<int, float>>> lora;
