@@ -25,6 +25,14 @@ struct EmbeddingRequest {
 EmbeddingRequest parse_embedding_request(const nlohmann::json& body, const Tokenizer& tokenizer, int64_t vocab_size,
                                          int64_t context, bool truncate = false);
 
+// The API version Ollama's routes follow, and a model name without
+// Ollama's ":latest".
+inline constexpr const char* kOllamaVersion = "0.12.0";
+inline std::string without_latest(std::string name) {
+  if (name.ends_with(":latest")) name.resize(name.size() - 7);
+  return name;
+}
+
 // Ollama's /api/embed body: refuses fields it does not take and options
 // (none applies to an embedding); `truncate` is read (default true).
 bool ollama_embed_truncate(const nlohmann::json& body);

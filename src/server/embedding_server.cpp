@@ -19,17 +19,6 @@ namespace frugal {
 using server::ApiError;
 using nlohmann::json;
 
-namespace {
-
-constexpr const char* kOllamaVersion = "0.12.0";
-
-std::string without_latest(std::string name) {
-  if (name.ends_with(":latest")) name.resize(name.size() - 7);
-  return name;
-}
-
-}  // namespace
-
 struct EmbeddingServer::Impl {
   EncoderModel& encoder;
   const Tokenizer& tokenizer;
@@ -65,7 +54,7 @@ struct EmbeddingServer::Impl {
   json embed(const json& body, bool truncate = false) {
     const server::EmbeddingRequest request =
         server::parse_embedding_request(body, tokenizer, encoder.config().vocab_size, options.context, truncate);
-    if (without_latest(request.model) != options.model_name) {
+    if (server::without_latest(request.model) != options.model_name) {
       throw ApiError(404, "invalid_request_error",
                      fmt::format("the model '{}' does not embed here; use '{}'", request.model, options.model_name),
                      "model", "model_not_found");
@@ -115,7 +104,7 @@ struct EmbeddingServer::Impl {
       response.set_content(json{{"models", json::array({model})}}.dump(), "application/json");
     }));
     http.Get("/api/version", guarded("/api/version", [](const httplib::Request&, httplib::Response& response) {
-      response.set_content(json{{"version", kOllamaVersion}}.dump(), "application/json");
+      response.set_content(json{{"version", server::kOllamaVersion}}.dump(), "application/json");
     }));
     // Generation routes say what this server is instead of a bare 404.
     for (const char* path : {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/api/chat", "/api/generate"}) {

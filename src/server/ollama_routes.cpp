@@ -24,13 +24,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kOllamaVersion = "0.12.0";  // the API version these routes follow
-
-std::string without_latest(std::string name) {
-  if (name.ends_with(":latest")) name.resize(name.size() - 7);
-  return name;
-}
-
 std::string iso_now() {
   const std::time_t now = std::time(nullptr);
   char text[32];
@@ -172,7 +165,7 @@ json Server::Impl::ollama_model_entry(const std::string& name) const {
 
 void Server::Impl::add_ollama_routes() {
   http.Get("/api/version", guarded("/api/version", [](const httplib::Request&, httplib::Response& response) {
-    response.set_content(json{{"version", kOllamaVersion}}.dump(), "application/json");
+    response.set_content(json{{"version", server::kOllamaVersion}}.dump(), "application/json");
   }));
   http.Get("/api/tags", guarded("/api/tags", [this](const httplib::Request& request, httplib::Response& response) {
     check_key(request);
@@ -194,7 +187,7 @@ void Server::Impl::add_ollama_routes() {
     const json body = server::parse_json_object(request.body);
     refuse_unknown(body, {"model", "name", "verbose"});
     const std::string name =
-        without_latest(server::string_field(body, "model", server::string_field(body, "name")));
+        server::without_latest(server::string_field(body, "model", server::string_field(body, "name")));
     if (name != options.model_name && !name.starts_with(options.model_name + "@")) {
       throw ApiError(404, "not_found_error", fmt::format("model '{}' not found", name), "model");
     }
@@ -227,7 +220,7 @@ void Server::Impl::add_ollama_routes() {
     const bool truncate = server::ollama_embed_truncate(body);
     const auto start = std::chrono::steady_clock::now();
     // The OpenAI route computes them; its answer is reshaped.
-    const json computed = embed({{"model", without_latest(server::string_field(body, "model"))},
+    const json computed = embed({{"model", server::without_latest(server::string_field(body, "model"))},
                                  {"input", body.contains("input") ? body["input"] : json()}},
                                 truncate);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -242,7 +235,7 @@ void Server::Impl::ollama_generate(const httplib::Request& http_request, httplib
   const json body = server::parse_json_object(http_request.body);
   // In order: a schema in `format` keeps the order of its properties.
   const auto ordered = nlohmann::ordered_json::parse(http_request.body);
-  nlohmann::ordered_json openai = {{"model", without_latest(server::string_field(body, "model"))}};
+  nlohmann::ordered_json openai = {{"model", server::without_latest(server::string_field(body, "model"))}};
   if (chat) {
     refuse_unknown(body, {"model", "messages", "stream", "format", "options", "think", "tools"});
     openai["messages"] = ollama_messages_as_openai(body.contains("messages") ? body["messages"] : json::array());
