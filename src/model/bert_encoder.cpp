@@ -24,10 +24,6 @@ struct EncoderLayer {
   std::vector<float> attention_norm, attention_norm_bias, output_norm, output_norm_bias;
 };
 
-void add_bias(float* rows, size_t count, const std::vector<float>& bias) {
-  for (size_t t = 0; t < count; ++t) add_in_place(rows + t * bias.size(), bias.data(), bias.size());
-}
-
 // (x - mean) / sqrt(variance + epsilon) * weight + bias, in place, per row.
 void layer_norm(float* rows, size_t count, const std::vector<float>& weight, const std::vector<float>& bias,
                 float epsilon) {

@@ -6,6 +6,7 @@
 #include "frugal/quant.h"
 #include "model/model_impl.h"
 #include "model/weight_views.h"
+#include "tensor/ops.h"
 
 namespace frugal {
 
@@ -24,6 +25,11 @@ WeightMatrix matrix_view(const GgufFile& file, const std::string& name, int64_t 
                                        file.source_name(), name, tensor_type_name(t.type)));
   }
   return {t.type, t.data, rows, cols, tensor_row_bytes(t.type, static_cast<size_t>(cols))};
+}
+
+void add_bias(float* rows, size_t count, const std::vector<float>& bias) {
+  if (bias.empty()) return;
+  for (size_t t = 0; t < count; ++t) add_in_place(rows + t * bias.size(), bias.data(), bias.size());
 }
 
 std::vector<float> vector_copy(const GgufFile& file, const std::string& name, int64_t size, bool required) {

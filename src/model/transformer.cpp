@@ -10,18 +10,13 @@
 #include "model/attention.h"
 #include "model/model_impl.h"
 #include "model/pooling.h"
+#include "model/weight_views.h"
 #include "tensor/kernel_set.h"
 #include "tensor/ops.h"
 
 namespace frugal {
 
 namespace {
-
-void add_bias(float* rows, size_t count, const std::vector<float>& bias) {
-  if (bias.empty()) return;
-  for (size_t t = 0; t < count; ++t) add_in_place(rows + t * bias.size(), bias.data(), bias.size());
-}
-
 
 // Keys and values of a contiguous single-sequence cache.
 class CacheBackend final : public KvBackend {

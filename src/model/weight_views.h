@@ -20,4 +20,8 @@ WeightMatrix matrix_view(const GgufFile& file, const std::string& name, int64_t 
 // when the tensor is absent and not `required`.
 std::vector<float> vector_copy(const GgufFile& file, const std::string& name, int64_t size, bool required = true);
 
+// rows[t] += bias for each of `count` rows of bias.size() values (nothing
+// for an empty bias: a model without that bias).
+void add_bias(float* rows, size_t count, const std::vector<float>& bias);
+
 }  // namespace frugal
