@@ -86,5 +86,13 @@ std::vector<TokenId> encode_document(const Tokenizer& tokenizer, const PromptTem
                                      const Document& document);
 std::vector<TokenId> encode_question(const Tokenizer& tokenizer, const PromptTemplate& prompt,
                                      std::string_view question);
+// The tokens a model should generate after encode_question's to answer
+// `answer` (training data, docs/finetune.md): the answer as it continues
+// the question segment (after a space when the segment ends in text, as
+// "Answer:" does), then the end of the answer: EOS in the plain layout, the
+// first token that closes the assistant's turn in a chat layout. Throws
+// Error when the vocabulary has no EOS.
+std::vector<TokenId> encode_answer(const Tokenizer& tokenizer, const PromptTemplate& prompt,
+                                   std::string_view question, std::string_view answer);
 
 }  // namespace frugal

@@ -248,6 +248,7 @@ class Model {
  private:
   Model();
   struct Impl;
+  friend struct ModelInternals;  // src/model/model_internals.h: the trainer reads the frozen weights
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,4 +1,6 @@
 // Knowledge prompt layouts and their segment-by-segment tokenization.
+#include <algorithm>
+#include <cctype>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -137,6 +139,38 @@ std::vector<TokenId> encode_document(const Tokenizer& tokenizer, const PromptTem
 std::vector<TokenId> encode_question(const Tokenizer& tokenizer, const PromptTemplate& prompt,
                                      std::string_view question) {
   return render(tokenizer, prompt.question, {{"question", question}});
+}
+
+std::vector<TokenId> encode_answer(const Tokenizer& tokenizer, const PromptTemplate& prompt,
+                                   std::string_view question, std::string_view answer) {
+  const std::vector<TokenId> asked = encode_question(tokenizer, prompt, question);
+  const bool after_text = !prompt.question.empty() && !std::isspace(static_cast<unsigned char>(prompt.question.back()));
+  const std::string spoken = (after_text ? " " : "") + std::string(answer);
+  // The answer is tokenized with the question, as a generated answer would
+  // continue it, and the question's own tokens cut off.
+  const std::string pattern = prompt.question + "{answer}";
+  std::vector<TokenId> tokens = render(tokenizer, pattern, {{"question", question}, {"answer", spoken}});
+  if (tokens.size() < asked.size() || !std::equal(asked.begin(), asked.end(), tokens.begin())) {
+    tokens = render(tokenizer, "{answer}", {{"answer", spoken}});
+  } else {
+    tokens.erase(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(asked.size()));
+  }
+  // The end: a chat layout's turn end (what follows the assistant's text
+  // when the format renders an answer), else EOS.
+  TokenId end = tokenizer.eos();
+  if (prompt.name.starts_with("chat:")) {
+    if (const auto format = chat_format_from_name(std::string_view(prompt.name).substr(5))) {
+      const ChatMessage turns[] = {{"user", "q"}, {"assistant", std::string(kEnd)}};
+      const std::string rendered = apply_chat_template(*format, turns, false, tokenizer);
+      const size_t marker = rendered.rfind(kEnd);
+      const std::vector<TokenId> closing =
+          tokenizer.encode(std::string_view(rendered).substr(marker + kEnd.size()), false, true);
+      if (!closing.empty()) end = closing.front();
+    }
+  }
+  if (end < 0) throw Error("the vocabulary has no end-of-sequence token to end an answer with");
+  tokens.push_back(end);
+  return tokens;
 }
 
 }  // namespace frugal

@@ -1,0 +1,35 @@
+// The pieces of a transformer layer's backward pass that the LoRA trainer
+// needs: gradients with respect to activations through frozen weights, and
+// the gradients of the LoRA matrices. All activations are row-major
+// [tokens x width] F32.
+#pragma once
+
+#include <cstddef>
+
+#include "tensor/matmul.h"
+#include "train/lora_parameters.h"
+
+namespace frugal {
+
+class ThreadPool;
+
+// dx[t] += dy[t] W for W [rows x cols] in any stored format (dy [n x rows],
+// dx [n x cols]): W's rows are read a block at a time as F32, transposed and
+// multiplied by the F32 kernels, so no F32 copy of the model is kept.
+void add_transposed_product(const WeightMatrix& w, const float* dy, size_t n, float* dx, ThreadPool& pool);
+
+// y = w * x / rms(x) backward: dx += d(x) given dy, per row of `width`.
+void rms_norm_backward(const float* x, const float* weight, const float* dy, size_t n, size_t width, float eps,
+                       float* dx);
+
+// gate' = silu(gate) * up backward: d_gate and d_up (overwritten) from dh.
+void swiglu_backward(const float* gate, const float* up, const float* dh, size_t count, float* d_gate, float* d_up);
+
+// out += factor * B (A x): `low` receives A x [n x rank] (kept for the
+// backward pass).
+void lora_forward(const TrainableMatrix& m, float factor, const float* x, size_t n, float* low, float* out);
+// Backward of lora_forward: adds to m's gradients and dx += factor * (dy B) A.
+void lora_backward(TrainableMatrix& m, float factor, const float* x, const float* low, const float* dy, size_t n,
+                   float* dx);
+
+}  // namespace frugal
