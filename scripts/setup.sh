@@ -19,6 +19,7 @@ packages=(
   curl    # ... and with curl, as the README calls it
   nginx libnginx-mod-http-js prometheus openssl systemd python3  # the scale-out test (deploy/)
   python3-jinja2  # renders the models' own chat templates for the tool-call test
+  python3-torch   # PyTorch autograd checks the LoRA trainer's gradients (test lora_torch_reference)
 )
 
 if [[ "${FRUGAL_SKIP_APT:-0}" != "1" ]]; then
