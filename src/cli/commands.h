@@ -21,6 +21,7 @@ void add_ask_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
 void add_retrofit_command(CLI::App& app);
 void add_lora_command(CLI::App& app);
+void add_finetune_command(CLI::App& app);
 void add_oae_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 

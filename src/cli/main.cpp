@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   frugal::cli::add_quantize_command(app);
   frugal::cli::add_retrofit_command(app);
   frugal::cli::add_lora_command(app);
+  frugal::cli::add_finetune_command(app);
   frugal::cli::add_oae_command(app);
   frugal::cli::add_serve_command(app);
   try {
