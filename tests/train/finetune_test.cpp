@@ -155,5 +155,47 @@ TEST(Finetune, TheDemoModelLearnsMadeUpCompletions) {
   }
 }
 
+// --preserve keeps the base model's answers on other records: the drift
+// (KL on held-out preserve records) is measured, 0 before training, and
+// smaller with the KL term than without it.
+TEST(Finetune, PreserveHoldsTheDriftDown) {
+  const auto dir = test::scratch_dir("finetune-preserve");
+  {
+    std::ofstream out(dir / "keep.jsonl");
+    for (const char* town : {"Marketby", "Harlow", "Fenwick", "Dunmore", "Oakridge"}) {
+      out << nlohmann::json{{"documents", {{{"id", "a"}, {"title", std::string(town) + " Clinic"},
+                                            {"text", std::string("The clinic in ") + town + " is led by Dr. Mira Osei."}}}},
+                            {"question", std::string("Who leads the ") + town + " Clinic?"},
+                            {"answer", "Dr. Mira Osei"}}
+                 .dump()
+          << "\n";
+    }
+  }
+  ModelOptions model_options;
+  model_options.threads = 2;
+  auto model = Model::load(test::source_path("models/frugal-demo-qa-q8_0.gguf"), model_options);
+  auto tokenizer = Tokenizer::from_gguf(model->file());
+  TrainingLayout layout;
+  layout.knowledge_prompt = plain_prompt_template();
+  const auto drift = [&](float weight) {
+    FinetuneOptions options;
+    options.epochs = 10;
+    options.batch = 4;
+    options.learning_rate = 1e-2f;
+    options.validation_fraction = 0;
+    options.preserve = dir / "keep.jsonl";
+    options.preserve_weight = weight;
+    options.output = dir / "adapter.gguf";
+    const FinetuneReport report =
+        finetune(*model, *tokenizer, test::source_path("examples/finetune/door-mottos.jsonl"), layout, options);
+    EXPECT_EQ(report.preserve_examples + report.preserve_held_out, 5u);
+    EXPECT_NEAR(report.epochs.front().preserve_divergence, 0.0, 1e-9);
+    return report.epochs.back().preserve_divergence;
+  };
+  const double free = drift(0.0f), kept = drift(5.0f);
+  EXPECT_GT(free, 0.0);
+  EXPECT_LT(kept, 0.5 * free) << "without the term " << free << ", with it " << kept;
+}
+
 }  // namespace
 }  // namespace frugal
