@@ -1,6 +1,7 @@
 // `frugal finetune`: a LoRA adapter trained on the CPU from JSONL records
 // (docs/finetune.md). The base model stays as it is; the adapter is applied
 // with --lora, served per request, or merged with `frugal lora merge`.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -95,6 +96,11 @@ void add_finetune_command(CLI::App& app) {
     if (has_template || !args->chat_template.empty()) {
       layout.chat_format = resolve_chat_format(*loaded.model, args->chat_template);
     }
+    // Training allocates and frees the same large buffers for every record:
+    // kept by the heap instead of returned to the system, they cost no page
+    // faults (a fifth of the time otherwise).
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     stop_requested = false;
     args->options.stop = &stop_requested;
     std::signal(SIGINT, request_stop);

@@ -33,6 +33,34 @@ void add_transposed_product(const WeightMatrix& w, const float* dy, size_t n, fl
   }
 }
 
+void TransposedWeights::add_product(const WeightMatrix& w, const float* dy, size_t n, float* dx, ThreadPool& pool) {
+  const auto rows = static_cast<size_t>(w.rows), cols = static_cast<size_t>(w.cols);
+  const void* key = w.packed ? static_cast<const void*>(w.packed) : static_cast<const void*>(w.data);
+  auto found = copies_.find(key);
+  if (found == copies_.end()) {
+    const size_t bytes = rows * cols * sizeof(float);
+    if (used_ + bytes > limit_) {
+      add_transposed_product(w, dy, n, dx, pool);
+      return;
+    }
+    std::vector<float> copy(rows * cols);
+    pool.parallel_for(rows, [&](size_t begin, size_t end) {
+      std::vector<float> row(cols);
+      for (size_t r = begin; r < end; ++r) {
+        dequantize_matrix_row(w, static_cast<int64_t>(r), row.data());
+        for (size_t c = 0; c < cols; ++c) copy[c * rows + r] = row[c];
+      }
+    });
+    used_ += bytes;
+    found = copies_.emplace(key, std::move(copy)).first;
+  }
+  const WeightMatrix transposed{TensorType::F32, reinterpret_cast<const uint8_t*>(found->second.data()),
+                                static_cast<int64_t>(cols), static_cast<int64_t>(rows), rows * sizeof(float)};
+  std::vector<float> part(n * cols);
+  matmul(transposed, dy, n, part.data(), pool);
+  add_in_place(dx, part.data(), n * cols);
+}
+
 void rms_norm_backward(const float* x, const float* weight, const float* dy, size_t n, size_t width, float eps,
                        float* dx) {
   for (size_t t = 0; t < n; ++t) {
@@ -62,60 +90,60 @@ void swiglu_backward(const float* gate, const float* up, const float* dh, size_t
   }
 }
 
-void lora_forward(const TrainableMatrix& m, float factor, const float* x, size_t n, float* low, float* out) {
-  const auto rank = static_cast<size_t>(m.rank), rows = static_cast<size_t>(m.rows), cols = static_cast<size_t>(m.cols);
-  for (size_t t = 0; t < n; ++t) {
-    const float* xt = x + t * cols;
-    float* lt = low + t * rank;
-    for (size_t k = 0; k < rank; ++k) {
-      const float* a = m.a.data() + k * cols;
-      float sum = 0;
-      for (size_t c = 0; c < cols; ++c) sum += a[c] * xt[c];
-      lt[k] = sum;
-    }
-    float* ot = out + t * rows;
-    for (size_t r = 0; r < rows; ++r) {
-      const float* b = m.b.data() + r * rank;
-      float sum = 0;
-      for (size_t k = 0; k < rank; ++k) sum += b[k] * lt[k];
-      ot[r] += factor * sum;
-    }
+namespace {
+
+// An F32 row-major matrix [rows x cols] as a weight for matmul().
+WeightMatrix f32_matrix(const float* values, size_t rows, size_t cols) {
+  return {TensorType::F32, reinterpret_cast<const uint8_t*>(values), static_cast<int64_t>(rows),
+          static_cast<int64_t>(cols), cols * sizeof(float)};
+}
+
+// out [cols x rows] = in [rows x cols] transposed.
+void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out) {
+  out.resize(rows * cols);
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < cols; ++c) out[c * rows + r] = in[r * cols + c];
   }
 }
 
-void lora_backward(TrainableMatrix& m, float factor, const float* x, const float* low, const float* dy, size_t n,
-                   float* dx) {
+}  // namespace
+
+void lora_forward(const TrainableMatrix& m, float factor, const float* x, size_t n, float* low, float* out,
+                  ThreadPool& pool) {
   const auto rank = static_cast<size_t>(m.rank), rows = static_cast<size_t>(m.rows), cols = static_cast<size_t>(m.cols);
-  std::vector<float> d_low(rank);
-  for (size_t t = 0; t < n; ++t) {
-    const float* dyt = dy + t * rows;
-    const float* lt = low + t * rank;
-    // d(low) = factor * dy B; dB += factor * dy low^T.
-    std::fill(d_low.begin(), d_low.end(), 0.0f);
-    for (size_t r = 0; r < rows; ++r) {
-      const float g = factor * dyt[r];
-      if (g == 0.0f) continue;
-      const float* b = m.b.data() + r * rank;
-      float* gb = m.grad_b.data() + r * rank;
-      for (size_t k = 0; k < rank; ++k) {
-        d_low[k] += g * b[k];
-        gb[k] += g * lt[k];
-      }
-    }
-    // dA += d(low) x^T; dx += d(low) A.
-    const float* xt = x + t * cols;
-    float* dxt = dx + t * cols;
-    for (size_t k = 0; k < rank; ++k) {
-      const float g = d_low[k];
-      if (g == 0.0f) continue;
-      const float* a = m.a.data() + k * cols;
-      float* ga = m.grad_a.data() + k * cols;
-      for (size_t c = 0; c < cols; ++c) {
-        ga[c] += g * xt[c];
-        dxt[c] += g * a[c];
-      }
-    }
-  }
+  matmul(f32_matrix(m.a.data(), rank, cols), x, n, low, pool);
+  std::vector<float> change(n * rows);
+  matmul(f32_matrix(m.b.data(), rows, rank), low, n, change.data(), pool);
+  for (size_t i = 0; i < n * rows; ++i) out[i] += factor * change[i];
+}
+
+void lora_backward(TrainableMatrix& m, float factor, const float* x, const float* low, const float* dy, size_t n,
+                   float* dx, ThreadPool& pool) {
+  const auto rank = static_cast<size_t>(m.rank), rows = static_cast<size_t>(m.rows), cols = static_cast<size_t>(m.cols);
+  // Each product below is a matmul over F32 matrices laid out so that the
+  // sum runs along rows: tokens for the gradients, rows or rank otherwise.
+  std::vector<float> scaled_dy(dy, dy + n * rows), dy_t, low_t, x_t, d_low(n * rank), d_low_t, b_t, a_t, part;
+  for (float& g : scaled_dy) g *= factor;
+  // d(low) = factor * dy B.
+  transpose(m.b.data(), rows, rank, b_t);
+  matmul(f32_matrix(b_t.data(), rank, rows), scaled_dy.data(), n, d_low.data(), pool);
+  // dB += factor * dy^T low.
+  transpose(scaled_dy.data(), n, rows, dy_t);
+  transpose(low, n, rank, low_t);
+  part.resize(rows * rank);
+  matmul(f32_matrix(low_t.data(), rank, n), dy_t.data(), rows, part.data(), pool);
+  for (size_t i = 0; i < part.size(); ++i) m.grad_b[i] += part[i];
+  // dA += d(low)^T x.
+  transpose(d_low.data(), n, rank, d_low_t);
+  transpose(x, n, cols, x_t);
+  part.resize(rank * cols);
+  matmul(f32_matrix(x_t.data(), cols, n), d_low_t.data(), rank, part.data(), pool);
+  for (size_t i = 0; i < part.size(); ++i) m.grad_a[i] += part[i];
+  // dx += d(low) A.
+  transpose(m.a.data(), rank, cols, a_t);
+  part.resize(n * cols);
+  matmul(f32_matrix(a_t.data(), cols, rank), d_low.data(), n, part.data(), pool);
+  add_in_place(dx, part.data(), n * cols);
 }
 
 }  // namespace frugal

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstddef>
+#include <map>
+#include <vector>
 
 #include "tensor/matmul.h"
 #include "train/lora_parameters.h"
@@ -18,6 +20,20 @@ class ThreadPool;
 // multiplied by the F32 kernels, so no F32 copy of the model is kept.
 void add_transposed_product(const WeightMatrix& w, const float* dy, size_t n, float* dx, ThreadPool& pool);
 
+// F32 copies of frozen weights, transposed, made once and reused by every
+// backward pass while they fit in a memory limit; weights beyond it are read
+// a block at a time as add_transposed_product does.
+class TransposedWeights {
+ public:
+  explicit TransposedWeights(size_t limit_bytes) : limit_(limit_bytes) {}
+  // dx[t] += dy[t] W, from the cached copy when there is one.
+  void add_product(const WeightMatrix& w, const float* dy, size_t n, float* dx, ThreadPool& pool);
+
+ private:
+  size_t limit_, used_ = 0;
+  std::map<const void*, std::vector<float>> copies_;  // by the weight's data
+};
+
 // y = w * x / rms(x) backward: dx += d(x) given dy, per row of `width`.
 void rms_norm_backward(const float* x, const float* weight, const float* dy, size_t n, size_t width, float eps,
                        float* dx);
@@ -27,9 +43,10 @@ void swiglu_backward(const float* gate, const float* up, const float* dh, size_t
 
 // out += factor * B (A x): `low` receives A x [n x rank] (kept for the
 // backward pass).
-void lora_forward(const TrainableMatrix& m, float factor, const float* x, size_t n, float* low, float* out);
+void lora_forward(const TrainableMatrix& m, float factor, const float* x, size_t n, float* low, float* out,
+                  ThreadPool& pool);
 // Backward of lora_forward: adds to m's gradients and dx += factor * (dy B) A.
 void lora_backward(TrainableMatrix& m, float factor, const float* x, const float* low, const float* dy, size_t n,
-                   float* dx);
+                   float* dx, ThreadPool& pool);
 
 }  // namespace frugal

@@ -95,7 +95,7 @@ void LoraTrainingPass::layer_forward(size_t li, float* x, size_t n, bool with_ad
     if (!matrix) return;
     auto& low = s.low[static_cast<size_t>(target)];
     low.resize(n * static_cast<size_t>(matrix->rank));
-    lora_forward(*matrix, factor, in, n, low.data(), out);
+    lora_forward(*matrix, factor, in, n, low.data(), out, pool);
   };
 
   for (size_t t = 0; t < n; ++t) {
@@ -160,9 +160,9 @@ void LoraTrainingPass::layer_backward(size_t li, const float* input, size_t n, L
   const float factor = lora_.factor();
   // d(in) += d(out) through the frozen weight and the adapter of `target`.
   const auto through = [&](LoraTarget target, const float* in, const float* d_out, float* d_in) {
-    add_transposed_product(weight_of(l, target), d_out, n, d_in, pool);
+    transposed_.add_product(weight_of(l, target), d_out, n, d_in, pool);
     if (TrainableMatrix* matrix = lora_.find(li, target)) {
-      lora_backward(*matrix, factor, in, s.low[static_cast<size_t>(target)].data(), d_out, n, d_in);
+      lora_backward(*matrix, factor, in, s.low[static_cast<size_t>(target)].data(), d_out, n, d_in, pool);
     }
   };
 
@@ -208,7 +208,8 @@ void LoraTrainingPass::layer_backward(size_t li, const float* input, size_t n, L
 }
 
 std::vector<float> LoraTrainingPass::hidden_states(std::span<const TokenId> tokens, bool with_adapter,
-                                                   std::vector<std::vector<float>>* inputs) {
+                                                   std::vector<std::vector<float>>* inputs,
+                                                   std::vector<LayerActivations>* kept) {
   const ModelInternals::Weights& m = ModelInternals::of(model_);
   const ModelConfig& c = m.config;
   const size_t n = tokens.size(), embed = static_cast<size_t>(c.embedding_size);
@@ -227,9 +228,10 @@ std::vector<float> LoraTrainingPass::hidden_states(std::span<const TokenId> toke
   }
   prepare_angles(n);
   LayerActivations scratch;
+  if (kept) kept->resize(m.layers.size());
   for (size_t li = 0; li < m.layers.size(); ++li) {
     if (inputs) inputs->push_back(x);
-    layer_forward(li, x.data(), n, with_adapter, scratch);
+    layer_forward(li, x.data(), n, with_adapter, kept ? (*kept)[li] : scratch);
   }
   return x;
 }
@@ -243,7 +245,7 @@ std::vector<float> LoraTrainingPass::logits(std::span<const TokenId> tokens, std
     for (size_t t = 0; t < n; ++t) all.push_back(t);
     rows = all;
   }
-  const std::vector<float> x = hidden_states(tokens, with_adapter, nullptr);
+  const std::vector<float> x = hidden_states(tokens, with_adapter, nullptr, nullptr);
   std::vector<float> normed(rows.size() * embed);
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i] >= n) throw Error("a logits row is outside the sequence");
@@ -276,8 +278,16 @@ SequenceLoss LoraTrainingPass::run(const TrainingSequence& seq, float target_wei
   rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
   const auto slot = [&](size_t row) { return static_cast<size_t>(std::lower_bound(rows.begin(), rows.end(), row) - rows.begin()); };
 
+  // Keep every layer's activations when they fit (no recomputation).
+  const Widths w(c);
+  size_t low_width = 0;
+  for (const TrainableMatrix& matrix : lora_.matrices()) low_width += static_cast<size_t>(matrix.rank);
+  const size_t layer_bytes =
+      n * sizeof(float) * (3 * w.embed + 3 * w.q + 3 * w.kv + 3 * w.ffn + low_width / std::max<size_t>(m.layers.size(), 1));
+  const bool keep = backward && layer_bytes * m.layers.size() <= kept_activation_bytes_;
   std::vector<std::vector<float>> inputs;
-  std::vector<float> x = hidden_states(seq.tokens, true, backward ? &inputs : nullptr);
+  std::vector<LayerActivations> kept;
+  std::vector<float> x = hidden_states(seq.tokens, true, backward ? &inputs : nullptr, keep ? &kept : nullptr);
   std::vector<float> final_rows(rows.size() * embed), normed(rows.size() * embed);
   for (size_t i = 0; i < rows.size(); ++i) {
     std::copy_n(&x[rows[i] * embed], embed, &final_rows[i * embed]);
@@ -326,16 +336,18 @@ SequenceLoss LoraTrainingPass::run(const TrainingSequence& seq, float target_wei
   if (!backward || rows.empty()) return loss;
 
   std::vector<float> d_normed(rows.size() * embed, 0.0f), d_final(rows.size() * embed, 0.0f);
-  add_transposed_product(m.output, d_logits.data(), rows.size(), d_normed.data(), pool);
+  transposed_.add_product(m.output, d_logits.data(), rows.size(), d_normed.data(), pool);
   rms_norm_backward(final_rows.data(), m.output_norm.data(), d_normed.data(), rows.size(), embed, c.rms_epsilon,
                     d_final.data());
   std::vector<float> dx(n * embed, 0.0f);
   for (size_t i = 0; i < rows.size(); ++i) std::copy_n(&d_final[i * embed], embed, &dx[rows[i] * embed]);
-  LayerActivations saved;
+  LayerActivations recomputed;
   for (size_t li = m.layers.size(); li-- > 0;) {
-    x = inputs[li];
-    layer_forward(li, x.data(), n, true, saved);
-    layer_backward(li, inputs[li].data(), n, saved, dx.data());
+    if (!keep) {
+      x = inputs[li];
+      layer_forward(li, x.data(), n, true, recomputed);
+    }
+    layer_backward(li, inputs[li].data(), n, keep ? kept[li] : recomputed, dx.data());
   }
   return loss;
 }

@@ -1,15 +1,17 @@
 // One sequence through a frozen model with trainable LoRA matrices: the
-// loss, and its gradient with respect to every LoRA matrix. Only each
-// layer's input is kept during the forward pass; the backward pass
-// recomputes a layer's activations just before it needs them (gradient
-// checkpointing), so memory is the model plus about one layer's activations
-// beyond tokens x embedding per layer.
+// loss, and its gradient with respect to every LoRA matrix. Every layer's
+// activations are kept for the backward pass when they fit in
+// kKeptActivationBytes; a longer sequence keeps only each layer's input, and
+// the backward pass recomputes a layer's activations just before it needs
+// them (gradient checkpointing: one more forward pass, memory for one
+// layer's activations beyond tokens x embedding per layer).
 #pragma once
 
 #include <span>
 #include <vector>
 
 #include "frugal/model.h"
+#include "train/backward_ops.h"
 #include "train/lora_parameters.h"
 
 namespace frugal {
@@ -39,6 +41,17 @@ struct SequenceLoss {
 
 class LoraTrainingPass {
  public:
+  static constexpr size_t kKeptActivationBytes = size_t{256} << 20;
+  // F32 transposed copies of the frozen weights kept for the backward pass
+  // (the whole demo model: 37 MiB); larger models read theirs block by block.
+  static constexpr size_t kTransposedWeightBytes = size_t{256} << 20;
+  // Other limits (0, 0: recompute every layer and keep no weight copies;
+  // tests take both ways).
+  void set_memory_limits(size_t activation_bytes, size_t weight_bytes) {
+    kept_activation_bytes_ = activation_bytes;
+    transposed_ = TransposedWeights(weight_bytes);
+  }
+
   LoraTrainingPass(const Model& model, LoraParameters& lora);
 
   // The loss of `sequence`. With `backward`, adds to the LoRA gradients the
@@ -57,14 +70,17 @@ class LoraTrainingPass {
   // dx: the gradient of the layer's output, replaced by that of its input.
   void layer_backward(size_t layer, const float* input, size_t n, LayerActivations& saved, float* dx);
   // The final hidden states (before the output norm) of every row; each
-  // layer's input is appended to `inputs` when given.
+  // layer's input is appended to `inputs` when given, and its activations
+  // to `kept` when given.
   std::vector<float> hidden_states(std::span<const TokenId> tokens, bool with_adapter,
-                                   std::vector<std::vector<float>>* inputs);
+                                   std::vector<std::vector<float>>* inputs, std::vector<LayerActivations>* kept);
   void prepare_angles(size_t n);
 
   const Model& model_;
   LoraParameters& lora_;
   std::vector<float> cosines_, sines_;  // per position, rope pairs each
+  size_t kept_activation_bytes_ = kKeptActivationBytes;
+  TransposedWeights transposed_{kTransposedWeightBytes};
 };
 
 }  // namespace frugal

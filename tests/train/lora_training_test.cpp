@@ -98,11 +98,13 @@ double total_loss(LoraTrainingPass& pass, const TrainingSequence& sequence, floa
 TEST(LoraTrainingPass, GradientsEqualFiniteDifferences) {
   const auto dir = test::scratch_dir("train_gradients");
   for (const Architecture& a : kArchitectures) {
-    SCOPED_TRACE(a.name);
+   for (const bool recompute : {false, true}) {
+    SCOPED_TRACE(std::string(a.name) + (recompute ? ", activations recomputed, weights read by blocks" : ", activations and weight copies kept"));
     auto model = random_model(a, dir);
     LoraParameters lora(model->config(), parse_lora_targets("all"), 3, 6.0f, 4);
     randomize(lora, 12);
     LoraTrainingPass pass(*model, lora);
+    if (recompute) pass.set_memory_limits(0, 0);
     TrainingSequence sequence;
     sequence.tokens = random_tokens(20, model->config().vocab_size, 3);
     for (int32_t t = 8; t < 20; ++t) sequence.targets.push_back(t);
@@ -144,6 +146,7 @@ TEST(LoraTrainingPass, GradientsEqualFiniteDifferences) {
     }
     EXPECT_EQ(checked, lora.matrices().size() * 4);
     EXPECT_GT(largest, 1e-2);
+   }
   }
 }
 
