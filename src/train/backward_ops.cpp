@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "tensor/kernel_set.h"
 #include "tensor/ops.h"
 #include "tensor/thread_pool.h"
 
@@ -61,6 +62,19 @@ void TransposedWeights::add_product(const WeightMatrix& w, const float* dy, size
   add_in_place(dx, part.data(), n * cols);
 }
 
+void add_row_combinations(const float* coefficients, const float* rows, size_t n, size_t k, size_t width, float scale,
+                          float* out, ThreadPool& pool) {
+  const KernelSet& kernels = active_kernels();
+  pool.parallel_for(n, [&](size_t begin, size_t end) {
+    for (size_t t = begin; t < end; ++t) {
+      for (size_t j = 0; j < k; ++j) {
+        const float c = scale * coefficients[t * k + j];
+        if (c != 0.0f) kernels.axpy_f32(c, rows + j * width, out + t * width, width);
+      }
+    }
+  });
+}
+
 void rms_norm_backward(const float* x, const float* weight, const float* dy, size_t n, size_t width, float eps,
                        float* dx) {
   for (size_t t = 0; t < n; ++t) {
@@ -112,9 +126,9 @@ void lora_forward(const TrainableMatrix& m, float factor, const float* x, size_t
                   ThreadPool& pool) {
   const auto rank = static_cast<size_t>(m.rank), rows = static_cast<size_t>(m.rows), cols = static_cast<size_t>(m.cols);
   matmul(f32_matrix(m.a.data(), rank, cols), x, n, low, pool);
-  std::vector<float> change(n * rows);
-  matmul(f32_matrix(m.b.data(), rows, rank), low, n, change.data(), pool);
-  for (size_t i = 0; i < n * rows; ++i) out[i] += factor * change[i];
+  std::vector<float> b_t;
+  transpose(m.b.data(), rows, rank, b_t);
+  add_row_combinations(low, b_t.data(), n, rank, rows, factor, out, pool);
 }
 
 void lora_backward(TrainableMatrix& m, float factor, const float* x, const float* low, const float* dy, size_t n,
@@ -122,7 +136,7 @@ void lora_backward(TrainableMatrix& m, float factor, const float* x, const float
   const auto rank = static_cast<size_t>(m.rank), rows = static_cast<size_t>(m.rows), cols = static_cast<size_t>(m.cols);
   // Each product below is a matmul over F32 matrices laid out so that the
   // sum runs along rows: tokens for the gradients, rows or rank otherwise.
-  std::vector<float> scaled_dy(dy, dy + n * rows), dy_t, low_t, x_t, d_low(n * rank), d_low_t, b_t, a_t, part;
+  std::vector<float> scaled_dy(dy, dy + n * rows), dy_t, low_t, x_t, d_low(n * rank), d_low_t, b_t, part;
   for (float& g : scaled_dy) g *= factor;
   // d(low) = factor * dy B.
   transpose(m.b.data(), rows, rank, b_t);
@@ -140,10 +154,7 @@ void lora_backward(TrainableMatrix& m, float factor, const float* x, const float
   matmul(f32_matrix(x_t.data(), cols, n), d_low_t.data(), rank, part.data(), pool);
   for (size_t i = 0; i < part.size(); ++i) m.grad_a[i] += part[i];
   // dx += d(low) A.
-  transpose(m.a.data(), rank, cols, a_t);
-  part.resize(n * cols);
-  matmul(f32_matrix(a_t.data(), cols, rank), d_low.data(), n, part.data(), pool);
-  add_in_place(dx, part.data(), n * cols);
+  add_row_combinations(d_low.data(), m.a.data(), n, rank, cols, 1.0f, dx, pool);
 }
 
 }  // namespace frugal

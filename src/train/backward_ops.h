@@ -41,6 +41,12 @@ void rms_norm_backward(const float* x, const float* weight, const float* dy, siz
 // gate' = silu(gate) * up backward: d_gate and d_up (overwritten) from dh.
 void swiglu_backward(const float* gate, const float* up, const float* dh, size_t count, float* d_gate, float* d_up);
 
+// out[t] += scale * sum_k coefficients[t][k] * rows[k] for t < n
+// (coefficients [n x k], rows [k x width]): a product whose sum is short
+// (a LoRA rank, a head size), done as row updates rather than dot products.
+void add_row_combinations(const float* coefficients, const float* rows, size_t n, size_t k, size_t width, float scale,
+                          float* out, ThreadPool& pool);
+
 // out += factor * B (A x): `low` receives A x [n x rank] (kept for the
 // backward pass).
 void lora_forward(const TrainableMatrix& m, float factor, const float* x, size_t n, float* low, float* out,
