@@ -3,7 +3,9 @@
 // clear line and exit code 1.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <fstream>
+#include <iterator>
 
 #include "support/cli_runner.h"
 #include "support/test_paths.h"
@@ -42,6 +44,28 @@ TEST(FinetuneCli, BadInputEndsInOneLine) {
   std::ofstream(dir / "bad.jsonl") << "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": 3}\n";
   one_line(run_frugal({"finetune", "--data", (dir / "bad.jsonl").string(), "-o", out}), (dir / "bad.jsonl").string() + ":2:");
   one_line(run_frugal({"finetune", "--data", data, "-o", out, "--lora", data}), "finetune trains a new adapter");
+}
+
+// Ctrl-C: the run ends after the current step with exit code 130, and the
+// adapter it leaves is whole (the engine applies it).
+TEST(FinetuneCli, InterruptedRunLeavesAUsableAdapter) {
+  const auto dir = test::scratch_dir("finetune-cli-stop");
+  const std::string adapter = (dir / "stopped.gguf").string();
+  const std::string command = "'" + test::frugal_binary().string() + "' finetune --data '" +
+                              test::source_path("examples/finetune/demo/train.jsonl").string() + "' -o '" + adapter +
+                              "' --epochs 50 --batch 1 -t 1 -q 2>'" + (dir / "err.txt").string() +
+                              "' & pid=$!; sleep 4; kill -INT $pid; wait $pid; echo $?";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  char buffer[64] = {};
+  const std::string status = fgets(buffer, sizeof buffer, pipe) ? buffer : "";
+  pclose(pipe);
+  EXPECT_EQ(status, "130\n");
+  std::ifstream err(dir / "err.txt");
+  const std::string message((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  EXPECT_NE(message.find("stopped: " + adapter + " holds the adapter as of step"), std::string::npos) << message;
+  const auto applied = run_frugal({"run", "--lora", adapter, "-p", "The Harlow Clinic is", "-n", "4", "--temp", "0"});
+  EXPECT_EQ(applied.exit_code, 0) << applied.err;
 }
 
 }  // namespace
