@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import re
-import string
 import subprocess
 import sys
 import tempfile
@@ -33,14 +32,8 @@ import time
 from collections import defaultdict
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-
-
-def normalize(text):
-    """SQuAD's answer normalisation: lower case, no punctuation, articles or extra spaces."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from eval_demo_model import normalize  # noqa: E402  (SQuAD's answer normalisation, shared)
 
 
 def documents_of(record, where):

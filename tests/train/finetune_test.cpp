@@ -102,6 +102,18 @@ TEST_F(TrainingData, BadRecordsNameTheirLine) {
   EXPECT_NE(message("\n").find("no records"), std::string::npos);
 }
 
+// The built-in demo model on 2 threads, its tokenizer, the plain layout.
+struct DemoModel {
+  DemoModel()
+      : model(Model::load(test::source_path("models/frugal-demo-qa-q8_0.gguf"), {.threads = 2})),
+        tokenizer(Tokenizer::from_gguf(model->file())) {
+    layout.knowledge_prompt = plain_prompt_template();
+  }
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tokenizer;
+  TrainingLayout layout;
+};
+
 TEST(Finetune, TheDemoModelLearnsMadeUpCompletions) {
   const auto dir = test::scratch_dir("finetune");
   const std::vector<std::pair<std::string, std::string>> facts = {
@@ -115,12 +127,10 @@ TEST(Finetune, TheDemoModelLearnsMadeUpCompletions) {
       out << nlohmann::json{{"prompt", prompt}, {"completion", completion}}.dump() << "\n";
     }
   }
-  ModelOptions model_options;
-  model_options.threads = 2;
-  auto model = Model::load(test::source_path("models/frugal-demo-qa-q8_0.gguf"), model_options);
-  auto tokenizer = Tokenizer::from_gguf(model->file());
-  TrainingLayout layout;
-  layout.knowledge_prompt = plain_prompt_template();
+  const DemoModel demo;
+  Model& model = *demo.model;
+  const Tokenizer& tokenizer = *demo.tokenizer;
+  const TrainingLayout& layout = demo.layout;
   FinetuneOptions options;
   options.epochs = 30;
   options.batch = 4;
@@ -129,7 +139,7 @@ TEST(Finetune, TheDemoModelLearnsMadeUpCompletions) {
   options.output = dir / "adapter.gguf";
   size_t calls = 0;
   const FinetuneReport report =
-      finetune(*model, *tokenizer, dir / "train.jsonl", layout, options, [&](const FinetuneProgress&) { ++calls; });
+      finetune(model, tokenizer, dir / "train.jsonl", layout, options, [&](const FinetuneProgress&) { ++calls; });
   EXPECT_EQ(report.steps, 30u);
   EXPECT_EQ(calls, 30u);
   ASSERT_EQ(report.epochs.size(), 31u);
@@ -137,21 +147,22 @@ TEST(Finetune, TheDemoModelLearnsMadeUpCompletions) {
   EXPECT_LT(report.epochs.back().train_loss, 0.05);
   EXPECT_GT(report.peak_rss_bytes, 0u);
 
-  ModelOptions adapted_options = model_options;
+  ModelOptions adapted_options;
+  adapted_options.threads = 2;
   adapted_options.loras = {{options.output, 1.0f}};
   auto adapted = Model::load(test::source_path("models/frugal-demo-qa-q8_0.gguf"), adapted_options);
   for (const auto& [prompt, completion] : facts) {
-    std::vector<TokenId> tokens = tokenizer->encode(prompt, true, false);
+    std::vector<TokenId> tokens = tokenizer.encode(prompt, true, false);
     KvCache cache(adapted->config(), 64);
     std::vector<TokenId> answer;
     std::vector<float> logits = adapted->forward(tokens, cache);
     for (int i = 0; i < 12; ++i) {
       const auto next = static_cast<TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-      if (next == tokenizer->eos()) break;
+      if (next == tokenizer.eos()) break;
       answer.push_back(next);
       logits = adapted->forward(std::span<const TokenId>(&answer.back(), 1), cache);
     }
-    EXPECT_EQ(tokenizer->decode(answer), completion.substr(1)) << prompt;  // decode drops a leading space
+    EXPECT_EQ(tokenizer.decode(answer), completion.substr(1)) << prompt;  // decode drops a leading space
   }
 }
 
@@ -171,12 +182,10 @@ TEST(Finetune, PreserveHoldsTheDriftDown) {
           << "\n";
     }
   }
-  ModelOptions model_options;
-  model_options.threads = 2;
-  auto model = Model::load(test::source_path("models/frugal-demo-qa-q8_0.gguf"), model_options);
-  auto tokenizer = Tokenizer::from_gguf(model->file());
-  TrainingLayout layout;
-  layout.knowledge_prompt = plain_prompt_template();
+  const DemoModel demo;
+  Model& model = *demo.model;
+  const Tokenizer& tokenizer = *demo.tokenizer;
+  const TrainingLayout& layout = demo.layout;
   const auto drift = [&](float weight) {
     FinetuneOptions options;
     options.epochs = 10;
@@ -187,7 +196,7 @@ TEST(Finetune, PreserveHoldsTheDriftDown) {
     options.preserve_weight = weight;
     options.output = dir / "adapter.gguf";
     const FinetuneReport report =
-        finetune(*model, *tokenizer, test::source_path("examples/finetune/door-mottos.jsonl"), layout, options);
+        finetune(model, tokenizer, test::source_path("examples/finetune/door-mottos.jsonl"), layout, options);
     EXPECT_EQ(report.preserve_examples + report.preserve_held_out, 5u);
     EXPECT_NEAR(report.epochs.front().preserve_divergence, 0.0, 1e-9);
     return report.epochs.back().preserve_divergence;
