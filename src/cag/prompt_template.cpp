@@ -163,9 +163,16 @@ std::vector<TokenId> encode_answer(const Tokenizer& tokenizer, const PromptTempl
       const ChatMessage turns[] = {{"user", "q"}, {"assistant", std::string(kEnd)}};
       const std::string rendered = apply_chat_template(*format, turns, false, tokenizer);
       const size_t marker = rendered.rfind(kEnd);
+      if (marker == std::string::npos) {
+        throw Error(fmt::format("the {} chat format does not keep the assistant's text in place", prompt.name));
+      }
+      // The first token closing the turn that ends generation (a template
+      // may put other text first).
       const std::vector<TokenId> closing =
           tokenizer.encode(std::string_view(rendered).substr(marker + kEnd.size()), false, true);
-      if (!closing.empty()) end = closing.front();
+      const auto ending = std::find_if(closing.begin(), closing.end(),
+                                       [&](TokenId t) { return tokenizer.is_end_of_generation(t); });
+      if (ending != closing.end()) end = *ending;
     }
   }
   if (end < 0) throw Error("the vocabulary has no end-of-sequence token to end an answer with");

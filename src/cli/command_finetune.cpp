@@ -84,6 +84,10 @@ void add_finetune_command(CLI::App& app) {
     check_output_path(args->output);
     args->options.output = args->output;
     args->options.preserve = args->preserve;
+    if (model_args->context != 0 || model_args->cache_type != "f32" || !model_args->cache_type_k.empty() ||
+        !model_args->cache_type_v.empty()) {
+      throw Error("finetune keeps no KV cache: -c and --cache-type do not apply (--max-tokens limits the records)");
+    }
     if (!model_args->lora.empty() || !model_args->lora_scaled.empty()) {
       throw Error("finetune trains a new adapter on the base model; merge earlier adapters first (frugal lora merge)");
     }
@@ -97,10 +101,10 @@ void add_finetune_command(CLI::App& app) {
       layout.chat_format = resolve_chat_format(*loaded.model, args->chat_template);
     }
     // Training allocates and frees the same large buffers for every record:
-    // kept by the heap instead of returned to the system, they cost no page
-    // faults (a fifth of the time otherwise).
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    // kept by the heap instead of mapped and returned each time, they cost
+    // no page faults. 32 MiB is the largest threshold glibc takes; where it
+    // is refused, the default (a sliding threshold) stays.
+    if (mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1) mallopt(M_TRIM_THRESHOLD, 256 << 20);
     stop_requested = false;
     args->options.stop = &stop_requested;
     std::signal(SIGINT, request_stop);
@@ -131,6 +135,10 @@ void add_finetune_command(CLI::App& app) {
     fmt::print(stderr, "{} steps, {} tokens in {:.1f} s ({:.0f} tok/s), {} trainable parameters, peak memory {:.0f} MiB\n",
                report.steps, report.tokens, report.seconds, report.tokens_per_second, report.trainable_parameters,
                static_cast<double>(report.peak_rss_bytes) / (1024.0 * 1024.0));
+    if (report.stopped && report.steps == 0) {
+      fmt::print(stderr, "stopped before the first step: no adapter written\n");
+      std::exit(130);
+    }
     if (report.stopped) {
       fmt::print(stderr, "stopped: {} holds the adapter as of step {}\n", args->output, report.steps);
       std::exit(130);  // as a shell reports an interrupted command; the adapter is written

@@ -38,11 +38,24 @@ void check_options(const FinetuneOptions& o) {
   }
   if (o.preserve_top < 1) throw Error("--preserve-top must be at least 1");
   if (o.checkpoint_every < 0) throw Error("--checkpoint-every must not be negative");
+  if (o.warmup_steps < -1) throw Error(fmt::format("--warmup {}: give a number of steps, or -1 for 5% of them", o.warmup_steps));
   if (o.output.empty()) throw Error("finetune needs an output file for the adapter (-o)");
 }
 
 // Examples that fit the context; the number dropped is added to `dropped`.
-std::vector<TrainingExample> fitting(std::vector<TrainingExample> examples, size_t max_tokens, size_t& dropped) {
+// A token the model does not have (a tokenizer from another model) is an
+// error naming the record, found now rather than at its step.
+std::vector<TrainingExample> fitting(std::vector<TrainingExample> examples, size_t max_tokens, size_t& dropped,
+                                     const ModelConfig& config, const std::filesystem::path& path) {
+  for (const TrainingExample& e : examples) {
+    for (const TokenId t : e.tokens) {
+      if (t < 0 || t >= config.vocab_size) {
+        throw Error(fmt::format("{}:{}: token id {} is outside the model's vocabulary (size {}); the tokenizer is "
+                                "not this model's",
+                                path.string(), e.line, t, config.vocab_size));
+      }
+    }
+  }
   const auto before = examples.size();
   std::erase_if(examples, [&](const TrainingExample& e) { return e.tokens.size() > max_tokens; });
   dropped += before - examples.size();
@@ -77,14 +90,17 @@ FinetuneReport finetune(const Model& model, const Tokenizer& tokenizer, const st
   check_options(options);
   const ModelConfig& config = model.config();
   const std::vector<LoraTarget> targets = parse_lora_targets(options.targets);
-  const size_t max_tokens = options.max_tokens > 0 ? options.max_tokens
-                            : config.training_context > 0 ? static_cast<size_t>(config.training_context)
-                                                           : SIZE_MAX;
+  if (!model.loras().empty()) {
+    throw Error("finetune trains a new adapter on the base model; load it without adapters (merge them first)");
+  }
+  // At most the model's context: a longer record could not be trained on.
+  const size_t context = config.training_context > 0 ? static_cast<size_t>(config.training_context) : SIZE_MAX;
+  const size_t max_tokens = options.max_tokens > 0 ? std::min(options.max_tokens, context) : context;
   FinetuneReport report;
   std::mt19937_64 rng(options.seed);
 
   std::vector<TrainingExample> train = fitting(read_training_examples(data, tokenizer, layout), max_tokens,
-                                               report.dropped_examples);
+                                               report.dropped_examples, config, data);
   if (train.empty()) {
     throw Error(fmt::format("{}: every record is longer than {} tokens; raise --max-tokens or shorten them",
                             data.string(), max_tokens));
@@ -94,6 +110,11 @@ FinetuneReport finetune(const Model& model, const Tokenizer& tokenizer, const st
   if (options.validation_fraction > 0 && held_out == 0 && train.size() >= 2) held_out = 1;
   const std::vector<TrainingExample> validation(train.end() - static_cast<std::ptrdiff_t>(held_out), train.end());
   train.resize(train.size() - held_out);
+  if (train.empty()) {
+    throw Error(fmt::format("{}: no record is left to train on after holding out {} for validation; lower "
+                            "--validation or add records",
+                            data.string(), held_out));
+  }
   report.train_examples = train.size();
   report.validation_examples = validation.size();
 
@@ -105,17 +126,26 @@ FinetuneReport finetune(const Model& model, const Tokenizer& tokenizer, const st
   // adapter changes nothing yet), a fifth of them held out for the drift.
   std::vector<TrainingSequence> preserved;
   std::vector<TrainingExample> preserve_held_out;
+  const auto stopping = [&] { return options.stop && options.stop->load(); };
   if (!options.preserve.empty()) {
     std::vector<TrainingExample> records = fitting(read_training_examples(options.preserve, tokenizer, layout),
-                                                   max_tokens, report.dropped_examples);
+                                                   max_tokens, report.dropped_examples, config, options.preserve);
     std::shuffle(records.begin(), records.end(), rng);
     const size_t drift_count = records.size() >= 2 ? std::max<size_t>(1, records.size() / 5) : 0;
     preserve_held_out.assign(records.end() - static_cast<std::ptrdiff_t>(drift_count), records.end());
     records.resize(records.size() - drift_count);
-    for (const TrainingExample& record : records) preserved.push_back(preserved_sequence(pass, record, options.preserve_top));
+    // Weight 0: the drift is measured, the term left out (no base distributions needed).
+    if (options.preserve_weight == 0) records.clear();
+    for (const TrainingExample& record : records) {
+      if (stopping()) {  // Ctrl-C before the first step: nothing trained, nothing written
+        report.stopped = true;
+        return report;
+      }
+      preserved.push_back(preserved_sequence(pass, record, options.preserve_top));
+    }
     report.preserve_examples = preserved.size();
     report.preserve_held_out = preserve_held_out.size();
-    if (preserved.empty()) throw Error(fmt::format("{}: too few records to preserve (at least 2)", options.preserve.string()));
+    if (preserved.empty() && options.preserve_weight > 0) throw Error(fmt::format("{}: too few records to preserve (at least 2)", options.preserve.string()));
   }
 
   const auto batch = static_cast<size_t>(options.batch);
@@ -129,6 +159,7 @@ FinetuneReport finetune(const Model& model, const Tokenizer& tokenizer, const st
   adamw.weight_decay = options.weight_decay;
 
   const auto evaluate = [&](int epoch, double train_loss) {
+    if (stopping()) return;  // Ctrl-C: no minutes of evaluation before stopping
     EpochReport e;
     e.epoch = epoch;
     e.train_loss = train_loss;
@@ -168,6 +199,11 @@ FinetuneReport finetune(const Model& model, const Tokenizer& tokenizer, const st
         tokens += sequence->tokens.size();
       }
       const double norm = lora.gradient_norm();
+      if (!std::isfinite(norm) || !std::isfinite(cross_entropy)) {
+        throw Error(fmt::format("step {}: the loss or the gradients are not finite numbers (a learning rate too "
+                                "high?); {} keeps the last checkpoint",
+                                step, options.output.string()));
+      }
       if (options.clip > 0 && norm > options.clip) lora.scale_gradients(static_cast<float>(options.clip / norm));
       adamw_step(lora, scheduled_rate(options.learning_rate, step, warmup, total_steps), step, adamw);
 
@@ -191,7 +227,7 @@ FinetuneReport finetune(const Model& model, const Tokenizer& tokenizer, const st
         p.seconds_left = training_seconds / static_cast<double>(step) * static_cast<double>(total_steps - step);
         progress(p);
       }
-      if (options.stop && options.stop->load()) {
+      if (stopping()) {
         report.stopped = true;
         break;
       }

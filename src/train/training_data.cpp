@@ -46,10 +46,17 @@ TrainingExample prompt_completion(const Json& record, const Tokenizer& tokenizer
   const std::string& prompt = string_field(record, "prompt");
   const std::string& completion = string_field(record, "completion");
   TrainingExample example;
-  const std::vector<TokenId> asked = tokenizer.encode(prompt, true, false);
+  // BOS as the vocabulary asks, but never an EOS after the prompt (some
+  // vocabularies add one): the completion follows it.
+  std::vector<TokenId> asked;
+  if (tokenizer.add_bos() && tokenizer.bos() >= 0) asked.push_back(tokenizer.bos());
+  const auto prompt_tokens = tokenizer.encode(prompt, false, false);
+  asked.insert(asked.end(), prompt_tokens.begin(), prompt_tokens.end());
   // The completion tokenized as it continues the prompt when the prompt's
   // tokens stay the same; on its own otherwise.
-  example.tokens = tokenizer.encode(prompt + completion, true, false);
+  example.tokens.assign(asked.begin(), asked.end() - static_cast<std::ptrdiff_t>(prompt_tokens.size()));
+  const auto whole = tokenizer.encode(prompt + completion, false, false);
+  example.tokens.insert(example.tokens.end(), whole.begin(), whole.end());
   if (!starts_with(example.tokens, asked)) {
     example.tokens = asked;
     const auto rest = tokenizer.encode(completion, false, false);

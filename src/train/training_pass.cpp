@@ -297,7 +297,6 @@ SequenceLoss LoraTrainingPass::run(const TrainingSequence& seq, float target_wei
   if (!rows.empty()) matmul(m.output, normed.data(), rows.size(), logits.data(), pool);
 
   SequenceLoss loss;
-  std::vector<float> q(vocab);
   for (const int32_t t : seq.targets) {
     const size_t i = slot(static_cast<size_t>(t - 1));
     const float* z = &logits[i * vocab];
@@ -308,30 +307,45 @@ SequenceLoss LoraTrainingPass::run(const TrainingSequence& seq, float target_wei
     for (size_t j = 0; j < vocab; ++j) dz[j] += target_weight * static_cast<float>(std::exp(z[j] - log_z));
     dz[seq.tokens[static_cast<size_t>(t)]] -= target_weight;
   }
+  std::vector<double> q(vocab);
+  std::vector<char> is_kept(vocab, 0);
   for (const PreservedDistribution& d : seq.preserved) {
-    // KL over the kept tokens and the rest taken as one outcome; its
-    // gradient is q - p with the base's rest spread like q's.
+    // KL over the kept tokens and the rest taken as one outcome. Its
+    // gradient is q - p on the kept tokens and q_j - tail * q_j / rest on
+    // the others (the base's rest spread like q's); every quantity in
+    // double, and rest summed over the other tokens (not 1 - kept, which
+    // cancels to nothing when the base is sure of one token).
     const size_t i = slot(static_cast<size_t>(d.row));
     const float* z = &logits[i * vocab];
     const double log_z = log_normaliser(z, vocab);
-    for (size_t j = 0; j < vocab; ++j) q[j] = static_cast<float>(std::exp(z[j] - log_z));
-    double kept = 0, divergence = 0;
-    for (size_t k = 0; k < d.ids.size(); ++k) {
-      const double p = d.probabilities[k], qk = q[static_cast<size_t>(d.ids[k])];
-      kept += qk;
-      if (p > 0) divergence += p * (std::log(p) - std::log(std::max(qk, 1e-30)));
+    for (size_t j = 0; j < vocab; ++j) q[j] = std::exp(static_cast<double>(z[j]) - log_z);
+    if (d.ids.size() != d.probabilities.size()) throw Error("a preserved row needs one probability per token");
+    for (const TokenId id : d.ids) {
+      if (id < 0 || static_cast<size_t>(id) >= vocab) throw Error(fmt::format("preserved token {} is outside the vocabulary", id));
+      is_kept[static_cast<size_t>(id)] = 1;
     }
-    const double rest = std::max(1.0 - kept, 1e-30);
-    if (d.tail > 0) divergence += d.tail * (std::log(d.tail) - std::log(rest));
+    double rest = 0, divergence = 0;
+    for (size_t j = 0; j < vocab; ++j) {
+      if (!is_kept[j]) rest += q[j];
+    }
+    for (size_t k = 0; k < d.ids.size(); ++k) {
+      const double p = d.probabilities[k];
+      if (p > 0) divergence += p * (std::log(p) - std::log(std::max(q[static_cast<size_t>(d.ids[k])], 1e-300)));
+    }
+    if (d.tail > 0) divergence += d.tail * (std::log(d.tail) - std::log(std::max(rest, 1e-300)));
     loss.divergence += divergence;
     ++loss.preserved;
     float* dz = &d_logits[i * vocab];
-    const auto rest_factor = static_cast<float>(1.0 - d.tail / rest);
-    for (size_t j = 0; j < vocab; ++j) dz[j] += preserve_weight * q[j] * rest_factor;
+    for (size_t j = 0; j < vocab; ++j) {
+      if (is_kept[j]) continue;
+      const double spread = rest > 0 ? d.tail * q[j] / rest : 0.0;  // q[j] <= rest: bounded by tail
+      dz[j] += preserve_weight * static_cast<float>(q[j] - spread);
+    }
     for (size_t k = 0; k < d.ids.size(); ++k) {
       const auto id = static_cast<size_t>(d.ids[k]);
-      dz[id] += preserve_weight * (q[id] - d.probabilities[k] - q[id] * rest_factor);
+      dz[id] += preserve_weight * static_cast<float>(q[id] - d.probabilities[k]);
     }
+    for (const TokenId id : d.ids) is_kept[static_cast<size_t>(id)] = 0;
   }
   if (!backward || rows.empty()) return loss;
 

@@ -44,6 +44,10 @@ TEST(FinetuneCli, BadInputEndsInOneLine) {
   std::ofstream(dir / "bad.jsonl") << "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": 3}\n";
   one_line(run_frugal({"finetune", "--data", (dir / "bad.jsonl").string(), "-o", out}), (dir / "bad.jsonl").string() + ":2:");
   one_line(run_frugal({"finetune", "--data", data, "-o", out, "--lora", data}), "finetune trains a new adapter");
+  one_line(run_frugal({"finetune", "--data", data, "-o", out, "--cache-type", "f16"}), "finetune keeps no KV cache");
+  std::ofstream(dir / "one.jsonl") << "{\"prompt\": \"a\", \"completion\": \" b\"}\n";
+  one_line(run_frugal({"finetune", "--data", (dir / "one.jsonl").string(), "-o", out, "--validation", "0.5"}),
+           (dir / "one.jsonl").string() + ": no record is left to train on");
 }
 
 // Ctrl-C: the run ends after the current step with exit code 130, and the

@@ -150,6 +150,34 @@ TEST(LoraTrainingPass, GradientsEqualFiniteDifferences) {
   }
 }
 
+// A base sure of its tokens (every token kept, a rounding-sized tail): the
+// KL gradient stays bounded (it once divided by the rest mass computed as
+// 1 - sum, which cancels to nothing).
+TEST(LoraTrainingPass, PreserveGradientIsBoundedWhenTheBaseIsSure) {
+  const auto dir = test::scratch_dir("train_sure");
+  auto model = random_model(kArchitectures[0], dir);
+  LoraParameters lora(model->config(), parse_lora_targets("q,v"), 2, 4.0f, 1);
+  randomize(lora, 3);
+  LoraTrainingPass pass(*model, lora);
+  TrainingSequence sequence{random_tokens(8, model->config().vocab_size, 4), {}, {}};
+  PreservedDistribution d;
+  d.row = 5;
+  for (TokenId id = 0; id < model->config().vocab_size; ++id) {
+    d.ids.push_back(id);
+    d.probabilities.push_back(id == 7 ? 1.0f : 0.0f);
+  }
+  d.tail = 1e-9f;
+  sequence.preserved.push_back(d);
+  lora.zero_gradients();
+  const SequenceLoss loss = pass.run(sequence, 0, 1.0f, true);
+  EXPECT_TRUE(std::isfinite(loss.divergence));
+  const double norm = lora.gradient_norm();
+  EXPECT_TRUE(std::isfinite(norm));
+  EXPECT_LT(norm, 100.0);
+  sequence.preserved[0].ids[0] = static_cast<TokenId>(model->config().vocab_size);
+  EXPECT_THROW(pass.run(sequence, 0, 1.0f, true), Error);
+}
+
 TEST(LoraTrainingPass, RefusesTargetsOutsideTheSequence) {
   const auto dir = test::scratch_dir("train_refuse");
   auto model = random_model(kArchitectures[0], dir);
