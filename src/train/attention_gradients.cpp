@@ -16,22 +16,10 @@ namespace frugal {
 
 namespace {
 
-WeightMatrix f32_matrix(const float* values, size_t rows, size_t cols) {
-  return {TensorType::F32, reinterpret_cast<const uint8_t*>(values), static_cast<int64_t>(rows),
-          static_cast<int64_t>(cols), cols * sizeof(float)};
-}
-
 // One head's slice [tokens x head_size] of rows `width` apart, contiguous.
 void gather(const float* rows, size_t width, size_t offset, size_t tokens, size_t head_size, std::vector<float>& out) {
   out.resize(tokens * head_size);
   for (size_t t = 0; t < tokens; ++t) std::copy_n(rows + t * width + offset, head_size, &out[t * head_size]);
-}
-
-void transpose(const std::vector<float>& in, size_t rows, size_t cols, std::vector<float>& out) {
-  out.resize(rows * cols);
-  for (size_t r = 0; r < rows; ++r) {
-    for (size_t c = 0; c < cols; ++c) out[c * rows + r] = in[r * cols + c];
-  }
 }
 
 // p [tokens x tokens] = causal softmax(scale * q k^T) of one head.
@@ -40,7 +28,7 @@ void attention_weights(const std::vector<float>& q, const std::vector<float>& k,
   const size_t n = d.tokens;
   p.assign(n * n, 0.0f);
   std::vector<float> k_t;
-  transpose(k, n, d.head_size, k_t);
+  transpose(k.data(), n, d.head_size, k_t);
   add_row_combinations(q.data(), k_t.data(), n, d.head_size, n, 1.0f, p.data(), pool);
   const KernelSet& kernels = active_kernels();
   for (size_t i = 0; i < n; ++i) {
@@ -79,7 +67,7 @@ void causal_attention_forward(const float* q, const float* k, const float* v, co
     gather(k, kv_width, kv * d.head_size, d.tokens, d.head_size, kh);
     gather(v, kv_width, kv * d.head_size, d.tokens, d.head_size, vh);
     attention_weights(qh, kh, d, p, pool);
-    transpose(vh, d.tokens, d.head_size, vh_t);
+    transpose(vh.data(), d.tokens, d.head_size, vh_t);
     weighted_rows(p, vh_t, d, oh, pool);
     scatter_add(oh, q_width, h * d.head_size, d.tokens, d.head_size, out, true);
   }
@@ -101,7 +89,7 @@ void causal_attention_backward(const float* q, const float* k, const float* v, c
     attention_weights(qh, kh, d, p, pool);
     // d(p) = d_out v^T; d(score) = p (d(p) - rowsum(p d(p))) * scale.
     ds.assign(n * n, 0.0f);
-    transpose(vh, n, d.head_size, t1);
+    transpose(vh.data(), n, d.head_size, t1);
     add_row_combinations(doh.data(), t1.data(), n, d.head_size, n, 1.0f, ds.data(), pool);
     for (size_t i = 0; i < n; ++i) {
       float* row = &ds[i * n];
@@ -111,16 +99,16 @@ void causal_attention_backward(const float* q, const float* k, const float* v, c
       std::fill(row + i + 1, row + n, 0.0f);
     }
     // dq = d(score) k.
-    transpose(kh, n, d.head_size, t1);
+    transpose(kh.data(), n, d.head_size, t1);
     weighted_rows(ds, t1, d, part, pool);
     scatter_add(part, q_width, h * d.head_size, n, d.head_size, dq, true);
     // dk += d(score)^T q; dv += p^T d_out.
-    transpose(ds, n, n, t2);
-    transpose(qh, n, d.head_size, t1);
+    transpose(ds.data(), n, n, t2);
+    transpose(qh.data(), n, d.head_size, t1);
     weighted_rows(t2, t1, d, part, pool);
     scatter_add(part, kv_width, kv * d.head_size, n, d.head_size, dk, false);
-    transpose(p, n, n, t2);
-    transpose(doh, n, d.head_size, t1);
+    transpose(p.data(), n, n, t2);
+    transpose(doh.data(), n, d.head_size, t1);
     weighted_rows(t2, t1, d, part, pool);
     scatter_add(part, kv_width, kv * d.head_size, n, d.head_size, dv, false);
   }

@@ -11,6 +11,34 @@
 
 namespace frugal {
 
+WeightMatrix f32_matrix(const float* values, size_t rows, size_t cols) {
+  return {TensorType::F32, reinterpret_cast<const uint8_t*>(values), static_cast<int64_t>(rows),
+          static_cast<int64_t>(cols), cols * sizeof(float)};
+}
+
+void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out) {
+  out.resize(rows * cols);
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < cols; ++c) out[c * rows + r] = in[r * cols + c];
+  }
+}
+
+namespace {
+
+// Rows [first, first + count) of W as F32, transposed: out[c * count + r].
+void transposed_rows(const WeightMatrix& w, size_t first, size_t count, float* out, ThreadPool& pool) {
+  const auto cols = static_cast<size_t>(w.cols);
+  pool.parallel_for(count, [&](size_t begin, size_t end) {
+    std::vector<float> row(cols);
+    for (size_t r = begin; r < end; ++r) {
+      dequantize_matrix_row(w, static_cast<int64_t>(first + r), row.data());
+      for (size_t c = 0; c < cols; ++c) out[c * count + r] = row[c];
+    }
+  });
+}
+
+}  // namespace
+
 void add_transposed_product(const WeightMatrix& w, const float* dy, size_t n, float* dx, ThreadPool& pool) {
   const auto rows = static_cast<size_t>(w.rows), cols = static_cast<size_t>(w.cols);
   // A block of W's rows, transposed, is a small F32 matrix [cols x block]
@@ -19,17 +47,9 @@ void add_transposed_product(const WeightMatrix& w, const float* dy, size_t n, fl
   std::vector<float> transposed(cols * kBlock), dy_block(n * kBlock), part(n * cols);
   for (size_t first = 0; first < rows; first += kBlock) {
     const size_t block = std::min(kBlock, rows - first);
-    pool.parallel_for(block, [&](size_t begin, size_t end) {
-      std::vector<float> row(cols);
-      for (size_t r = begin; r < end; ++r) {
-        dequantize_matrix_row(w, static_cast<int64_t>(first + r), row.data());
-        for (size_t c = 0; c < cols; ++c) transposed[c * block + r] = row[c];
-      }
-    });
+    transposed_rows(w, first, block, transposed.data(), pool);
     for (size_t t = 0; t < n; ++t) std::copy_n(dy + t * rows + first, block, dy_block.data() + t * block);
-    const WeightMatrix block_matrix{TensorType::F32, reinterpret_cast<const uint8_t*>(transposed.data()),
-                                    static_cast<int64_t>(cols), static_cast<int64_t>(block), block * sizeof(float)};
-    matmul(block_matrix, dy_block.data(), n, part.data(), pool);
+    matmul(f32_matrix(transposed.data(), cols, block), dy_block.data(), n, part.data(), pool);
     add_in_place(dx, part.data(), n * cols);
   }
 }
@@ -45,20 +65,12 @@ void TransposedWeights::add_product(const WeightMatrix& w, const float* dy, size
       return;
     }
     std::vector<float> copy(rows * cols);
-    pool.parallel_for(rows, [&](size_t begin, size_t end) {
-      std::vector<float> row(cols);
-      for (size_t r = begin; r < end; ++r) {
-        dequantize_matrix_row(w, static_cast<int64_t>(r), row.data());
-        for (size_t c = 0; c < cols; ++c) copy[c * rows + r] = row[c];
-      }
-    });
+    transposed_rows(w, 0, rows, copy.data(), pool);
     used_ += bytes;
     found = copies_.emplace(key, std::move(copy)).first;
   }
-  const WeightMatrix transposed{TensorType::F32, reinterpret_cast<const uint8_t*>(found->second.data()),
-                                static_cast<int64_t>(cols), static_cast<int64_t>(rows), rows * sizeof(float)};
   std::vector<float> part(n * cols);
-  matmul(transposed, dy, n, part.data(), pool);
+  matmul(f32_matrix(found->second.data(), cols, rows), dy, n, part.data(), pool);
   add_in_place(dx, part.data(), n * cols);
 }
 
@@ -103,24 +115,6 @@ void swiglu_backward(const float* gate, const float* up, const float* dh, size_t
     d_gate[i] = dh[i] * up[i] * sigmoid * (1.0f + g * (1.0f - sigmoid));
   }
 }
-
-namespace {
-
-// An F32 row-major matrix [rows x cols] as a weight for matmul().
-WeightMatrix f32_matrix(const float* values, size_t rows, size_t cols) {
-  return {TensorType::F32, reinterpret_cast<const uint8_t*>(values), static_cast<int64_t>(rows),
-          static_cast<int64_t>(cols), cols * sizeof(float)};
-}
-
-// out [cols x rows] = in [rows x cols] transposed.
-void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out) {
-  out.resize(rows * cols);
-  for (size_t r = 0; r < rows; ++r) {
-    for (size_t c = 0; c < cols; ++c) out[c * rows + r] = in[r * cols + c];
-  }
-}
-
-}  // namespace
 
 void lora_forward(const TrainableMatrix& m, float factor, const float* x, size_t n, float* low, float* out,
                   ThreadPool& pool) {

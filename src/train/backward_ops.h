@@ -15,6 +15,11 @@ namespace frugal {
 
 class ThreadPool;
 
+// An F32 row-major matrix [rows x cols] as a weight for matmul().
+WeightMatrix f32_matrix(const float* values, size_t rows, size_t cols);
+// out [cols x rows] = in [rows x cols] transposed.
+void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out);
+
 // dx[t] += dy[t] W for W [rows x cols] in any stored format (dy [n x rows],
 // dx [n x cols]): W's rows are read a block at a time as F32, transposed and
 // multiplied by the F32 kernels, so no F32 copy of the model is kept.
