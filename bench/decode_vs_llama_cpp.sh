@@ -69,9 +69,9 @@ done
 if (( depth > 0 )); then
   echo
   echo "Decode at depth $depth (128 tokens after a $depth-token context; llama.cpp's default F16 cache," \
-       "frugal's default F32 cache and its F16 cache):"
+       "frugal's default F16 cache and its F32 cache):"
   echo
-  echo "| file | threads | llama.cpp tg128 @ d$depth | frugal F32 | ratio | frugal F16 | ratio |"
+  echo "| file | threads | llama.cpp tg128 @ d$depth | frugal F16 (default) | ratio | frugal F32 | ratio |"
   echo "|---|---:|---:|---:|---:|---:|---:|"
   spec=${files%% *}
   shape=${spec%%:*}
@@ -83,10 +83,10 @@ if (( depth > 0 )); then
                2>/dev/null | awk -F'|' '/^\|[ ]*[0-9]/ {gsub(/ /, "", $9); print $9; exit}')
     "$build/frugal" bench -m "$model" -t "$t" -p 0 -n 128 -d "$depth" -r "$reps" --json > "$work/frugal.json" 2>/dev/null
     tg_ours=$(rate "$work/frugal.json" tg128)
-    "$build/frugal" bench -m "$model" -t "$t" -p 0 -n 128 -d "$depth" -r "$reps" --cache-type f16 --json \
-      > "$work/frugal16.json" 2>/dev/null
-    tg_ours16=$(rate "$work/frugal16.json" tg128)
-    echo "| $shape $type | $t | $tg_peer | $tg_ours | $(ratio "$tg_ours" "$tg_peer") | $tg_ours16 |" \
-         "$(ratio "$tg_ours16" "$tg_peer") |"
+    "$build/frugal" bench -m "$model" -t "$t" -p 0 -n 128 -d "$depth" -r "$reps" --cache-type f32 --json \
+      > "$work/frugal32.json" 2>/dev/null
+    tg_ours32=$(rate "$work/frugal32.json" tg128)
+    echo "| $shape $type | $t | $tg_peer | $tg_ours | $(ratio "$tg_ours" "$tg_peer") | $tg_ours32 |" \
+         "$(ratio "$tg_ours32" "$tg_peer") |"
   done
 fi

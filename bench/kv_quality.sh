@@ -49,7 +49,7 @@ json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); prin
 echo "| engine | KV type | KV bytes/token/layer | perplexity | mean KL from F32 | 99th pct KL | same top token |"
 echo "|---|---|---:|---:|---:|---:|---:|"
 "$frugal" perplexity -m "$model" -t "$threads" -c "$ctx" --chunks "$chunks" -f "$work/text.txt" \
-  --kl-divergence-base "$work/base.bin" --json > "$work/f32-base.json" 2>/dev/null
+  --cache-type f32 --kl-divergence-base "$work/base.bin" --json > "$work/f32-base.json" 2>/dev/null
 for type in $types; do
   "$frugal" perplexity -m "$model" -t "$threads" -c "$ctx" --chunks "$chunks" -f "$work/text.txt" \
     --cache-type "$type" --kl-divergence-base "$work/base.bin" --kl-divergence --json > "$work/$type.json" 2>/dev/null

@@ -40,7 +40,7 @@ PY
   --calibration "$work/calibration.txt" -t "$threads"
 
 json_field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
-ppl=(-t "$threads" -c 512 --chunks 16 -f "$work/text.txt" --kl-divergence-base "$work/base.bin" --json)
+ppl=(-t "$threads" -c 512 --cache-type f32 --chunks 16 -f "$work/text.txt" --kl-divergence-base "$work/base.bin" --json)
 "$frugal" perplexity -m "$model" "${ppl[@]}" > "$work/original.json" 2>/dev/null
 echo
 echo "| model | KV heads | KV bytes/token (F32) | perplexity | mean KL from the original | same top token |"

@@ -45,7 +45,7 @@ def main():
     ap.add_argument("--max-docs", type=int, default=30)
     ap.add_argument("--seed", default="test-evaluation")
     ap.add_argument("--threads", default="2")
-    ap.add_argument("--cache-type", default="f32", help="KV type of the knowledge caches and answers (f32, f16, q8_0, ...)")
+    ap.add_argument("--cache-type", default="f16", help="KV type of the knowledge caches and answers (f32, f16, q8_0, ...)")
     ap.add_argument("--json", help="write the per-question results here")
     ap.add_argument("--require", nargs="*", default=[], metavar="KIND=MIN",
                     help="minimum exact match per kind (single, two-hop, unanswerable, all)")

@@ -30,6 +30,7 @@ struct AskArguments {
   bool json = false;
   bool no_verify = false;
   bool quiet = false;
+  bool cache_type_given = false;  // --cache-type / -ctk / -ctv on the command line
 };
 
 double milliseconds_since(std::chrono::steady_clock::time_point start) {
@@ -75,6 +76,7 @@ class Asker {
                             {"token_ids", result.tokens},
                             {"prompt_tokens", prompt_tokens},
                             {"mode", args_.no_cache ? "no-cache" : "cache"},
+                            {"cache_type", kv_types_name(cache_.types())},
                             {"stop", stop_reason_name(result.stop_reason)},
                             {"load_ms", load_ms_},
                             {"ttft_ms", ttft_ms},
@@ -128,6 +130,11 @@ void ask(const AskArguments& args) {
   load.context = args.model.context;
   KnowledgeCache cache = args.docs.empty() ? KnowledgeCache::load(args.cache, *loaded.model, *loaded.tokenizer, load)
                                             : build_in_memory(args, loaded);
+  // A saved cache answers in its own type unless one is asked for: then it
+  // is converted here (as `frugal kb convert` would), not ignored.
+  if (args.docs.empty() && args.cache_type_given && cache.types() != loaded.cache_precision) {
+    cache.convert(loaded.cache_precision);
+  }
   const double load_ms = milliseconds_since(start);
   if (!args.quiet && !args.json) {
     fmt::print(stderr, "{}: {} documents, {} tokens, {} in {:.1f} ms{}\n",
@@ -187,7 +194,9 @@ void add_ask_command(CLI::App& app) {
   command->add_flag("--json", args->json, "print one JSON object per answer (answer, tokens, timings)");
   command->add_flag("--no-verify", args->no_verify, "skip the checksum of the cache file (faster load)");
   command->add_flag("-q,--quiet", args->quiet, "no timing summary on stderr");
-  command->callback([args] {
+  command->callback([command, args] {
+    args->cache_type_given =
+        command->count("--cache-type") + command->count("--cache-type-k") + command->count("--cache-type-v") > 0;
     if (args->question.empty() && !args->interactive) throw Error("give a question, or --interactive to read them");
     if (args->cache.empty() && args->docs.empty()) throw Error("give the knowledge: --kb FILE.fkv or --docs PATH...");
     ask(*args);

@@ -28,7 +28,7 @@ struct BenchArguments {
   int64_t generated_tokens = 128;
   int repetitions = 3;
   int64_t depth = 0;
-  std::string cache_type = "f32";
+  std::string cache_type = "f16";
   std::string repack = "auto";
   bool json = false;
 };
@@ -157,7 +157,7 @@ void add_bench_command(CLI::App& app) {
   command->add_option("-d,--n-depth", args->depth,
                       "tokens already in the KV cache before each test (decode at depth, as llama-bench -d)")
       ->check(integer_in(0, int64_t{1} << 20));
-  command->add_option("--cache-type", args->cache_type, "KV cache type: " + kv_precision_names())
+  command->add_option("--cache-type", args->cache_type, "KV cache type (default f16): " + kv_precision_names())
       ->check(kv_type_validator());
   command->add_flag("--json", args->json, "print a JSON object instead of the table");
   command->callback([args] { bench(*args); });

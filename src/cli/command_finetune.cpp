@@ -80,12 +80,12 @@ void add_finetune_command(CLI::App& app) {
                       "knowledge prompt layout file for QA records (default: the model's, as `frugal ask` uses)")
       ->check(CLI::ExistingFile);
   command->add_flag("-q,--quiet", args->quiet, "no progress line");
-  command->callback([args, model_args] {
+  command->callback([command, args, model_args] {
     check_output_path(args->output);
     args->options.output = args->output;
     args->options.preserve = args->preserve;
-    if (model_args->context != 0 || model_args->cache_type != "f32" || !model_args->cache_type_k.empty() ||
-        !model_args->cache_type_v.empty()) {
+    if (model_args->context != 0 || command->count("--cache-type") + command->count("--cache-type-k") +
+                                            command->count("--cache-type-v") > 0) {
       throw Error("finetune keeps no KV cache: -c and --cache-type do not apply (--max-tokens limits the records)");
     }
     if (!model_args->lora.empty() || !model_args->lora_scaled.empty()) {

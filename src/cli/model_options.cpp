@@ -34,7 +34,8 @@ void add_model_arguments(CLI::App& command, ModelArguments& args, bool demo_by_d
   command.add_option("-c,--ctx-size", args.context,
                      "context size in tokens (default: the model's; run, logits and beam use at most 4096)")
       ->check(integer_in(0, int64_t{1} << 24));
-  command.add_option("--cache-type", args.cache_type, "KV cache type (keys and values): " + kv_precision_names())
+  command.add_option("--cache-type", args.cache_type,
+                     "KV cache type (keys and values; default f16, as llama.cpp): " + kv_precision_names())
       ->check(kv_type_validator());
   command.add_option("--cache-type-k", args.cache_type_k,
                      "type of the cached keys (llama.cpp's -ctk, also accepted): " + kv_precision_names())

@@ -104,6 +104,22 @@ TEST_F(KbCliTest, UpdateAddRemoveAndInfo) {
   EXPECT_EQ(cached["token_ids"], ask_json("How many buses?", true)["token_ids"]);
 }
 
+// A cache is built in the default F16 and answers in its own type; a type
+// given to ask converts it (not ignored).
+TEST_F(KbCliTest, AskUsesTheSavedTypeUnlessOneIsGiven) {
+  EXPECT_EQ(ask_json("Who directs the Harlow Clinic?", false)["cache_type"], "f16");
+  for (const char* type : {"f32", "q8_0"}) {
+    const auto result = run_frugal({"ask", "-m", model_, "-t", "2", "--kb", kb(), "Who directs the Harlow Clinic?",
+                                    "-n", "10", "--temp", "0", "--json", "--cache-type", type});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    EXPECT_EQ(nlohmann::json::parse(result.out)["cache_type"], type);
+  }
+  const auto keys_only = run_frugal({"ask", "-m", model_, "-t", "2", "--kb", kb(), "Who directs the Harlow Clinic?",
+                                     "-n", "4", "--json", "-ctk", "q8_0"});
+  ASSERT_EQ(keys_only.exit_code, 0) << keys_only.err;
+  EXPECT_EQ(nlohmann::json::parse(keys_only.out)["cache_type"], "q8_0/f16");
+}
+
 TEST_F(KbCliTest, AskWithDocsPrefillsInMemoryAndAnswersAsTheSavedCache) {
   const auto result = run_frugal({"ask", "-m", model_, "-t", "2", "--docs", (dir_ / "docs").string(),
                                   "Who directs the Harlow Clinic?", "-n", "10", "--temp", "0", "--json"});

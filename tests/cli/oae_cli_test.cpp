@@ -151,8 +151,9 @@ TEST(OaeDemoModel, KnowledgeAnswersAndCagEqualsLongContext) {
   std::filesystem::remove_all(dir);
 }
 
-// The KV type as a knob of CAG: cag@q8_0 keeps 34/128 of the F32 cache's
-// bytes and answers (nearly) as it does; each is a method of the report.
+// The KV type as a knob of CAG: cag@q8_0 keeps 34/64 of the default F16
+// cache's bytes and answers (nearly) as it does; each is a method of the
+// report.
 TEST(OaeDemoModel, KvTypesAreMethodsOfTheReport) {
   const auto dir = test::scratch_dir("oae-kv-types");
   const auto result = run_frugal({"oae", "run", "-t", "2", "--dataset",
@@ -164,9 +165,9 @@ TEST(OaeDemoModel, KvTypesAreMethodsOfTheReport) {
   std::map<std::string, nlohmann::json> by_name;
   for (const auto& m : report["methods"]) by_name[m["name"]] = m;
   ASSERT_EQ(by_name.size(), 3u);
-  const double f32 = by_name["cag"]["memory"]["kv_bytes"].get<double>();
-  EXPECT_EQ(by_name["cag@q8_0"]["memory"]["kv_bytes"].get<double>(), f32 / 128 * 34);
-  EXPECT_EQ(by_name["cag@q4_h"]["memory"]["kv_bytes"].get<double>(), f32 / 128 * 18);
+  const double f16 = by_name["cag"]["memory"]["kv_bytes"].get<double>();
+  EXPECT_EQ(by_name["cag@q8_0"]["memory"]["kv_bytes"].get<double>(), f16 / 64 * 34);
+  EXPECT_EQ(by_name["cag@q4_h"]["memory"]["kv_bytes"].get<double>(), f16 / 64 * 18);
   EXPECT_GE(by_name["cag@q8_0"]["quality"]["exact_match"].get<double>(),
             by_name["cag"]["quality"]["exact_match"].get<double>() - 0.1);
   EXPECT_NE(read_file(dir / "report.md").find("cag@q4_h"), std::string::npos);
