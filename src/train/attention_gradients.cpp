@@ -26,10 +26,9 @@ void gather(const float* rows, size_t width, size_t offset, size_t tokens, size_
 void attention_weights(const std::vector<float>& q, const std::vector<float>& k, const AttentionDims& d,
                        std::vector<float>& p, ThreadPool& pool) {
   const size_t n = d.tokens;
-  p.assign(n * n, 0.0f);
-  std::vector<float> k_t;
-  transpose(k.data(), n, d.head_size, k_t);
-  add_row_combinations(q.data(), k_t.data(), n, d.head_size, n, 1.0f, p.data(), pool);
+  p.resize(n * n);
+  // p[i][j] = q_i . k_j: k's rows are the matrix, q's the inputs.
+  matmul(f32_matrix(k.data(), n, d.head_size), q.data(), n, p.data(), pool);
   const KernelSet& kernels = active_kernels();
   for (size_t i = 0; i < n; ++i) {
     float* row = &p[i * n];
@@ -88,9 +87,8 @@ void causal_attention_backward(const float* q, const float* k, const float* v, c
     gather(d_out, q_width, h * d.head_size, n, d.head_size, doh);
     attention_weights(qh, kh, d, p, pool);
     // d(p) = d_out v^T; d(score) = p (d(p) - rowsum(p d(p))) * scale.
-    ds.assign(n * n, 0.0f);
-    transpose(vh.data(), n, d.head_size, t1);
-    add_row_combinations(doh.data(), t1.data(), n, d.head_size, n, 1.0f, ds.data(), pool);
+    ds.resize(n * n);
+    matmul(f32_matrix(vh.data(), n, d.head_size), doh.data(), n, ds.data(), pool);
     for (size_t i = 0; i < n; ++i) {
       float* row = &ds[i * n];
       const float* pi = &p[i * n];

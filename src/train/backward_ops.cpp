@@ -18,8 +18,17 @@ WeightMatrix f32_matrix(const float* values, size_t rows, size_t cols) {
 
 void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out) {
   out.resize(rows * cols);
-  for (size_t r = 0; r < rows; ++r) {
-    for (size_t c = 0; c < cols; ++c) out[c * rows + r] = in[r * cols + c];
+  // In tiles, so that both sides stay in cache lines already read (the
+  // attention gradients transpose tokens x tokens matrices).
+  constexpr size_t kTile = 16;
+  for (size_t r0 = 0; r0 < rows; r0 += kTile) {
+    const size_t r1 = std::min(rows, r0 + kTile);
+    for (size_t c0 = 0; c0 < cols; c0 += kTile) {
+      const size_t c1 = std::min(cols, c0 + kTile);
+      for (size_t r = r0; r < r1; ++r) {
+        for (size_t c = c0; c < c1; ++c) out[c * rows + r] = in[r * cols + c];
+      }
+    }
   }
 }
 
