@@ -18,6 +18,7 @@ struct Avx2Target {
     __m256 lo, hi;
   };
   using Mask = size_t;  // valid lanes, from the first
+  static constexpr size_t kMicroTokens = 4;  // tokens per legacy-format prefill tile
   static constexpr bool kUnsignedBytes = false;
   static FRUGAL_INLINE I load(const uint8_t* p) {
     return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)),

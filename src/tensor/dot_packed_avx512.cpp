@@ -18,6 +18,10 @@ struct Avx512Target {
   using I = __m512i;
   using F = __m512;
   using Mask = __mmask16;
+  // Tokens per legacy-format prefill tile: 12 independent dpbusd chains.
+  // Qwen2.5-0.5B shape Q8_0 pp512: Intel Sapphire Rapids 381 -> 401 tok/s
+  // (1 thread), 707 -> 735 (2); Zen 4 the same within noise.
+  static constexpr size_t kMicroTokens = 6;
   static constexpr bool kUnsignedBytes = true;
   static FRUGAL_INLINE I load(const uint8_t* p) { return _mm512_loadu_si512(p); }
   static FRUGAL_INLINE I zero() { return _mm512_setzero_si512(); }

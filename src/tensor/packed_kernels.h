@@ -22,7 +22,8 @@
 // Q5_1 add m_w * s_a per block) and the K formats' quants (at most 63) fit
 // either way.
 //
-// Legacy formats: a micro-tile is 2 (or 1) groups x up to 4 tokens; the
+// Legacy formats: a micro-tile is 2 (or 1) groups x up to S::kMicroTokens
+// tokens (AVX-512: 6, which keeps 12 dot-product chains in flight; AVX2: 4); the
 // activations of a chunk of tokens and blocks are prepared once per call
 // (seeds and float d, per quad of blocks); chunks after the first accumulate
 // onto the outputs. Decode (1 token) takes all blocks in one chunk, one
@@ -66,7 +67,7 @@ constexpr size_t kPackedPrefetchBytes = 65536;
 // ------------------------------------------------------------ legacy formats
 
 constexpr size_t kChunkTokens = 64;
-constexpr size_t kMicroTokens = 4;
+constexpr size_t kMicroTokens = 4;  // K formats' tiles (legacy formats: S::kMicroTokens)
 constexpr size_t kScratchQuads = 512;  // prepared quads of blocks, all tokens of a chunk
 
 // Per quad of activation blocks: 4 int32 seeds, then 4 float d. (One per
@@ -234,7 +235,7 @@ void micro(const uint8_t* const* w, const uint8_t* const* a, const int32_t (*con
   }
 }
 
-// Dispatches a micro-tile of `tokens` (1..4) tokens.
+// Dispatches a micro-tile of `tokens` (1..S::kMicroTokens) tokens.
 template <class S, class L, int G>
 void micro_tokens(size_t tokens, const uint8_t* const* w, const uint8_t* const* a, const int32_t (*const* prep)[8],
                   size_t count, bool accumulate, float* out, size_t out_stride, const typename S::Mask* row_mask) {
@@ -242,7 +243,16 @@ void micro_tokens(size_t tokens, const uint8_t* const* w, const uint8_t* const* 
     case 1: micro<S, L, G, 1, false>(w, a, prep, count, accumulate, out, out_stride, row_mask); break;
     case 2: micro<S, L, G, 2, false>(w, a, prep, count, accumulate, out, out_stride, row_mask); break;
     case 3: micro<S, L, G, 3, false>(w, a, prep, count, accumulate, out, out_stride, row_mask); break;
-    default: micro<S, L, G, 4, false>(w, a, prep, count, accumulate, out, out_stride, row_mask); break;
+    case 4: micro<S, L, G, 4, false>(w, a, prep, count, accumulate, out, out_stride, row_mask); break;
+    default:
+      if constexpr (S::kMicroTokens >= 6) {
+        if (tokens == 5) {
+          micro<S, L, G, 5, false>(w, a, prep, count, accumulate, out, out_stride, row_mask);
+        } else {
+          micro<S, L, G, 6, false>(w, a, prep, count, accumulate, out, out_stride, row_mask);
+        }
+      }
+      break;
   }
 }
 
@@ -281,10 +291,11 @@ void dot_packed(const uint8_t* groups, size_t group_bytes, const uint8_t* activa
           if (pair == 2) micro<S, L, 1, 1, true>(w + 1, a, prep, count, k0 > 0, o + 16, out_stride, row_mask + 1);
           continue;
         }
-        for (size_t t = 0; t < token_count; t += kMicroTokens) {
-          const size_t tc = token_count - t < kMicroTokens ? token_count - t : kMicroTokens;
-          const uint8_t* a[kMicroTokens];
-          const int32_t(*prep[kMicroTokens])[8];
+        constexpr size_t kTile = S::kMicroTokens;
+        for (size_t t = 0; t < token_count; t += kTile) {
+          const size_t tc = token_count - t < kTile ? token_count - t : kTile;
+          const uint8_t* a[kTile];
+          const int32_t(*prep[kTile])[8];
           for (size_t i = 0; i < tc; ++i) {
             a[i] = a0 + (t + i) * activation_stride;
             prep[i] = prepared.quad + (t + i) * quads;
