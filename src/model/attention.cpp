@@ -157,7 +157,20 @@ void add_weighted_values_causal(const float* weights, size_t weight_stride, size
                                                      static_cast<ptrdiff_t>(count)));
   };
   if (!kv_quantized(precision)) {
-    for (size_t q = 0; q < query_count; ++q) {
+    // Four queries at a time over the rows all four see (the value rows are
+    // read once for four outputs), then each one's own later rows: the same
+    // additions in the same order as one query at a time.
+    size_t q = 0;
+    for (; q + 4 <= query_count; q += 4) {
+      const size_t common = visible(q);
+      add_weighted_value_groups(weights + q * weight_stride, weight_stride, 4, common, values, row_bytes, precision,
+                                out + q * out_stride, out_stride, head_size);
+      for (size_t i = 1; i < 4; ++i) {
+        add_weighted_values(weights + (q + i) * weight_stride + common, visible(q + i) - common,
+                            values + common * row_bytes, row_bytes, precision, out + (q + i) * out_stride, head_size);
+      }
+    }
+    for (; q < query_count; ++q) {
       add_weighted_values(weights + q * weight_stride, visible(q), values, row_bytes, precision,
                           out + q * out_stride, head_size);
     }
