@@ -16,13 +16,14 @@ WeightMatrix f32_matrix(const float* values, size_t rows, size_t cols) {
           static_cast<int64_t>(cols), cols * sizeof(float)};
 }
 
-void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out) {
-  out.resize(rows * cols);
-  // In tiles, so that both sides stay in cache lines already read (the
-  // attention gradients transpose tokens x tokens matrices).
+namespace {
+
+// Rows [r_begin, r_end) of `in` into their columns of `out`, in 16 x 16
+// tiles so that both sides stay in cache lines already read.
+void transpose_rows(const float* in, size_t rows, size_t cols, size_t r_begin, size_t r_end, float* out) {
   constexpr size_t kTile = 16;
-  for (size_t r0 = 0; r0 < rows; r0 += kTile) {
-    const size_t r1 = std::min(rows, r0 + kTile);
+  for (size_t r0 = r_begin; r0 < r_end; r0 += kTile) {
+    const size_t r1 = std::min(r_end, r0 + kTile);
     for (size_t c0 = 0; c0 < cols; c0 += kTile) {
       const size_t c1 = std::min(cols, c0 + kTile);
       for (size_t r = r0; r < r1; ++r) {
@@ -30,6 +31,23 @@ void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& ou
       }
     }
   }
+}
+
+}  // namespace
+
+void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out) {
+  out.resize(rows * cols);
+  transpose_rows(in, rows, cols, 0, rows, out.data());
+}
+
+void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out, ThreadPool& pool) {
+  out.resize(rows * cols);
+  // Whole tiles of rows per thread, so no two write the same cache line
+  // of `out` at the same time more than at a tile's edge.
+  const size_t tiles = (rows + 15) / 16;
+  pool.parallel_for(tiles, [&](size_t begin, size_t end) {
+    transpose_rows(in, rows, cols, 16 * begin, std::min(rows, 16 * end), out.data());
+  });
 }
 
 namespace {
@@ -78,9 +96,9 @@ void TransposedWeights::add_product(const WeightMatrix& w, const float* dy, size
     used_ += bytes;
     found = copies_.emplace(key, std::move(copy)).first;
   }
-  std::vector<float> part(n * cols);
-  matmul(f32_matrix(found->second.data(), cols, rows), dy, n, part.data(), pool);
-  add_in_place(dx, part.data(), n * cols);
+  part_.resize(n * cols);  // kept between calls: no zeroing of a fresh buffer each time
+  matmul(f32_matrix(found->second.data(), cols, rows), dy, n, part_.data(), pool);
+  add_in_place(dx, part_.data(), n * cols);
 }
 
 void add_row_combinations(const float* coefficients, const float* rows, size_t n, size_t k, size_t width, float scale,
@@ -115,6 +133,13 @@ void rms_norm_backward(const float* x, const float* weight, const float* dy, siz
   }
 }
 
+void norm_backward_rows(const float* x, const std::vector<float>& weight, const float* dy, size_t n, size_t width,
+                        float eps, float* dx, ThreadPool& pool) {
+  pool.parallel_for(n, [&](size_t begin, size_t end) {
+    rms_norm_backward(x + begin * width, weight.data(), dy + begin * width, end - begin, width, eps, dx + begin * width);
+  });
+}
+
 void swiglu_backward(const float* gate, const float* up, const float* dh, size_t count, float* d_gate, float* d_up) {
   for (size_t i = 0; i < count; ++i) {
     const float g = gate[i];
@@ -145,14 +170,14 @@ void lora_backward(TrainableMatrix& m, float factor, const float* x, const float
   transpose(m.b.data(), rows, rank, b_t);
   matmul(f32_matrix(b_t.data(), rank, rows), scaled_dy.data(), n, d_low.data(), pool);
   // dB += factor * dy^T low.
-  transpose(scaled_dy.data(), n, rows, dy_t);
+  transpose(scaled_dy.data(), n, rows, dy_t, pool);
   transpose(low, n, rank, low_t);
   part.resize(rows * rank);
   matmul(f32_matrix(low_t.data(), rank, n), dy_t.data(), rows, part.data(), pool);
   for (size_t i = 0; i < part.size(); ++i) m.grad_b[i] += part[i];
   // dA += d(low)^T x.
   transpose(d_low.data(), n, rank, d_low_t);
-  transpose(x, n, cols, x_t);
+  transpose(x, n, cols, x_t, pool);
   part.resize(rank * cols);
   matmul(f32_matrix(x_t.data(), cols, n), d_low_t.data(), rank, part.data(), pool);
   for (size_t i = 0; i < part.size(); ++i) m.grad_a[i] += part[i];

@@ -19,6 +19,8 @@ class ThreadPool;
 WeightMatrix f32_matrix(const float* values, size_t rows, size_t cols);
 // out [cols x rows] = in [rows x cols] transposed.
 void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out);
+// The same, rows spread over the pool (for large matrices).
+void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out, ThreadPool& pool);
 
 // dx[t] += dy[t] W for W [rows x cols] in any stored format (dy [n x rows],
 // dx [n x cols]): W's rows are read a block at a time as F32, transposed and
@@ -37,6 +39,7 @@ class TransposedWeights {
  private:
   size_t limit_, used_ = 0;
   std::map<const void*, std::vector<float>> copies_;  // by the weight's data
+  std::vector<float> part_;  // one product, before it is added
 };
 
 // y = w * x / rms(x) backward: dx += d(x) given dy, per row of `width`.
@@ -44,6 +47,9 @@ void rms_norm_backward(const float* x, const float* weight, const float* dy, siz
                        float* dx);
 
 // gate' = silu(gate) * up backward: d_gate and d_up (overwritten) from dh.
+// rms_norm_backward with its rows spread over the pool.
+void norm_backward_rows(const float* x, const std::vector<float>& weight, const float* dy, size_t n, size_t width,
+                        float eps, float* dx, ThreadPool& pool);
 void swiglu_backward(const float* gate, const float* up, const float* dh, size_t count, float* d_gate, float* d_up);
 
 // out[t] += scale * sum_k coefficients[t][k] * rows[k] for t < n

@@ -169,11 +169,14 @@ void LoraTrainingPass::layer_backward(size_t li, const float* input, size_t n, L
   // Feed-forward: out = mid + down(silu(gate) * up), gate/up of norm(mid).
   std::vector<float> d_hidden(n * w.ffn, 0.0f), d_gate(n * w.ffn), d_up(n * w.ffn);
   through(LoraTarget::Down, s.hidden.data(), dx, d_hidden.data());
-  swiglu_backward(s.gate.data(), s.up.data(), d_hidden.data(), n * w.ffn, d_gate.data(), d_up.data());
+  pool.parallel_for(n, [&](size_t begin, size_t end) {
+    const size_t at = begin * w.ffn;
+    swiglu_backward(&s.gate[at], &s.up[at], &d_hidden[at], (end - begin) * w.ffn, &d_gate[at], &d_up[at]);
+  });
   std::vector<float> d_normed(n * w.embed, 0.0f);
   through(LoraTarget::Gate, s.normed2.data(), d_gate.data(), d_normed.data());
   through(LoraTarget::Up, s.normed2.data(), d_up.data(), d_normed.data());
-  rms_norm_backward(s.mid.data(), l.feed_forward_norm.data(), d_normed.data(), n, w.embed, c.rms_epsilon, dx);
+  norm_backward_rows(s.mid.data(), l.feed_forward_norm, d_normed.data(), n, w.embed, c.rms_epsilon, dx, pool);
 
   // Attention: mid = input + output(attention(q, k, v)).
   std::vector<float> d_attention(n * w.q, 0.0f);
@@ -204,7 +207,7 @@ void LoraTrainingPass::layer_backward(size_t li, const float* input, size_t n, L
   through(LoraTarget::Query, s.normed1.data(), dq.data(), d_normed.data());
   through(LoraTarget::Key, s.normed1.data(), dk.data(), d_normed.data());
   through(LoraTarget::Value, s.normed1.data(), dv.data(), d_normed.data());
-  rms_norm_backward(input, l.attention_norm.data(), d_normed.data(), n, w.embed, c.rms_epsilon, dx);
+  norm_backward_rows(input, l.attention_norm, d_normed.data(), n, w.embed, c.rms_epsilon, dx, pool);
 }
 
 std::vector<float> LoraTrainingPass::hidden_states(std::span<const TokenId> tokens, bool with_adapter,
