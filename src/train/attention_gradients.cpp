@@ -1,14 +1,12 @@
 // Causal attention forward and backward (attention_gradients.h) as matrix
-// products per head, through the engine's F32 matmul: the masked half of
-// each product is computed and thrown away, which still beats row-by-row
-// loops by far on short heads.
+// products per head, through the engine's register-blocked weighted_sums
+// kernel, skipping the masked half of each product.
 #include "train/attention_gradients.h"
 
 #include <algorithm>
 #include <vector>
 
 #include "tensor/kernel_set.h"
-#include "tensor/matmul.h"
 #include "tensor/thread_pool.h"
 #include "train/backward_ops.h"
 
@@ -22,13 +20,43 @@ void gather(const float* rows, size_t width, size_t offset, size_t tokens, size_
   for (size_t t = 0; t < tokens; ++t) std::copy_n(rows + t * width + offset, head_size, &out[t * head_size]);
 }
 
-// p [tokens x tokens] = causal softmax(scale * q k^T) of one head.
-void attention_weights(const std::vector<float>& q, const std::vector<float>& k, const AttentionDims& d,
+// Which terms of a product c = a b a causal head needs: all of them, only
+// c[i][j] with j <= i (scores and their gradient), or only a's lower
+// (a[i][j], j <= i: the weights) or upper (j >= i: their transpose)
+// triangle, the rest being zero.
+enum class Causal { OutputLower, TermsLower, TermsUpper };
+
+// c [rows x cols] = a [rows x count] b [count x cols], row-major, through
+// the register-blocked weighted_sums kernel (an outer-product product: a
+// head's rows are too short for dot-product tiles), 16 rows of c at a
+// time, skipping what `causal` says is zero or unused (c's unused part is
+// left 0).
+void causal_product(Causal causal, const float* a, size_t rows, size_t count, const float* b, size_t cols, float* c,
+                    ThreadPool& pool) {
+  constexpr size_t kRows = 16;
+  std::fill_n(c, rows * cols, 0.0f);
+  const KernelSet& kernels = active_kernels();
+  pool.parallel_for((rows + kRows - 1) / kRows, [&](size_t begin, size_t end) {
+    for (size_t block = begin; block < end; ++block) {
+      const size_t i0 = block * kRows, i1 = std::min(rows, i0 + kRows);
+      size_t j0 = 0, j1 = count, width = cols;
+      if (causal == Causal::OutputLower) width = std::min(cols, i1);
+      if (causal == Causal::TermsLower) j1 = std::min(count, i1);
+      if (causal == Causal::TermsUpper) j0 = i0;
+      if (j0 >= j1) continue;
+      kernels.weighted_sums_f32(a + i0 * count + j0, count, i1 - i0, j1 - j0, b + j0 * cols, cols, c + i0 * cols, cols,
+                                width);
+    }
+  });
+}
+
+// p [tokens x tokens] = causal softmax(scale * q k^T) of one head; `k_t` is
+// k transposed [head_size x tokens].
+void attention_weights(const std::vector<float>& q, const std::vector<float>& k_t, const AttentionDims& d,
                        std::vector<float>& p, ThreadPool& pool) {
   const size_t n = d.tokens;
   p.resize(n * n);
-  // p[i][j] = q_i . k_j: k's rows are the matrix, q's the inputs.
-  matmul(f32_matrix(k.data(), n, d.head_size), q.data(), n, p.data(), pool);
+  causal_product(Causal::OutputLower, q.data(), n, d.head_size, k_t.data(), n, p.data(), pool);
   const KernelSet& kernels = active_kernels();
   for (size_t i = 0; i < n; ++i) {
     float* row = &p[i * n];
@@ -36,14 +64,6 @@ void attention_weights(const std::vector<float>& q, const std::vector<float>& k,
     kernels.softmax(row, i + 1);
     std::fill(row + i + 1, row + n, 0.0f);
   }
-}
-
-// out[i][e] (+)= sum_j weights[i][j] * rows[j][e]: `rows_t` is rows
-// transposed [head_size x tokens].
-void weighted_rows(const std::vector<float>& weights, const std::vector<float>& rows_t, const AttentionDims& d,
-                   std::vector<float>& out, ThreadPool& pool) {
-  out.resize(d.tokens * d.head_size);
-  matmul(f32_matrix(rows_t.data(), d.head_size, d.tokens), weights.data(), d.tokens, out.data(), pool);
 }
 
 void scatter_add(const std::vector<float>& head, size_t width, size_t offset, size_t tokens, size_t head_size,
@@ -78,14 +98,14 @@ void causal_attention_forward(const float* q, const float* k, const float* v, co
                               ThreadPool& pool) {
   const size_t q_width = d.heads * d.head_size, kv_width = d.kv_heads * d.head_size, group = d.heads / d.kv_heads;
   for_each_kv_head(d, pool, [&](size_t kv, ThreadPool& head_pool) {
-    std::vector<float> qh, kh, vh, vh_t, p, oh;
+    std::vector<float> qh, kh, kh_t, vh, p, oh(d.tokens * d.head_size);
     gather(k, kv_width, kv * d.head_size, d.tokens, d.head_size, kh);
     gather(v, kv_width, kv * d.head_size, d.tokens, d.head_size, vh);
-    transpose(vh.data(), d.tokens, d.head_size, vh_t);
+    transpose(kh.data(), d.tokens, d.head_size, kh_t);
     for (size_t h = kv * group; h < (kv + 1) * group; ++h) {
       gather(q, q_width, h * d.head_size, d.tokens, d.head_size, qh);
-      attention_weights(qh, kh, d, p, head_pool);
-      weighted_rows(p, vh_t, d, oh, head_pool);
+      attention_weights(qh, kh_t, d, p, head_pool);
+      causal_product(Causal::TermsLower, p.data(), d.tokens, d.tokens, vh.data(), d.head_size, oh.data(), head_pool);
       scatter_add(oh, q_width, h * d.head_size, d.tokens, d.head_size, out, true);
     }
   });
@@ -99,17 +119,17 @@ void causal_attention_backward(const float* q, const float* k, const float* v, c
   std::fill_n(dv, n * kv_width, 0.0f);
   const KernelSet& kernels = active_kernels();
   for_each_kv_head(d, pool, [&](size_t kv, ThreadPool& head_pool) {
-    std::vector<float> qh, kh, vh, doh, p, ds, t1, t2, part, kh_t;
+    std::vector<float> qh, kh, kh_t, vh, vh_t, doh, p, ds(n * n), t2, part(n * d.head_size);
     gather(k, kv_width, kv * d.head_size, n, d.head_size, kh);
     gather(v, kv_width, kv * d.head_size, n, d.head_size, vh);
     transpose(kh.data(), n, d.head_size, kh_t);
+    transpose(vh.data(), n, d.head_size, vh_t);
     for (size_t h = kv * group; h < (kv + 1) * group; ++h) {
       gather(q, q_width, h * d.head_size, n, d.head_size, qh);
       gather(d_out, q_width, h * d.head_size, n, d.head_size, doh);
-      attention_weights(qh, kh, d, p, head_pool);
+      attention_weights(qh, kh_t, d, p, head_pool);
       // d(p) = d_out v^T; d(score) = p (d(p) - rowsum(p d(p))) * scale.
-      ds.resize(n * n);
-      matmul(f32_matrix(vh.data(), n, d.head_size), doh.data(), n, ds.data(), head_pool);
+      causal_product(Causal::OutputLower, doh.data(), n, d.head_size, vh_t.data(), n, ds.data(), head_pool);
       for (size_t i = 0; i < n; ++i) {
         float* row = &ds[i * n];
         const float* pi = &p[i * n];
@@ -118,16 +138,14 @@ void causal_attention_backward(const float* q, const float* k, const float* v, c
         std::fill(row + i + 1, row + n, 0.0f);
       }
       // dq = d(score) k.
-      weighted_rows(ds, kh_t, d, part, head_pool);
+      causal_product(Causal::TermsLower, ds.data(), n, n, kh.data(), d.head_size, part.data(), head_pool);
       scatter_add(part, q_width, h * d.head_size, n, d.head_size, dq, true);
-      // dk += d(score)^T q; dv += p^T d_out.
+      // dk += d(score)^T q; dv += p^T d_out (the transposes are upper triangles).
       transpose(ds.data(), n, n, t2);
-      transpose(qh.data(), n, d.head_size, t1);
-      weighted_rows(t2, t1, d, part, head_pool);
+      causal_product(Causal::TermsUpper, t2.data(), n, n, qh.data(), d.head_size, part.data(), head_pool);
       scatter_add(part, kv_width, kv * d.head_size, n, d.head_size, dk, false);
       transpose(p.data(), n, n, t2);
-      transpose(doh.data(), n, d.head_size, t1);
-      weighted_rows(t2, t1, d, part, head_pool);
+      causal_product(Causal::TermsUpper, t2.data(), n, n, doh.data(), d.head_size, part.data(), head_pool);
       scatter_add(part, kv_width, kv * d.head_size, n, d.head_size, dv, false);
     }
   });

@@ -16,14 +16,13 @@ WeightMatrix f32_matrix(const float* values, size_t rows, size_t cols) {
           static_cast<int64_t>(cols), cols * sizeof(float)};
 }
 
-namespace {
-
-// Rows [r_begin, r_end) of `in` into their columns of `out`, in 16 x 16
-// tiles so that both sides stay in cache lines already read.
-void transpose_rows(const float* in, size_t rows, size_t cols, size_t r_begin, size_t r_end, float* out) {
+void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out) {
+  out.resize(rows * cols);
+  // In 16 x 16 tiles, so that both sides stay in cache lines already read
+  // (the attention gradients transpose tokens x tokens matrices).
   constexpr size_t kTile = 16;
-  for (size_t r0 = r_begin; r0 < r_end; r0 += kTile) {
-    const size_t r1 = std::min(r_end, r0 + kTile);
+  for (size_t r0 = 0; r0 < rows; r0 += kTile) {
+    const size_t r1 = std::min(rows, r0 + kTile);
     for (size_t c0 = 0; c0 < cols; c0 += kTile) {
       const size_t c1 = std::min(cols, c0 + kTile);
       for (size_t r = r0; r < r1; ++r) {
@@ -31,23 +30,6 @@ void transpose_rows(const float* in, size_t rows, size_t cols, size_t r_begin, s
       }
     }
   }
-}
-
-}  // namespace
-
-void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out) {
-  out.resize(rows * cols);
-  transpose_rows(in, rows, cols, 0, rows, out.data());
-}
-
-void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out, ThreadPool& pool) {
-  out.resize(rows * cols);
-  // Whole tiles of rows per thread, so no two write the same cache line
-  // of `out` at the same time more than at a tile's edge.
-  const size_t tiles = (rows + 15) / 16;
-  pool.parallel_for(tiles, [&](size_t begin, size_t end) {
-    transpose_rows(in, rows, cols, 16 * begin, std::min(rows, 16 * end), out.data());
-  });
 }
 
 namespace {
@@ -101,16 +83,14 @@ void TransposedWeights::add_product(const WeightMatrix& w, const float* dy, size
   add_in_place(dx, part_.data(), n * cols);
 }
 
-void add_row_combinations(const float* coefficients, const float* rows, size_t n, size_t k, size_t width, float scale,
-                          float* out, ThreadPool& pool) {
+void add_outer_products(const float* a, size_t outputs, size_t count, const float* b, size_t cols, float* c,
+                        ThreadPool& pool) {
   const KernelSet& kernels = active_kernels();
-  pool.parallel_for(n, [&](size_t begin, size_t end) {
-    for (size_t t = begin; t < end; ++t) {
-      for (size_t j = 0; j < k; ++j) {
-        const float c = scale * coefficients[t * k + j];
-        if (c != 0.0f) kernels.axpy_f32(c, rows + j * width, out + t * width, width);
-      }
-    }
+  // Column chunks of 64 (the kernel's register block) spread over the pool.
+  constexpr size_t kChunk = 64;
+  pool.parallel_for((cols + kChunk - 1) / kChunk, [&](size_t begin, size_t end) {
+    const size_t c0 = begin * kChunk, c1 = std::min(cols, end * kChunk);
+    kernels.weighted_sums_f32(a, count, outputs, count, b + c0, cols, c + c0, cols, c1 - c0);
   });
 }
 
@@ -156,7 +136,9 @@ void lora_forward(const TrainableMatrix& m, float factor, const float* x, size_t
   matmul(f32_matrix(m.a.data(), rank, cols), x, n, low, pool);
   std::vector<float> b_t;
   transpose(m.b.data(), rows, rank, b_t);
-  add_row_combinations(low, b_t.data(), n, rank, rows, factor, out, pool);
+  std::vector<float> scaled(low, low + n * rank);
+  for (float& v : scaled) v *= factor;
+  add_outer_products(scaled.data(), n, rank, b_t.data(), rows, out, pool);
 }
 
 void lora_backward(TrainableMatrix& m, float factor, const float* x, const float* low, const float* dy, size_t n,
@@ -164,25 +146,24 @@ void lora_backward(TrainableMatrix& m, float factor, const float* x, const float
   const auto rank = static_cast<size_t>(m.rank), rows = static_cast<size_t>(m.rows), cols = static_cast<size_t>(m.cols);
   // Each product below is a matmul over F32 matrices laid out so that the
   // sum runs along rows: tokens for the gradients, rows or rank otherwise.
-  std::vector<float> scaled_dy(dy, dy + n * rows), dy_t, low_t, x_t, d_low(n * rank), d_low_t, b_t, part;
+  std::vector<float> scaled_dy(dy, dy + n * rows), low_t, d_low(n * rank), d_low_t, b_t, part;
   for (float& g : scaled_dy) g *= factor;
   // d(low) = factor * dy B.
   transpose(m.b.data(), rows, rank, b_t);
   matmul(f32_matrix(b_t.data(), rank, rows), scaled_dy.data(), n, d_low.data(), pool);
-  // dB += factor * dy^T low.
-  transpose(scaled_dy.data(), n, rows, dy_t, pool);
+  // dB += factor * dy^T low, as its transpose low^T (factor dy) [rank x rows]:
+  // the tokens x rows gradient is read as it is, not transposed.
   transpose(low, n, rank, low_t);
-  part.resize(rows * rank);
-  matmul(f32_matrix(low_t.data(), rank, n), dy_t.data(), rows, part.data(), pool);
-  for (size_t i = 0; i < part.size(); ++i) m.grad_b[i] += part[i];
-  // dA += d(low)^T x.
+  part.assign(rank * rows, 0.0f);
+  add_outer_products(low_t.data(), rank, n, scaled_dy.data(), rows, part.data(), pool);
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t j = 0; j < rank; ++j) m.grad_b[r * rank + j] += part[j * rows + r];
+  }
+  // dA += d(low)^T x [rank x cols], onto the gradient directly.
   transpose(d_low.data(), n, rank, d_low_t);
-  transpose(x, n, cols, x_t, pool);
-  part.resize(rank * cols);
-  matmul(f32_matrix(x_t.data(), cols, n), d_low_t.data(), rank, part.data(), pool);
-  for (size_t i = 0; i < part.size(); ++i) m.grad_a[i] += part[i];
+  add_outer_products(d_low_t.data(), rank, n, x, cols, m.grad_a.data(), pool);
   // dx += d(low) A.
-  add_row_combinations(d_low.data(), m.a.data(), n, rank, cols, 1.0f, dx, pool);
+  add_outer_products(d_low.data(), n, rank, m.a.data(), cols, dx, pool);
 }
 
 }  // namespace frugal

@@ -19,8 +19,6 @@ class ThreadPool;
 WeightMatrix f32_matrix(const float* values, size_t rows, size_t cols);
 // out [cols x rows] = in [rows x cols] transposed.
 void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out);
-// The same, rows spread over the pool (for large matrices).
-void transpose(const float* in, size_t rows, size_t cols, std::vector<float>& out, ThreadPool& pool);
 
 // dx[t] += dy[t] W for W [rows x cols] in any stored format (dy [n x rows],
 // dx [n x cols]): W's rows are read a block at a time as F32, transposed and
@@ -46,17 +44,19 @@ class TransposedWeights {
 void rms_norm_backward(const float* x, const float* weight, const float* dy, size_t n, size_t width, float eps,
                        float* dx);
 
-// gate' = silu(gate) * up backward: d_gate and d_up (overwritten) from dh.
 // rms_norm_backward with its rows spread over the pool.
 void norm_backward_rows(const float* x, const std::vector<float>& weight, const float* dy, size_t n, size_t width,
                         float eps, float* dx, ThreadPool& pool);
+
+// gate' = silu(gate) * up backward: d_gate and d_up (overwritten) from dh.
 void swiglu_backward(const float* gate, const float* up, const float* dh, size_t count, float* d_gate, float* d_up);
 
-// out[t] += scale * sum_k coefficients[t][k] * rows[k] for t < n
-// (coefficients [n x k], rows [k x width]): a product whose sum is short
-// (a LoRA rank, a head size), done as row updates rather than dot products.
-void add_row_combinations(const float* coefficients, const float* rows, size_t n, size_t k, size_t width, float scale,
-                          float* out, ThreadPool& pool);
+// c [outputs x cols] += a [outputs x count] b [count x cols], row-major, by
+// the register-blocked weighted_sums kernel (outer products: b's rows are
+// read as they are, so a gradient summed over tokens needs no transpose of
+// the tokens x width matrices).
+void add_outer_products(const float* a, size_t outputs, size_t count, const float* b, size_t cols, float* c,
+                        ThreadPool& pool);
 
 // out += factor * B (A x): `low` receives A x [n x rank] (kept for the
 // backward pass).
