@@ -106,49 +106,67 @@ void weighted_sum_avx512(const float* weights, size_t count, const Row* rows, si
   }
 }
 
-// Up to 4 outputs x 64 columns in registers while the rows pass once.
-template <class Row, int O>
-FRUGAL_INLINE void weighted_sums_64(const float* weights, size_t weight_stride, size_t count, const Row* rows,
-                                    size_t row_stride, float* out, size_t out_stride) {
-  __m512 acc[O][4];
+// Up to 4 outputs x 16 C columns (C = 4 or 2) in registers while the rows
+// pass once.
+template <class Row, int O, int C>
+FRUGAL_INLINE void weighted_sums_block(const float* weights, size_t weight_stride, size_t count, const Row* rows,
+                                       size_t row_stride, float* out, size_t out_stride) {
+  __m512 acc[O][C];
 #pragma GCC unroll 4
   for (int o = 0; o < O; ++o) {
 #pragma GCC unroll 4
-    for (int c = 0; c < 4; ++c) acc[o][c] = _mm512_loadu_ps(out + o * out_stride + 16 * c);
+    for (int c = 0; c < C; ++c) acc[o][c] = _mm512_loadu_ps(out + o * out_stride + 16 * c);
   }
   for (size_t j = 0; j < count; ++j) {
     const Row* row = rows + j * row_stride;
-    const __m512 v[4] = {load16(row), load16(row + 16), load16(row + 32), load16(row + 48)};
+    __m512 v[C];
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) v[c] = load16(row + 16 * c);
 #pragma GCC unroll 4
     for (int o = 0; o < O; ++o) {
       const __m512 w = _mm512_set1_ps(weights[o * weight_stride + j]);
 #pragma GCC unroll 4
-      for (int c = 0; c < 4; ++c) acc[o][c] = _mm512_fmadd_ps(w, v[c], acc[o][c]);
+      for (int c = 0; c < C; ++c) acc[o][c] = _mm512_fmadd_ps(w, v[c], acc[o][c]);
     }
   }
 #pragma GCC unroll 4
   for (int o = 0; o < O; ++o) {
 #pragma GCC unroll 4
-    for (int c = 0; c < 4; ++c) _mm512_storeu_ps(out + o * out_stride + 16 * c, acc[o][c]);
+    for (int c = 0; c < C; ++c) _mm512_storeu_ps(out + o * out_stride + 16 * c, acc[o][c]);
   }
 }
 
+// All outputs over columns [i, i + 16 C), four at a time.
+template <class Row, int C>
+void weighted_sums_columns(const float* weights, size_t weight_stride, size_t outputs, size_t count, const Row* rows,
+                           size_t row_stride, float* out, size_t out_stride) {
+  size_t o = 0;
+  for (; o + 4 <= outputs; o += 4) {
+    weighted_sums_block<Row, 4, C>(weights + o * weight_stride, weight_stride, count, rows, row_stride,
+                                   out + o * out_stride, out_stride);
+  }
+  const float* w = weights + o * weight_stride;
+  float* at = out + o * out_stride;
+  switch (outputs - o) {
+    case 3: weighted_sums_block<Row, 3, C>(w, weight_stride, count, rows, row_stride, at, out_stride); break;
+    case 2: weighted_sums_block<Row, 2, C>(w, weight_stride, count, rows, row_stride, at, out_stride); break;
+    case 1: weighted_sums_block<Row, 1, C>(w, weight_stride, count, rows, row_stride, at, out_stride); break;
+    default: break;
+  }
+}
+
+// 64 columns at a time, then 32 (heads of 32, 96...), then one output at a
+// time for the rest: each output's additions in the same order throughout.
 template <class Row, void (*One)(const float*, size_t, const Row*, size_t, float*, size_t)>
 void weighted_sums_avx512(const float* weights, size_t weight_stride, size_t outputs, size_t count, const Row* rows,
                           size_t row_stride, float* out, size_t out_stride, size_t n) {
   size_t i = 0;
   for (; i + 64 <= n; i += 64) {
-    size_t o = 0;
-    for (; o + 4 <= outputs; o += 4) {
-      weighted_sums_64<Row, 4>(weights + o * weight_stride, weight_stride, count, rows + i, row_stride,
-                               out + o * out_stride + i, out_stride);
-    }
-    switch (outputs - o) {
-      case 3: weighted_sums_64<Row, 3>(weights + o * weight_stride, weight_stride, count, rows + i, row_stride, out + o * out_stride + i, out_stride); break;
-      case 2: weighted_sums_64<Row, 2>(weights + o * weight_stride, weight_stride, count, rows + i, row_stride, out + o * out_stride + i, out_stride); break;
-      case 1: weighted_sums_64<Row, 1>(weights + o * weight_stride, weight_stride, count, rows + i, row_stride, out + o * out_stride + i, out_stride); break;
-      default: break;
-    }
+    weighted_sums_columns<Row, 4>(weights, weight_stride, outputs, count, rows + i, row_stride, out + i, out_stride);
+  }
+  if (i + 32 <= n) {
+    weighted_sums_columns<Row, 2>(weights, weight_stride, outputs, count, rows + i, row_stride, out + i, out_stride);
+    i += 32;
   }
   if (i < n) {
     for (size_t o = 0; o < outputs; ++o) {

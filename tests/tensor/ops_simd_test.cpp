@@ -166,7 +166,7 @@ TEST(AttentionKernels, WeightedSumsMatchADoubleSumAndSplitBitForBit) {
   for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
     if (!cpu_supports(isa)) continue;
     const auto& k = kernel_set(isa);
-    for (size_t n : {64u, 72u, 128u, 8u}) {
+    for (size_t n : {64u, 72u, 128u, 8u, 32u, 40u, 96u, 112u}) {
       for (size_t outputs : {1u, 3u, 4u, 6u}) {
         const size_t count = 37, row_stride = n + 5, weight_stride = count + 2, out_stride = n + 3;
         const auto rows = random_values(count * row_stride, 1.0f, static_cast<uint32_t>(n));
