@@ -30,7 +30,8 @@ struct AskArguments {
   bool json = false;
   bool no_verify = false;
   bool quiet = false;
-  bool cache_type_given = false;  // --cache-type / -ctk / -ctv on the command line
+  bool keys_type_given = false;    // --cache-type or -ctk on the command line
+  bool values_type_given = false;  // --cache-type or -ctv
 };
 
 double milliseconds_since(std::chrono::steady_clock::time_point start) {
@@ -131,9 +132,12 @@ void ask(const AskArguments& args) {
   KnowledgeCache cache = args.docs.empty() ? KnowledgeCache::load(args.cache, *loaded.model, *loaded.tokenizer, load)
                                             : build_in_memory(args, loaded);
   // A saved cache answers in its own type unless one is asked for: then it
-  // is converted here (as `frugal kb convert` would), not ignored.
-  if (args.docs.empty() && args.cache_type_given && cache.types() != loaded.cache_precision) {
-    cache.convert(loaded.cache_precision);
+  // is converted here (as `frugal kb convert` would), not ignored. Keys and
+  // values each: -ctk alone leaves the values as saved.
+  if (args.docs.empty()) {
+    const KvTypes asked{args.keys_type_given ? loaded.cache_precision.keys : cache.types().keys,
+                        args.values_type_given ? loaded.cache_precision.values : cache.types().values};
+    if (asked != cache.types()) cache.convert(asked);
   }
   const double load_ms = milliseconds_since(start);
   if (!args.quiet && !args.json) {
@@ -195,8 +199,8 @@ void add_ask_command(CLI::App& app) {
   command->add_flag("--no-verify", args->no_verify, "skip the checksum of the cache file (faster load)");
   command->add_flag("-q,--quiet", args->quiet, "no timing summary on stderr");
   command->callback([command, args] {
-    args->cache_type_given =
-        command->count("--cache-type") + command->count("--cache-type-k") + command->count("--cache-type-v") > 0;
+    args->keys_type_given = command->count("--cache-type") + command->count("--cache-type-k") > 0;
+    args->values_type_given = command->count("--cache-type") + command->count("--cache-type-v") > 0;
     if (args->question.empty() && !args->interactive) throw Error("give a question, or --interactive to read them");
     if (args->cache.empty() && args->docs.empty()) throw Error("give the knowledge: --kb FILE.fkv or --docs PATH...");
     ask(*args);

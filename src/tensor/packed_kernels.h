@@ -239,6 +239,7 @@ void micro(const uint8_t* const* w, const uint8_t* const* a, const int32_t (*con
 template <class S, class L, int G>
 void micro_tokens(size_t tokens, const uint8_t* const* w, const uint8_t* const* a, const int32_t (*const* prep)[8],
                   size_t count, bool accumulate, float* out, size_t out_stride, const typename S::Mask* row_mask) {
+  static_assert(S::kMicroTokens == 4 || S::kMicroTokens == 6, "tiles of 4 or 6 tokens are dispatched below");
   switch (tokens) {
     case 1: micro<S, L, G, 1, false>(w, a, prep, count, accumulate, out, out_stride, row_mask); break;
     case 2: micro<S, L, G, 2, false>(w, a, prep, count, accumulate, out, out_stride, row_mask); break;

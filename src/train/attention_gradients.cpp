@@ -84,7 +84,7 @@ template <class Body>
 void for_each_kv_head(const AttentionDims& d, ThreadPool& pool, const Body& body) {
   if (pool.size() > 1 && d.kv_heads >= pool.size()) {
     pool.parallel_for(d.kv_heads, [&](size_t begin, size_t end) {
-      ThreadPool alone(1);
+      thread_local ThreadPool alone(1);  // made once per thread: its constructor reads the CPU limits
       for (size_t kv = begin; kv < end; ++kv) body(kv, alone);
     });
     return;

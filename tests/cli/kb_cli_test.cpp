@@ -114,10 +114,15 @@ TEST_F(KbCliTest, AskUsesTheSavedTypeUnlessOneIsGiven) {
     ASSERT_EQ(result.exit_code, 0) << result.err;
     EXPECT_EQ(nlohmann::json::parse(result.out)["cache_type"], type);
   }
-  const auto keys_only = run_frugal({"ask", "-m", model_, "-t", "2", "--kb", kb(), "Who directs the Harlow Clinic?",
+  // -ctk alone converts the keys only: the values stay as saved (f32 here).
+  const std::string kb32 = (dir_ / "kb32.fkv").string();
+  const auto built = run_frugal({"kb", "build", "-m", model_, "-t", "2", "--docs", (dir_ / "docs").string(), "-o",
+                                 kb32, "--cache-type", "f32"});
+  ASSERT_EQ(built.exit_code, 0) << built.err;
+  const auto keys_only = run_frugal({"ask", "-m", model_, "-t", "2", "--kb", kb32, "Who directs the Harlow Clinic?",
                                      "-n", "4", "--json", "-ctk", "q8_0"});
   ASSERT_EQ(keys_only.exit_code, 0) << keys_only.err;
-  EXPECT_EQ(nlohmann::json::parse(keys_only.out)["cache_type"], "q8_0/f16");
+  EXPECT_EQ(nlohmann::json::parse(keys_only.out)["cache_type"], "q8_0/f32");
 }
 
 TEST_F(KbCliTest, AskWithDocsPrefillsInMemoryAndAnswersAsTheSavedCache) {

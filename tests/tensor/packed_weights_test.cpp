@@ -110,7 +110,7 @@ void products_match_a_naive_sum(TensorType type, PackedLayout layout, DotPackedF
       const Stored s = make_stored(type, rows, cols, static_cast<uint32_t>(rows * 31 + cols));
       const std::vector<uint8_t> packed = pack(s, layout);
       const size_t group_bytes = packed_matrix_bytes(layout, kPackedGroupRows, cols);
-      for (const size_t tokens : {1u, 3u, 4u, 5u, 9u, 11u, 70u}) {  // every tile width (AVX-512: 6)
+      for (const size_t tokens : {1u, 2u, 3u, 4u, 5u, 8u, 9u, 11u, 70u}) {  // every tile width (AVX-512: 6)
         const size_t a_bytes = tensor_row_bytes(activation, cols);
         std::vector<uint8_t> acts(a_bytes * tokens);
         for (size_t t = 0; t < tokens; ++t) {
