@@ -30,8 +30,7 @@ struct AskArguments {
   bool json = false;
   bool no_verify = false;
   bool quiet = false;
-  bool keys_type_given = false;    // --cache-type or -ctk on the command line
-  bool values_type_given = false;  // --cache-type or -ctv
+  KvTypesGiven types_given;  // which halves of --cache-type / -ctk / -ctv the command line set
 };
 
 double milliseconds_since(std::chrono::steady_clock::time_point start) {
@@ -135,8 +134,8 @@ void ask(const AskArguments& args) {
   // is converted here (as `frugal kb convert` would), not ignored. Keys and
   // values each: -ctk alone leaves the values as saved.
   if (args.docs.empty()) {
-    const KvTypes asked{args.keys_type_given ? loaded.cache_precision.keys : cache.types().keys,
-                        args.values_type_given ? loaded.cache_precision.values : cache.types().values};
+    const KvTypes asked{args.types_given.keys ? loaded.cache_precision.keys : cache.types().keys,
+                        args.types_given.values ? loaded.cache_precision.values : cache.types().values};
     if (asked != cache.types()) cache.convert(asked);
   }
   const double load_ms = milliseconds_since(start);
@@ -199,8 +198,7 @@ void add_ask_command(CLI::App& app) {
   command->add_flag("--no-verify", args->no_verify, "skip the checksum of the cache file (faster load)");
   command->add_flag("-q,--quiet", args->quiet, "no timing summary on stderr");
   command->callback([command, args] {
-    args->keys_type_given = command->count("--cache-type") + command->count("--cache-type-k") > 0;
-    args->values_type_given = command->count("--cache-type") + command->count("--cache-type-v") > 0;
+    args->types_given = cache_types_given(*command);
     if (args->question.empty() && !args->interactive) throw Error("give a question, or --interactive to read them");
     if (args->cache.empty() && args->docs.empty()) throw Error("give the knowledge: --kb FILE.fkv or --docs PATH...");
     ask(*args);

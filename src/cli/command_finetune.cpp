@@ -84,8 +84,8 @@ void add_finetune_command(CLI::App& app) {
     check_output_path(args->output);
     args->options.output = args->output;
     args->options.preserve = args->preserve;
-    if (model_args->context != 0 || command->count("--cache-type") + command->count("--cache-type-k") +
-                                            command->count("--cache-type-v") > 0) {
+    const KvTypesGiven types_given = cache_types_given(*command);
+    if (model_args->context != 0 || types_given.keys || types_given.values) {
       throw Error("finetune keeps no KV cache: -c and --cache-type do not apply (--max-tokens limits the records)");
     }
     if (!model_args->lora.empty() || !model_args->lora_scaled.empty()) {

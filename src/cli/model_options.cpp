@@ -82,6 +82,11 @@ KvTypes cache_precision_from_arguments(const ModelArguments& args) {
   return {*parse_kv_precision(keys), *parse_kv_precision(values)};
 }
 
+KvTypesGiven cache_types_given(const CLI::App& command) {
+  const bool both = command.count("--cache-type") > 0;
+  return {both || command.count("--cache-type-k") > 0, both || command.count("--cache-type-v") > 0};
+}
+
 CLI::Validator kv_type_validator() {
   return CLI::Validator(
       [](const std::string& value) {

@@ -36,6 +36,12 @@ std::vector<LoraSpec> lora_specs(const ModelArguments& args);
 // The KV types -ctk / -ctv / --cache-type ask for (keys and values may
 // differ).
 KvTypes cache_precision_from_arguments(const ModelArguments& args);
+// Which halves of the KV type the command line set: --cache-type both,
+// --cache-type-k / -ctk the keys, --cache-type-v / -ctv the values.
+struct KvTypesGiven {
+  bool keys = false, values = false;
+};
+KvTypesGiven cache_types_given(const CLI::App& command);
 // Accepts the spellings of parse_kv_precision (f32, f16, q8_0, q4_0, q4_h).
 CLI::Validator kv_type_validator();
 

@@ -144,8 +144,8 @@ void lora_forward(const TrainableMatrix& m, float factor, const float* x, size_t
 void lora_backward(TrainableMatrix& m, float factor, const float* x, const float* low, const float* dy, size_t n,
                    float* dx, ThreadPool& pool) {
   const auto rank = static_cast<size_t>(m.rank), rows = static_cast<size_t>(m.rows), cols = static_cast<size_t>(m.cols);
-  // Each product below is a matmul over F32 matrices laid out so that the
-  // sum runs along rows: tokens for the gradients, rows or rank otherwise.
+  // d(low) is a matmul whose sum runs along the rows of dy; the gradients,
+  // summed over tokens, and dx are outer products (add_outer_products).
   std::vector<float> scaled_dy(dy, dy + n * rows), low_t, d_low(n * rank), d_low_t, b_t, part;
   for (float& g : scaled_dy) g *= factor;
   // d(low) = factor * dy B.
